@@ -1,0 +1,3 @@
+from cropseq.cli import run
+
+run()

@@ -1,0 +1,5 @@
+"""CLI commands (data); see the module owners' docs."""
+
+from __future__ import annotations
+
+from cropseq.cli import app  # noqa: F401

@@ -1,0 +1,33 @@
+"""User-facing errors.
+
+Every problem a user can fix (bad file, bad option, mismatching inputs) is raised as a
+:class:`CropseqError`. The CLI turns it into one line on stderr and exit code 2, without
+a traceback; the Python API lets it propagate so callers can catch it.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class CropseqError(Exception):
+    """An error the user can fix, rendered as one line naming the file and the problem.
+
+    Args:
+        message: What is wrong, phrased for the user (no trailing period needed).
+        path: The file or folder the problem is about, if any.
+    """
+
+    def __init__(self, message: str, path: str | PathLike[str] | None = None) -> None:
+        self.message = " ".join(str(message).split())  # always one line
+        self.path = None if path is None else str(path)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+def require(condition: bool, message: str, path: str | PathLike[str] | None = None) -> None:
+    """Raise :class:`CropseqError` unless ``condition`` holds."""
+    if not condition:
+        raise CropseqError(message, path)
