@@ -45,6 +45,7 @@ from cropseq.cli import commands_data as _data  # noqa: E402,F401
 from cropseq.cli import commands_evaluate as _evaluate  # noqa: E402,F401
 from cropseq.cli import commands_model as _model  # noqa: E402,F401
 from cropseq.cli import commands_predict as _predict  # noqa: E402,F401
+from cropseq.cli import commands_report as _report  # noqa: E402,F401
 from cropseq.cli import commands_simulate as _simulate  # noqa: E402,F401
 
 
@@ -61,9 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         cmd = e.ctx.command_path if e.ctx else "cropseq"
         print(f"{cmd}: error: {e.format_message()}", file=sys.stderr)
         return 2
-    except _click_exc.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except _click_exc.Abort:
+    except typer.Abort:
         print("cropseq: aborted", file=sys.stderr)
         return 130
     except _click_exc.ClickException as e:
@@ -72,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cropseq: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head` that closed early: not an error of ours.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def run() -> None:

@@ -1,5 +1,158 @@
-"""CLI commands (data); see the module owners' docs."""
+"""CLI commands for data: ``inspect``, ``tile``, ``samples``, ``split``.
+
+Thin over :mod:`cropseq.io`, :mod:`cropseq.tiling`, :mod:`cropseq.labels` and
+:mod:`cropseq.samples`; heavy imports happen inside the commands so ``cropseq --help``
+stays fast.
+"""
 
 from __future__ import annotations
 
-from cropseq.cli import app  # noqa: F401
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from cropseq.cli import app
+from cropseq.cli._common import existing_path, print_json
+from cropseq.errors import CropseqError
+
+
+def _warn(message: str) -> None:
+    print(f"cropseq: warning: {message}", file=sys.stderr)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    """The ``inspect`` report as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    dates = s["dates"]
+    grid = Table(title=f"Stack {s['source']}", show_header=False, title_justify="left")
+    grid.add_column("key", style="bold")
+    grid.add_column("value")
+    grid.add_row("dates", f"{len(dates)}: {dates[0]} .. {dates[-1]}" if dates else "0")
+    grid.add_row("bands", ", ".join(s["bands"]))
+    grid.add_row("size", f"{s['shape']['y']} rows x {s['shape']['x']} cols (y x x)")
+    grid.add_row("CRS", s["crs_name"])
+    grid.add_row("resolution", f"{s['resolution'][0]:.6g} x {s['resolution'][1]:.6g}")
+    grid.add_row("bounds", "left {:.3f}, bottom {:.3f}, right {:.3f}, top {:.3f}".format(*s["bounds"]))
+    console.print(grid)
+    miss = Table(title="Missing (NaN) share per band", title_justify="left")
+    miss.add_column("band")
+    miss.add_column("missing", justify="right")
+    for b, f in s["missing_fraction"].items():
+        miss.add_row(b, f"{100 * f:.2f} %")
+    console.print(miss)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    stack: Path = typer.Argument(..., help="stack.yaml, a folder holding one, or a tile store (*.zarr)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Summarise a stack: dates, bands, grid, CRS and missing data per band."""
+    from cropseq.io import open_stack, stack_summary
+
+    summary = stack_summary(open_stack(existing_path(stack, "stack")))
+    if as_json:
+        print_json(summary)
+    else:
+        _print_summary(summary)
+
+
+@app.command("tile")
+def tile_cmd(
+    stack: Path = typer.Argument(..., help="stack.yaml or a folder holding one."),
+    out: Path = typer.Option(..., "--out", help="Output folder: <tile_id>.zarr stores + tiles.json."),
+    size: int = typer.Option(256, "--size", min=1, help="Core tile size in pixels."),
+    halo: int = typer.Option(1, "--halo", min=0, help="Halo in pixels around each core (patch // 2 of the model)."),
+) -> None:
+    """Cut a stack into tiles with a halo (OUT/<tile_id>.zarr, OUT/tiles.json)."""
+    from cropseq.io import open_stack
+    from cropseq.tiling import tile_stack
+
+    cube = open_stack(existing_path(stack, "stack"), chunks=max(size, 64))
+    index = tile_stack(cube, out, size=size, halo=halo)
+    print(f"{len(index['tiles'])} tiles of {size} px (halo {halo}) -> {out}")
+
+
+@app.command("samples")
+def samples_cmd(
+    stack: Path = typer.Option(..., "--stack", help="stack.yaml, a folder holding one, or a tile store."),
+    labels: Path = typer.Option(..., "--labels", help="Labels: vector file (polygons/points) or CSV points."),
+    out: Path = typer.Option(..., "--out", help="Samples table to write (.csv or .parquet)."),
+    patch: int = typer.Option(1, "--patch", help="Patch size (odd, >= 1)."),
+    class_column: str = typer.Option("label", "--class-column", help="Column holding the class names."),
+    id_column: Optional[str] = typer.Option(None, "--id-column", help="Column with a field id (the split group)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML; unknown labels are an error."),
+    start: Optional[str] = typer.Option(None, "--start", help="First date kept (YYYY-MM-DD, inclusive)."),
+    end: Optional[str] = typer.Option(None, "--end", help="End date (YYYY-MM-DD, exclusive)."),
+) -> None:
+    """Extract labelled pixel time series into a samples table.
+
+    Also writes the class table beside it as <OUT stem>.classes.yaml.
+    """
+    from cropseq.atomic import atomic_path, check_writable
+    from cropseq.classes import ClassTable
+    from cropseq.io import open_stack
+    from cropseq.labels import read_labels
+    from cropseq.samples import check_patch, table_format, extract_samples, write_samples
+
+    # Fail fast on options before reading anything.
+    table_format(out)
+    check_writable(out)
+    try:
+        check_patch(patch)
+    except CropseqError as e:
+        raise CropseqError(f"--patch: {e.message}") from None
+    table = ClassTable.from_yaml(classes) if classes is not None else None
+    cube = open_stack(existing_path(stack, "stack"))
+    label_set = read_labels(existing_path(labels, "labels file"), cube.rio.crs, class_column=class_column,
+                            id_column=id_column, classes=table)  # fmt: skip
+    df, report = extract_samples(cube, label_set, patch=patch, start=start, end=end)
+    for w in report.warnings():
+        _warn(w)
+    write_samples(df, out)
+    class_path = out.with_name(f"{out.stem}.classes.yaml")
+    with atomic_path(class_path) as tmp:
+        label_set.classes.to_yaml(tmp)
+    print(f"{report.summary()} -> {out}")
+
+
+@app.command("split")
+def split_cmd(
+    samples: Path = typer.Option(..., "--samples", help="Samples table (CSV or Parquet)."),
+    train: Path = typer.Option(..., "--train", help="Training table to write."),
+    val: Path = typer.Option(..., "--val", help="Validation table to write."),
+    test: Optional[Path] = typer.Option(None, "--test", help="Test table to write (needs --test-fraction > 0)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of samples for validation."),
+    test_fraction: float = typer.Option(0.0, "--test-fraction", help="Share of samples for test."),
+    seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same split)."),
+) -> None:
+    """Split a samples table by group (fields stay on one side), stratified by class."""
+    from cropseq.atomic import check_writable
+    from cropseq.samples import table_format, grouped_stratified_split, read_samples, write_samples
+
+    if test is not None and test_fraction <= 0:
+        raise CropseqError("--test needs --test-fraction > 0", test)
+    if test is None and test_fraction > 0:
+        raise CropseqError("--test-fraction > 0 needs --test OUT")
+    outs = [p for p in (train, val, test) if p is not None]
+    for p in outs:
+        table_format(p)
+        check_writable(p)
+    if len({p.resolve() for p in outs}) != len(outs):
+        raise CropseqError("--train, --val and --test must be different files")
+    df = read_samples(existing_path(samples, "samples table"))
+    parts = grouped_stratified_split(df, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    counts = []
+    for name, part, path in zip(("train", "val", "test"), parts, (train, val, test), strict=True):
+        if path is None:
+            continue
+        if len(part) == 0:
+            raise CropseqError(f"the {name} split is empty (too few groups for the fractions)", samples)
+        write_samples(part, path)
+        counts.append(f"{name} {part['sample_id'].nunique()} samples")
+    print(", ".join(counts))

@@ -1,0 +1,412 @@
+"""Open an image stack as the cube: a lazy, Dask-backed ``(time, band, y, x)`` DataArray.
+
+:func:`open_stack` is the only place that reads imagery; everything downstream takes the
+cube (see ``docs/ARCHITECTURE.md``, "The cube"). It accepts a ``stack.yaml`` manifest (or a
+folder holding one) or a Zarr tile store written by :func:`cropseq.tiling.write_tile`.
+
+Opening checks only raster headers (existence, readability, grid, band counts); pixels are
+read lazily, one spatial chunk (all dates, all bands) per Dask task, with windowed reads, so
+memory is bounded by the chunk size, not the scene size.
+
+Per raw value, in this order: the band's nodata value (the manifest's, else the file's)
+becomes NaN; masked pixels (per date) become NaN in every band; ``value * scale + offset``;
+values outside ``valid_range`` or not finite become NaN; the result is float32.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.errors
+import rioxarray  # noqa: F401  (registers the .rio accessor)
+import xarray as xr
+from affine import Affine
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from cropseq.errors import CropseqError
+from cropseq.manifest import StackManifest, load_manifest
+
+CUBE_NAME = "reflectance"
+DIMS = ("time", "band", "y", "x")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class _BandSource:
+    """Where one cube band comes from, per (sorted) date: ``(file, 1-based raster band)``."""
+
+    name: str
+    reads: tuple[tuple[str, int], ...]  # length T
+    nodata: float | None
+    scale: float
+    offset: float
+    valid_range: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class _StackReader:
+    """Picklable reader of one spatial window of the cube (runs inside Dask tasks)."""
+
+    bands: tuple[_BandSource, ...]
+    masks: tuple[tuple[str, int], ...]  # per sorted date; empty = no masks
+    mask_invalid: str
+    n_time: int
+
+    def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        win = Window(col_off, row_off, width, height)
+        out = np.empty((self.n_time, len(self.bands), height, width), dtype=np.float32)
+        for c, band in enumerate(self.bands):
+            raw = _read_many(band.reads, win)  # (T, h, w), native dtype
+            invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
+            if band.nodata is not None and not np.isnan(band.nodata):
+                invalid |= _equals(raw, band.nodata)
+            vals = raw.astype(np.float64, copy=False)
+            if band.scale != 1.0 or band.offset != 0.0:
+                vals = vals * band.scale + band.offset
+            if band.valid_range is not None:
+                lo, hi = band.valid_range
+                with np.errstate(invalid="ignore"):
+                    invalid |= (vals < lo) | (vals > hi)
+            with np.errstate(over="ignore", invalid="ignore"):
+                v32 = vals.astype(np.float32)
+            invalid |= ~np.isfinite(v32)  # float64 values beyond float32 range
+            v32[invalid] = np.nan
+            out[:, c] = v32
+        if self.masks:
+            m = _read_many(self.masks, win)
+            bad = (m != 0) if self.mask_invalid == "nonzero" else (m == 0)
+            out[np.broadcast_to(bad[:, None], out.shape)] = np.nan
+        return out
+
+
+def _equals(raw: np.ndarray, nodata: float) -> np.ndarray:
+    if raw.dtype.kind == "f":
+        # Relative tolerance: a YAML -1.7e308 and the file's float64 may differ in the last bit.
+        return np.isclose(raw, nodata, rtol=1e-12, atol=0.0)
+    return raw == nodata
+
+
+def _read_many(reads: tuple[tuple[str, int], ...], win: Window) -> np.ndarray:
+    """Read ``(file, band)`` pairs in one window, opening each file once."""
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for pos, (f, b) in enumerate(reads):
+        by_file.setdefault(f, []).append((pos, b))
+    out: np.ndarray | None = None
+    for f, items in by_file.items():
+        try:
+            with rasterio.open(f) as src:
+                arr = src.read([b for _, b in items], window=win)
+        except rasterio.errors.RasterioError as e:
+            raise CropseqError(f"cannot read raster ({str(e).splitlines()[0]})", f) from None
+        if out is None:
+            out = np.empty((len(reads), *arr.shape[1:]), dtype=arr.dtype)
+        elif arr.dtype != out.dtype:
+            out = out.astype(np.result_type(out.dtype, arr.dtype))
+        out[[p for p, _ in items]] = arr
+    assert out is not None
+    return out
+
+
+# ----------------------------------------------------------------------------- headers
+
+
+@dataclass
+class _Header:
+    path: Path
+    count: int
+    crs: CRS | None
+    transform: Affine
+    shape: tuple[int, int]
+    nodata: float | None
+
+
+def _header(path: Path, manifest: Path) -> _Header:
+    if not path.is_file():
+        raise CropseqError(f"raster named in {manifest} not found", path)
+    try:
+        with rasterio.open(path) as src:
+            return _Header(path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata)
+    except rasterio.errors.RasterioError as e:
+        raise CropseqError(f"cannot read raster named in {manifest.name} ({str(e).splitlines()[0]})", path) from None
+
+
+def _check_grid(h: _Header, ref: _Header) -> None:
+    """Same CRS, transform and shape as the reference raster, else a message naming both."""
+    if h.shape != ref.shape:
+        raise CropseqError(
+            f"grid differs from {ref.path}: shape {h.shape[0]}x{h.shape[1]} vs {ref.shape[0]}x{ref.shape[1]} (rows x cols)",
+            h.path,
+        )
+    if (h.crs is None) != (ref.crs is None) or (h.crs is not None and h.crs != ref.crs):
+        a = h.crs.to_string() if h.crs else "none"
+        b = ref.crs.to_string() if ref.crs else "none"
+        raise CropseqError(f"grid differs from {ref.path}: CRS {a} vs {b}", h.path)
+    tol = 1e-6 * max(abs(ref.transform.a), abs(ref.transform.e), 1e-12)
+    if not np.allclose(tuple(h.transform)[:6], tuple(ref.transform)[:6], rtol=0, atol=tol):
+        raise CropseqError(
+            f"grid differs from {ref.path}: transform {tuple(h.transform)[:6]} vs {tuple(ref.transform)[:6]}", h.path
+        )
+
+
+def _spatial_chunks(n: int, size: int) -> tuple[int, ...]:
+    return tuple(min(size, n - i) for i in range(0, n, size)) or (0,)
+
+
+def _coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    h, w = shape
+    x = transform.c + (np.arange(w) + 0.5) * transform.a
+    y = transform.f + (np.arange(h) + 0.5) * transform.e
+    return y, x
+
+
+def _build_cube(
+    reader: _StackReader,
+    times: pd.DatetimeIndex,
+    bands: list[str],
+    crs: CRS | None,
+    transform: Affine,
+    shape: tuple[int, int],
+    chunks: int,
+    source: str,
+) -> xr.DataArray:
+    ych, xch = _spatial_chunks(shape[0], chunks), _spatial_chunks(shape[1], chunks)
+    name = "open_stack-" + tokenize(reader, chunks, shape)
+    dsk: dict[Any, Any] = {}
+    r0 = 0
+    for i, h in enumerate(ych):
+        c0 = 0
+        for j, w in enumerate(xch):
+            dsk[(name, 0, 0, i, j)] = (reader, r0, c0, h, w)
+            c0 += w
+        r0 += h
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    arr = da.Array(graph, name, chunks=((len(times),), (len(bands),), ych, xch), dtype=np.float32)
+    y, x = _coords(transform, shape)
+    cube = xr.DataArray(
+        arr,
+        dims=DIMS,
+        coords={"time": times.as_unit("ns").to_numpy(), "band": np.array(bands, dtype=str), "y": y, "x": x},
+        name=CUBE_NAME,
+        attrs={"source": source},
+    )
+    if crs is not None:
+        cube = cube.rio.write_crs(crs)
+    return cube.rio.write_transform(transform)
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def is_tile_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a Zarr store (a tile written by :func:`cropseq.tiling.write_tile`)."""
+    p = Path(path)
+    return p.is_dir() and (p.suffix == ".zarr" or (p / "zarr.json").is_file() or (p / ".zgroup").is_file())
+
+
+def open_stack(path: str | os.PathLike[str], chunks: int = 512) -> xr.DataArray:
+    """Open a stack as the cube (lazy; only raster headers are read here).
+
+    Args:
+        path: A ``stack.yaml`` manifest, a folder holding ``stack.yaml``, or a Zarr tile
+            store (``*.zarr``) written by :func:`cropseq.tiling.write_tile`.
+        chunks: Spatial chunk size in pixels (each chunk holds every date and band).
+
+    Returns:
+        ``xarray.DataArray`` named ``reflectance``, dims ``(time, band, y, x)``, float32,
+        NaN where missing, Dask-backed, sorted by time, with CRS/transform (rioxarray) and
+        ``attrs["source"]`` = the manifest (or store) path.
+
+    Raises:
+        CropseqError: missing/unreadable manifest or raster, grids that differ (naming both
+            files), band or date counts that do not match the manifest.
+    """
+    if chunks < 1:
+        raise CropseqError(f"chunk size must be >= 1, not {chunks}")
+    p = Path(path)
+    if not p.exists():
+        raise CropseqError("stack not found", p)
+    if is_tile_store(p) and not (p / "stack.yaml").is_file():
+        return _open_zarr(p, chunks)
+    return _open_manifest(load_manifest(p), chunks)
+
+
+def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
+    order = m.date_order
+    n_t = len(m.dates)
+    mname = m.path
+    headers: dict[Path, _Header] = {}
+    for f in m.raster_files():
+        if f not in headers:
+            headers[f] = _header(f, mname)
+    ref = headers[m.raster_files()[0]]
+    for h in headers.values():
+        _check_grid(h, ref)
+
+    sources: list[_BandSource] = []
+    if m.layout == "per-band":
+        for b in m.bands:
+            f = m.band_files[b]
+            h = headers[f]
+            if h.count != n_t:
+                raise CropseqError(
+                    f"{h.count} raster bands but {n_t} dates in {m.dates_source} (manifest {mname})", f
+                )
+            reads = tuple((str(f), int(i) + 1) for i in order)
+            sources.append(_band_source(m, b, reads, h.nodata))
+        masks: tuple[tuple[str, int], ...] = ()
+        if m.masks:
+            mh = headers[m.masks[0]]
+            if mh.count != n_t:
+                raise CropseqError(
+                    f"mask raster has {mh.count} bands but there are {n_t} dates in {m.dates_source} (manifest {mname})",
+                    mh.path,
+                )
+            masks = tuple((str(mh.path), int(i) + 1) for i in order)
+    else:
+        for f in m.files:
+            if headers[f].count != len(m.bands):
+                raise CropseqError(
+                    f"{headers[f].count} raster bands but {len(m.bands)} bands listed in {mname}", f
+                )
+        for c, b in enumerate(m.bands):
+            reads = tuple((str(m.files[i]), c + 1) for i in order)
+            nd = {headers[m.files[i]].nodata for i in order}
+            if m.nodata.get(b) is None and len(nd) > 1:
+                raise CropseqError(f"files disagree on the nodata value ({sorted(map(str, nd))}); set nodata in the manifest", mname)
+            sources.append(_band_source(m, b, reads, next(iter(nd))))
+        masks = ()
+        if m.masks:
+            for f in m.masks:
+                if headers[f].count != 1:
+                    raise CropseqError(f"a per-date mask must have 1 band, this one has {headers[f].count}", f)
+            masks = tuple((str(m.masks[i]), 1) for i in order)
+
+    reader = _StackReader(tuple(sources), masks, m.mask_invalid, n_t)
+    return _build_cube(
+        reader, m.sorted_dates, list(m.bands), ref.crs, ref.transform, ref.shape, chunks, str(m.path)
+    )
+
+
+def _band_source(m: StackManifest, band: str, reads: tuple[tuple[str, int], ...], file_nodata: float | None) -> _BandSource:
+    nd = m.nodata.get(band)
+    return _BandSource(
+        name=band,
+        reads=reads,
+        nodata=nd if nd is not None else (None if file_nodata is None else float(file_nodata)),
+        scale=m.scale.get(band, 1.0),
+        offset=m.offset.get(band, 0.0),
+        valid_range=m.valid_range.get(band),
+    )
+
+
+def _open_zarr(p: Path, chunks: int) -> xr.DataArray:
+    try:
+        ds = xr.open_zarr(p, chunks={}, decode_coords="all", consolidated=False)
+    except Exception as e:  # zarr/xarray raise many types for a broken store
+        raise CropseqError(f"cannot read tile store ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", p) from None
+    if CUBE_NAME not in ds.data_vars:
+        raise CropseqError(f"tile store has no {CUBE_NAME!r} array", p)
+    cube = ds[CUBE_NAME]
+    if tuple(cube.dims) != DIMS:
+        raise CropseqError(f"tile store array has dims {cube.dims}, expected {DIMS}", p)
+    attrs = dict(cube.attrs)
+    crs_wkt = attrs.pop("crs_wkt", None)
+    transform = attrs.pop("transform", None)
+    for k in ("grid_mapping", "_FillValue"):
+        attrs.pop(k, None)
+    cube = cube.drop_vars([c for c in ("spatial_ref",) if c in cube.coords])
+    cube = cube.astype(np.float32).chunk({"time": -1, "band": -1, "y": chunks, "x": chunks})
+    cube = cube.assign_coords(band=np.array([str(b) for b in cube["band"].values], dtype=str))
+    cube.attrs = attrs
+    cube.attrs["source"] = str(p.resolve())
+    cube.encoding = {}
+    cube.name = CUBE_NAME
+    if crs_wkt:
+        cube = cube.rio.write_crs(CRS.from_wkt(crs_wkt))
+    if transform is not None:
+        cube = cube.rio.write_transform(Affine(*transform[:6]))
+    return cube
+
+
+def cube_crs(cube: xr.DataArray) -> CRS | None:
+    """The cube's CRS as a rasterio CRS (None when it has none)."""
+    crs = cube.rio.crs
+    return None if crs is None else CRS.from_user_input(crs)
+
+
+def crs_name(crs: CRS | None) -> str:
+    """A short human-readable CRS.
+
+    ``EPSG:32633 (WGS 84 / UTM zone 33N)`` when the CRS has an EPSG code, else the projection
+    method and PROJ string, e.g. ``Sinusoidal (+proj=sinu +lon_0=0 ... +units=m)``.
+    """
+    if crs is None:
+        return "none"
+    from pyproj import CRS as ProjCRS
+
+    pcrs = ProjCRS.from_wkt(crs.to_wkt())
+    epsg = crs.to_epsg()
+    if epsg is not None:
+        return f"EPSG:{epsg} ({pcrs.name})"
+    method = pcrs.coordinate_operation.method_name if pcrs.coordinate_operation else pcrs.name
+    with warnings.catch_warnings():  # "may lose information": fine for a display string
+        warnings.simplefilter("ignore")
+        proj4 = pcrs.to_proj4()
+    proj4 = proj4.replace(" +type=crs", "").replace(" +no_defs", "")
+    return f"{method} ({proj4})"
+
+
+def format_time(times: np.ndarray | pd.DatetimeIndex) -> list[str]:
+    """ISO strings: ``YYYY-MM-DD`` when every time is midnight, else full timestamps."""
+    idx = pd.DatetimeIndex(times)
+    if len(idx) and (idx == idx.normalize()).all():
+        return [t.strftime("%Y-%m-%d") for t in idx]
+    return [t.isoformat() for t in idx]
+
+
+def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
+    """What ``cropseq inspect`` prints: dates, bands, grid and missing fractions.
+
+    Args:
+        cube: A cube from :func:`open_stack`.
+
+    Returns:
+        A JSON-ready dict: ``source``, ``dates`` (ISO strings), ``bands``, ``crs`` (authority
+        string when there is one, else WKT), ``crs_name`` (human-readable), ``crs_wkt``,
+        ``resolution`` ``[xres, yres]`` (positive), ``bounds`` ``[left, bottom, right, top]``,
+        ``shape`` ``{time, band, y, x}``, ``missing_fraction`` ``{band: fraction of NaN}``
+        (computed with Dask, chunk by chunk).
+    """
+    crs = cube_crs(cube)
+    t = cube.rio.transform()
+    h, w = cube.sizes["y"], cube.sizes["x"]
+    left, top = t.c, t.f
+    right, bottom = t.c + w * t.a, t.f + h * t.e
+    missing = cube.isnull().mean(dim=("time", "y", "x")).compute()
+    epsg = crs.to_epsg() if crs is not None else None
+    return {
+        "source": cube.attrs.get("source"),
+        "dates": format_time(cube["time"].values),
+        "bands": [str(b) for b in cube["band"].values],
+        "crs": (f"EPSG:{epsg}" if epsg else crs.to_wkt()) if crs is not None else None,
+        "crs_name": crs_name(crs),
+        "crs_wkt": crs.to_wkt() if crs is not None else None,
+        "resolution": [abs(float(t.a)), abs(float(t.e))],
+        "bounds": [float(min(left, right)), float(min(bottom, top)), float(max(left, right)), float(max(bottom, top))],
+        "shape": {"time": cube.sizes["time"], "band": cube.sizes["band"], "y": h, "x": w},
+        "missing_fraction": {str(b): float(v) for b, v in zip(cube["band"].values, missing.values, strict=True)},
+    }
+

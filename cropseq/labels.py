@@ -1,0 +1,272 @@
+"""Labelled reference data: polygons or points, read into the stack's CRS.
+
+:func:`read_labels` reads
+
+- **vector files** any GDAL/OGR format (GeoPackage, GeoJSON, Shapefile, ...) with
+  polygons and/or points; multi-points are split into points; features without a geometry
+  are an error; everything is reprojected to the stack CRS;
+- **CSV points** with ``longitude, latitude`` (or ``lon, lat``; WGS84) or ``x, y`` (already
+  in the stack CRS) columns, a class column, and optional ``from``/``to`` validity dates
+  (a point labelled for one season, ``[from, to)``) — like dtwSat's ``samples.csv``.
+
+Each feature gets a ``sample_id`` = its 0-based row (feature) number in the file, so that
+published splits map one to one, and a ``group``: the ``id_column`` value when given, else
+the row number (extraction replaces a point's group by its pixel, see
+:func:`cropseq.samples.extract_samples`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cropseq.classes import ClassTable
+from cropseq.errors import CropseqError
+
+_LONLAT = (("longitude", "latitude"), ("lon", "lat"))
+_XY = ("x", "y")
+
+
+@dataclass
+class LabelSet:
+    """Labelled features in the stack CRS.
+
+    Attributes:
+        features: GeoDataFrame with columns ``sample_id`` (int, 0-based row in the file),
+            ``label`` (str), ``group`` (str), ``from``/``to`` (datetime64, NaT = unbounded)
+            and ``geometry`` (Point or Polygon/MultiPolygon), in the stack CRS.
+        classes: The class table (given, or derived from the labels' names).
+        path: The file read.
+        id_column: The column the groups came from (None: groups are row numbers).
+    """
+
+    features: Any  # geopandas.GeoDataFrame (typed loosely: geopandas is imported lazily)
+    classes: ClassTable
+    path: Path
+    id_column: str | None = None
+
+    @property
+    def n(self) -> int:
+        """Number of features."""
+        return len(self.features)
+
+    @property
+    def is_point(self) -> np.ndarray:
+        """Boolean per feature: True for points, False for polygons."""
+        return (self.features.geometry.geom_type == "Point").to_numpy()
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+def _find_column(columns: list[str], name: str) -> str | None:
+    """Exact column, else a case-insensitive match."""
+    if name in columns:
+        return name
+    lower = {c.lower(): c for c in columns}
+    return lower.get(name.lower())
+
+
+def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
+    """``from``/``to`` columns parsed to datetimes (NaT when absent or empty)."""
+    out = []
+    for key in ("from", "to"):
+        col = _find_column(list(map(str, df.columns)), key)
+        if col is None:
+            out.append(pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"))
+            continue
+        raw = df[col]
+        text = raw.astype("string").str.strip()
+        empty = (raw.isna() | (text == "")).fillna(True).to_numpy()
+        if pd.api.types.is_datetime64_any_dtype(raw):
+            parsed = pd.to_datetime(raw)
+        else:
+            parsed = pd.to_datetime(text.where(~empty), format="ISO8601", errors="coerce")
+        bad = parsed.isna().to_numpy() & ~empty
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CropseqError(f"{key!r} value {raw.iloc[i]!r} in row {i} is not a date (use YYYY-MM-DD)", where)
+        if getattr(parsed.dt, "tz", None) is not None:
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        out.append(pd.Series(pd.DatetimeIndex(parsed).as_unit("ns"), index=df.index))
+    frm, to = out
+    bad = (frm.notna() & to.notna() & (to <= frm)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CropseqError(f"row {i}: 'to' ({to.iloc[i].date()}) is not after 'from' ({frm.iloc[i].date()})", where)
+    return frm, to
+
+
+def _labels_column(df: pd.DataFrame, class_column: str, where: Path) -> pd.Series:
+    col = _find_column(list(map(str, df.columns)), class_column)
+    if col is None:
+        avail = ", ".join(str(c) for c in df.columns if str(c) != "geometry")
+        raise CropseqError(f"no class column {class_column!r} (columns: {avail}); pick one with --class-column", where)
+    lab = df[col]
+    missing = lab.isna().to_numpy() | (lab.astype(str).str.strip() == "").to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise CropseqError(f"row {i} has an empty class in column {col!r} ({int(missing.sum())} rows in all)", where)
+    # Integer-coded classes read as floats (1.0) from some formats: keep "1".
+    if pd.api.types.is_float_dtype(lab) and (lab % 1 == 0).all():
+        lab = lab.astype(np.int64)
+    return lab.astype(str).str.strip()
+
+
+def _read_csv_points(path: Path, crs: Any, class_column: str) -> Any:
+    import geopandas as gpd
+
+    try:
+        df = pd.read_csv(path)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise CropseqError(f"cannot read CSV ({_one_line(e)})", path) from None
+    cols = list(map(str, df.columns))
+    pair: tuple[str, str] | None = None
+    src_crs: Any = None
+    for a, b in _LONLAT:
+        ca, cb = _find_column(cols, a), _find_column(cols, b)
+        if ca and cb:
+            pair, src_crs = (ca, cb), "EPSG:4326"
+            break
+    if pair is None:
+        ca, cb = _find_column(cols, _XY[0]), _find_column(cols, _XY[1])
+        if ca and cb:
+            pair, src_crs = (ca, cb), crs
+    if pair is None:
+        raise CropseqError(
+            f"CSV points need longitude,latitude (WGS84) or x,y (stack CRS) columns (columns: {', '.join(cols)})", path
+        )
+    coords = []
+    for c in pair:
+        num = pd.to_numeric(df[c], errors="coerce")
+        bad = num.isna().to_numpy() | ~np.isfinite(num.to_numpy(dtype="float64", na_value=np.nan))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise CropseqError(
+                f"row {i} (line {i + 2}) has a non-numeric {c!r} coordinate {df[c].iloc[i]!r}", path
+            )
+        coords.append(num.to_numpy(dtype="float64"))
+    labels = _labels_column(df, class_column, path)
+    frm, to = _validity(df, path)
+    gdf = gpd.GeoDataFrame(
+        {"sample_id": np.arange(len(df), dtype=np.int64), "label": labels.to_numpy(), "from": frm, "to": to},
+        geometry=gpd.points_from_xy(coords[0], coords[1]),
+        crs=src_crs,
+    )
+    return gdf, df
+
+
+def _read_vector(path: Path, class_column: str) -> Any:
+    import geopandas as gpd
+
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as e:  # pyogrio raises DataSourceError and friends
+        raise CropseqError(f"cannot read vector file ({_one_line(e)})", path) from None
+    if gdf.crs is None:
+        raise CropseqError("vector file has no CRS; set one (e.g. with ogr2ogr -a_srs)", path)
+    empty = (gdf.geometry.isna() | gdf.geometry.is_empty).to_numpy()
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise CropseqError(f"feature {i} has no geometry ({int(empty.sum())} in all)", path)
+    kinds = set(gdf.geometry.geom_type)
+    unsupported = kinds - {"Point", "MultiPoint", "Polygon", "MultiPolygon"}
+    if unsupported:
+        raise CropseqError(f"unsupported geometry type(s) {', '.join(sorted(unsupported))}; use points or polygons", path)
+    labels = _labels_column(gdf, class_column, path)
+    frm, to = _validity(gdf, path)
+    out = gpd.GeoDataFrame(
+        {"sample_id": np.arange(len(gdf), dtype=np.int64), "label": labels.to_numpy(), "from": frm.to_numpy(), "to": to.to_numpy()},
+        geometry=gdf.geometry.to_numpy(),
+        crs=gdf.crs,
+    )
+    return out, pd.DataFrame(gdf.drop(columns="geometry"))
+
+
+def read_labels(
+    path: str | os.PathLike[str],
+    crs: Any,
+    class_column: str = "label",
+    id_column: str | None = None,
+    classes: ClassTable | None = None,
+) -> LabelSet:
+    """Read labelled polygons or points into the stack CRS.
+
+    Args:
+        path: A vector file (GeoPackage, GeoJSON, Shapefile, ...) or a CSV of points.
+        crs: The stack CRS (anything ``pyproj``/``rasterio`` accepts; e.g. ``cube.rio.crs``).
+            CSV ``x, y`` columns are taken to be in it.
+        class_column: Column holding the class names (case-insensitive match).
+        id_column: Column holding a field/parcel id, used as the sample ``group`` (default:
+            the feature's row number).
+        classes: A class table; labels it does not know are an error. Default: derived from
+            the label names (``ClassTable.from_names``: sorted, codes 1..K).
+
+    Returns:
+        A :class:`LabelSet`.
+
+    Raises:
+        CropseqError: missing/unreadable file, missing class or id column (listing the
+            columns), non-numeric coordinates (naming the row), empty or unknown classes.
+    """
+    import geopandas as gpd
+
+    path = Path(path)
+    if not path.exists():
+        raise CropseqError("labels file not found", path)
+    if path.suffix.lower() in (".csv", ".txt"):
+        gdf, table = _read_csv_points(path, crs, class_column)
+    else:
+        gdf, table = _read_vector(path, class_column)
+    if len(gdf) == 0:
+        raise CropseqError("labels file holds no features", path)
+
+    if id_column is not None:
+        col = _find_column(list(map(str, table.columns)), id_column)
+        if col is None:
+            avail = ", ".join(str(c) for c in table.columns)
+            raise CropseqError(f"no id column {id_column!r} (columns: {avail})", path)
+        ids = table[col]
+        if ids.isna().any():
+            i = int(np.flatnonzero(ids.isna().to_numpy())[0])
+            raise CropseqError(f"row {i} has an empty id in column {col!r}", path)
+        if pd.api.types.is_float_dtype(ids) and (ids % 1 == 0).all():
+            ids = ids.astype(np.int64)
+        gdf["group"] = ids.astype(str).to_numpy()
+    else:
+        gdf["group"] = gdf["sample_id"].astype(str)
+
+    try:
+        gdf = gdf.to_crs(crs)
+    except Exception as e:  # pyproj CRSError and friends
+        raise CropseqError(f"cannot reproject labels to the stack CRS ({_one_line(e)})", path) from None
+    # Multi-points become one feature per point; sample ids are then renumbered 0..n-1 in
+    # file order (they must stay unique) while the group keeps the original feature.
+    if (gdf.geometry.geom_type == "MultiPoint").any():
+        gdf = gdf.explode(index_parts=False).reset_index(drop=True)
+        gdf["sample_id"] = np.arange(len(gdf), dtype=np.int64)
+
+    names = sorted(set(gdf["label"]))
+    if classes is None:
+        classes = ClassTable.from_names(names)
+    else:
+        unknown = [n for n in names if n not in classes.names]
+        if unknown:
+            raise CropseqError(
+                f"unknown class(es) {', '.join(map(repr, unknown))} not in the class table "
+                f"(known: {', '.join(classes.names)})",
+                path,
+            )
+    feats = gpd.GeoDataFrame(
+        gdf[["sample_id", "label", "group", "from", "to"]].reset_index(drop=True),
+        geometry=gdf.geometry.reset_index(drop=True),
+        crs=gdf.crs,
+    )
+    return LabelSet(features=feats, classes=classes, path=path, id_column=id_column)

@@ -1,0 +1,450 @@
+"""``stack.yaml``: the manifest describing a multitemporal image stack.
+
+A manifest names the rasters of a stack, their band names and their dates, plus how to turn
+raw values into physical ones (nodata, masks, valid ranges, scale/offset). See
+``docs/ARCHITECTURE.md`` ("stack.yaml") for the keys. :func:`load_manifest` parses and
+validates it and resolves every path, glob and date, so :func:`cropseq.io.open_stack` only
+has to check the raster headers and read.
+
+Resolution rules (beyond ARCHITECTURE.md, which they refine):
+
+- ``dates`` may be a file (one ISO date or timestamp per line; blank lines and ``#``
+  comments ignored), a YAML list, or ``descriptions`` (per-band layout only: the band
+  descriptions of the first band's raster). Timestamps keep their time of day, so two
+  acquisitions on the same day (e.g. Sentinel-2 at 10:04 and 10:11) are distinct dates;
+  exactly equal dates are an error.
+- per-date ``files`` may be a glob (matched files sorted by name) or a list. Dates come from
+  ``date_pattern`` (regex group 1, ``YYYYMMDD`` or ``YYYY-MM-DD``, searched in the file
+  name) **or** from ``dates`` (then paired with the files in order); not both.
+- per-date ``masks`` as a glob are paired with the files by the date found in each mask
+  file name (``date_pattern`` first, else the first ``YYYYMMDD``/``YYYY-MM-DD`` in the name);
+  when mask names hold no dates they are paired by sorted name order. A list is paired in
+  order.
+- ``valid_range`` is applied after ``scale``/``offset`` (physical units); a single
+  ``[lo, hi]`` applies to every band.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from cropseq.errors import CropseqError
+
+MANIFEST_NAME = "stack.yaml"
+_KEYS = {
+    "layout", "bands", "dates", "files", "date_pattern", "masks", "mask_invalid",
+    "nodata", "valid_range", "scale", "offset",
+}  # fmt: skip
+_GENERIC_DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2}|\d{8})(?!\d)")
+
+
+@dataclass(frozen=True)
+class StackManifest:
+    """A parsed, resolved ``stack.yaml``.
+
+    Attributes:
+        path: The manifest file.
+        layout: ``"per-band"`` or ``"per-date"``.
+        bands: Band names, in cube order.
+        dates: Dates in **file order** (raster band order for per-band, ``files`` order for
+            per-date); :attr:`date_order` sorts them.
+        band_files: per-band: band name -> multi-date raster (raster band i = ``dates[i]``).
+        files: per-date: one multi-band raster per date, aligned with ``dates``.
+        masks: per-date: one single-band mask per date, aligned with ``dates``; per-band: one
+            multi-date mask raster (a 1-tuple); empty when there are no masks.
+        mask_invalid: ``"nonzero"`` (non-zero = invalid) or ``"zero"``.
+        nodata: band -> nodata value overriding the file's (None: use the file's).
+        valid_range: band -> ``(lo, hi)``; values outside become NaN.
+        scale: band -> scale factor (default 1).
+        offset: band -> offset (default 0).
+        dates_source: Where the dates came from (named in errors).
+    """
+
+    path: Path
+    layout: Literal["per-band", "per-date"]
+    bands: tuple[str, ...]
+    dates: pd.DatetimeIndex
+    band_files: dict[str, Path] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+    masks: tuple[Path, ...] = ()
+    mask_invalid: Literal["nonzero", "zero"] = "nonzero"
+    nodata: dict[str, float | None] = field(default_factory=dict)
+    valid_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    scale: dict[str, float] = field(default_factory=dict)
+    offset: dict[str, float] = field(default_factory=dict)
+    dates_source: str = ""
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths are resolved against."""
+        return self.path.parent
+
+    @property
+    def date_order(self) -> np.ndarray:
+        """Indices that sort :attr:`dates` ascending (stable)."""
+        return np.argsort(self.dates.to_numpy(), kind="stable")
+
+    @property
+    def sorted_dates(self) -> pd.DatetimeIndex:
+        """Dates ascending (the cube's time axis)."""
+        return self.dates[self.date_order]
+
+    def raster_files(self) -> list[Path]:
+        """Every raster the stack reads (bands, then masks)."""
+        data = list(self.band_files.values()) if self.layout == "per-band" else list(self.files)
+        return data + list(self.masks)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _resolve(root: Path, p: Any) -> Path:
+    p = Path(os.path.expanduser(str(p)))
+    return p if p.is_absolute() else root / p
+
+
+def _glob(root: Path, pattern: str) -> list[Path]:
+    # os.path.join keeps an absolute pattern as is.
+    return sorted(Path(p) for p in glob.glob(os.path.join(str(root), os.path.expanduser(pattern))))
+
+
+def parse_date(value: Any, what: str, where: str | os.PathLike[str] | None) -> pd.Timestamp:
+    """Parse one date: ISO ``YYYY-MM-DD``, ``YYYYMMDD``, or an ISO timestamp.
+
+    Time zones are converted to UTC and dropped (the cube's time axis is naive UTC).
+
+    Raises:
+        CropseqError: naming ``what`` (e.g. "date 3 in timeline") when it does not parse.
+    """
+    if isinstance(value, (_dt.date, _dt.datetime, np.datetime64, pd.Timestamp)):
+        ts = pd.Timestamp(value)
+    else:
+        s = str(value).strip()
+        try:
+            if re.fullmatch(r"\d{8}", s):
+                ts = pd.Timestamp(_dt.datetime.strptime(s, "%Y%m%d"))
+            else:
+                ts = pd.Timestamp(pd.to_datetime(s, format="ISO8601"))
+        except (ValueError, TypeError, OverflowError):
+            raise CropseqError(f"{what} {s!r} is not a date (use YYYY-MM-DD)", where) from None
+    if pd.isna(ts):
+        raise CropseqError(f"{what} {value!r} is not a date (use YYYY-MM-DD)", where)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts
+
+
+def _check_unique_dates(dates: Sequence[pd.Timestamp], source: str, where: Path) -> pd.DatetimeIndex:
+    idx = pd.DatetimeIndex(list(dates)).as_unit("ns")
+    dup = idx.duplicated(keep="first")
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        j = int(np.flatnonzero(idx == idx[i])[0])
+        raise CropseqError(
+            f"duplicate date {idx[i].isoformat()} in {source} (entries {j + 1} and {i + 1})", where
+        )
+    return idx
+
+
+def _per_band_values(
+    raw: Any, key: str, bands: Sequence[str], where: Path, default: float | None
+) -> dict[str, float | None]:
+    """A number or ``{band: number}`` -> value for every band."""
+    if raw is None:
+        return {b: default for b in bands}
+    if isinstance(raw, dict):
+        unknown = [str(k) for k in raw if str(k) not in bands]
+        if unknown:
+            raise CropseqError(f"{key} names unknown band {unknown[0]!r} (bands: {', '.join(bands)})", where)
+        out = {b: default for b in bands}
+        for k, v in raw.items():
+            out[str(k)] = _number(v, f"{key}.{k}", where)
+        return out
+    v = _number(raw, key, where)
+    return {b: v for b in bands}
+
+
+def _number(v: Any, key: str, where: Path) -> float:
+    if isinstance(v, bool):
+        raise CropseqError(f"{key} must be a number, not {v!r}", where)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise CropseqError(f"{key} must be a number, not {v!r}", where) from None
+
+
+def _valid_range(raw: Any, bands: Sequence[str], where: Path) -> dict[str, tuple[float, float]]:
+    if raw is None:
+        return {}
+    items: dict[str, Any]
+    if isinstance(raw, (list, tuple)):
+        items = {b: raw for b in bands}
+    elif isinstance(raw, dict):
+        items = {str(k): v for k, v in raw.items()}
+    else:
+        raise CropseqError("valid_range must be {band: [lo, hi]} or [lo, hi]", where)
+    out: dict[str, tuple[float, float]] = {}
+    for b, v in items.items():
+        if b not in bands:
+            raise CropseqError(f"valid_range names unknown band {b!r} (bands: {', '.join(bands)})", where)
+        if not isinstance(v, (list, tuple)) or len(v) != 2:
+            raise CropseqError(f"valid_range.{b} must be [lo, hi], not {v!r}", where)
+        lo, hi = _number(v[0], f"valid_range.{b}", where), _number(v[1], f"valid_range.{b}", where)
+        if lo > hi:
+            raise CropseqError(f"valid_range.{b} has lo {lo} > hi {hi}", where)
+        out[b] = (lo, hi)
+    return out
+
+
+def _date_from_name(name: str, pattern: re.Pattern[str] | None, where: Path) -> pd.Timestamp | None:
+    m = pattern.search(name) if pattern is not None else None
+    if m is None:
+        m = _GENERIC_DATE.search(name)
+        if m is None:
+            return None
+    try:
+        return parse_date(m.group(1), f"date in file name {name!r}", where)
+    except CropseqError:
+        return None
+
+
+def _read_descriptions(raster: Path, where: Path) -> list[str | None]:
+    import rasterio  # lazy: manifest parsing alone should not need GDAL
+
+    if not raster.is_file():
+        raise CropseqError(f"raster named in {where.name} not found", raster)
+    try:
+        with rasterio.open(raster) as src:
+            return list(src.descriptions)
+    except rasterio.errors.RasterioError as e:
+        raise CropseqError(f"cannot read raster ({str(e).splitlines()[0]})", raster) from None
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def find_manifest(path: str | os.PathLike[str]) -> Path:
+    """The manifest file for ``path`` (a ``stack.yaml`` or a folder holding one)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MANIFEST_NAME
+        if not p.is_file():
+            if (Path(path) / "tiles.json").is_file():
+                raise CropseqError("a tiles folder: open one of its <tile_id>.zarr stores", path)
+            raise CropseqError(f"no {MANIFEST_NAME} in this folder", path)
+    elif not p.is_file():
+        raise CropseqError("stack manifest not found", p)
+    return p
+
+
+def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
+    """Parse and validate a stack manifest.
+
+    Args:
+        path: A ``stack.yaml`` (any name) or a folder holding ``stack.yaml``.
+
+    Returns:
+        The resolved :class:`StackManifest` (paths absolute, globs expanded, dates parsed).
+        Raster headers are not checked here (except reading band descriptions for
+        ``dates: descriptions``); :func:`cropseq.io.open_stack` does that.
+
+    Raises:
+        CropseqError: naming the manifest (or the file concerned) and the problem: not YAML,
+            unknown or missing keys, unknown band names, unparseable or duplicate dates,
+            a glob that matches nothing, counts that do not match.
+    """
+    mpath = find_manifest(path)
+    try:
+        data = yaml.safe_load(mpath.read_text())
+    except UnicodeDecodeError:
+        raise CropseqError("not a YAML manifest (a binary file? point to a stack.yaml)", mpath) from None
+    except yaml.YAMLError as e:
+        raise CropseqError(f"not valid YAML ({str(e).splitlines()[0]})", mpath) from None
+    if not isinstance(data, dict):
+        raise CropseqError("a stack manifest must be a YAML mapping (layout, bands, dates, ...)", mpath)
+    unknown = sorted(set(map(str, data)) - _KEYS)
+    if unknown:
+        raise CropseqError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})", mpath)
+    root = mpath.parent.resolve()
+
+    layout = data.get("layout")
+    if layout not in ("per-band", "per-date"):
+        raise CropseqError(f"layout must be 'per-band' or 'per-date', not {layout!r}", mpath)
+    raw_bands = data.get("bands")
+    if layout == "per-band":
+        if not isinstance(raw_bands, dict) or not raw_bands:
+            raise CropseqError("per-band layout needs bands: {name: file, ...}", mpath)
+        bands = [str(b) for b in raw_bands]
+    else:
+        if not isinstance(raw_bands, list) or not raw_bands:
+            raise CropseqError("per-date layout needs bands: [name, ...] (band names in raster order)", mpath)
+        bands = [str(b) for b in raw_bands]
+    if len(set(bands)) != len(bands):
+        dup = next(b for b in bands if bands.count(b) > 1)
+        raise CropseqError(f"band {dup!r} is listed twice", mpath)
+    for b in bands:
+        if not b.strip() or "@" in b:
+            raise CropseqError(f"band name {b!r} is empty or contains '@'", mpath)
+
+    mask_invalid = data.get("mask_invalid", "nonzero")
+    if mask_invalid not in ("nonzero", "zero"):
+        raise CropseqError(f"mask_invalid must be 'nonzero' or 'zero', not {mask_invalid!r}", mpath)
+
+    # ---- dates, files, masks
+    band_files: dict[str, Path] = {}
+    files: list[Path] = []
+    masks: list[Path] = []
+    raw_dates = data.get("dates")
+    if layout == "per-band":
+        for key in ("files", "date_pattern"):
+            if key in data:
+                raise CropseqError(f"{key!r} is for the per-date layout; per-band files are given in bands", mpath)
+        band_files = {str(b): _resolve(root, f) for b, f in raw_bands.items()}
+        if raw_dates is None:
+            raise CropseqError("per-band layout needs dates (a file, a list, or 'descriptions')", mpath)
+        if raw_dates == "descriptions":
+            first = band_files[bands[0]]
+            desc = _read_descriptions(first, mpath)
+            if any(d is None or not str(d).strip() for d in desc):
+                raise CropseqError("dates: descriptions, but the raster has bands without a description", first)
+            source = f"band descriptions of {first.name}"
+            dates = [parse_date(d, f"band {i + 1} description", first) for i, d in enumerate(desc)]
+        else:
+            dates, source = _explicit_dates(raw_dates, root, mpath)
+        if "masks" in data and data["masks"] is not None:
+            m = data["masks"]
+            if not isinstance(m, str) or any(ch in m for ch in "*?["):
+                raise CropseqError("per-band masks must be one multi-date raster (band i = date i)", mpath)
+            masks = [_resolve(root, m)]
+    else:
+        raw_files = data.get("files")
+        pattern_s = data.get("date_pattern")
+        pattern = None
+        if pattern_s is not None:
+            try:
+                pattern = re.compile(str(pattern_s))
+            except re.error as e:
+                raise CropseqError(f"date_pattern is not a valid regex ({e})", mpath) from None
+            if pattern.groups < 1:
+                raise CropseqError("date_pattern needs a group: (\\d{8}) capturing the date", mpath)
+        if isinstance(raw_files, str):
+            files = _glob(root, raw_files)
+            if not files:
+                raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
+        elif isinstance(raw_files, list) and raw_files:
+            files = [_resolve(root, f) for f in raw_files]
+        else:
+            raise CropseqError("per-date layout needs files: a glob or a list of rasters", mpath)
+        if raw_dates is not None and pattern is not None:
+            raise CropseqError("give dates or date_pattern, not both", mpath)
+        if pattern is not None:
+            dates = []
+            for f in files:
+                m = pattern.search(f.name)
+                if m is None:
+                    raise CropseqError(f"date_pattern {pattern_s!r} does not match file name {f.name!r}", mpath)
+                dates.append(parse_date(m.group(1), f"date in file name {f.name!r}", mpath))
+            source = "file names (date_pattern)"
+        elif raw_dates is not None:
+            if raw_dates == "descriptions":
+                raise CropseqError("dates: descriptions is for the per-band layout", mpath)
+            dates, source = _explicit_dates(raw_dates, root, mpath)
+        else:
+            raise CropseqError("per-date layout needs date_pattern or dates", mpath)
+        if len(dates) != len(files):
+            raise CropseqError(f"{len(files)} files but {len(dates)} dates in {source}", mpath)
+        if data.get("masks") is not None:
+            masks = _pair_masks(data["masks"], root, files, dates, pattern, mpath)
+
+    idx = _check_unique_dates(dates, source, mpath)
+    nodata_raw = data.get("nodata")
+    return StackManifest(
+        path=mpath.resolve(),
+        layout=layout,
+        bands=tuple(bands),
+        dates=idx,
+        band_files=band_files,
+        files=tuple(files),
+        masks=tuple(masks),
+        mask_invalid=mask_invalid,
+        nodata=_per_band_values(nodata_raw, "nodata", bands, mpath, None),
+        valid_range=_valid_range(data.get("valid_range"), bands, mpath),
+        scale={b: float(v) for b, v in _per_band_values(data.get("scale"), "scale", bands, mpath, 1.0).items()},  # type: ignore[arg-type]
+        offset={b: float(v) for b, v in _per_band_values(data.get("offset"), "offset", bands, mpath, 0.0).items()},  # type: ignore[arg-type]
+        dates_source=source,
+    )
+
+
+def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestamp], str]:
+    """Dates from a YAML list or a timeline file."""
+    if isinstance(raw, list):
+        if not raw:
+            raise CropseqError("dates is an empty list", mpath)
+        return [parse_date(v, f"date {i + 1} in dates", mpath) for i, v in enumerate(raw)], "dates"
+    if isinstance(raw, str):
+        f = _resolve(root, raw)
+        if not f.is_file():
+            raise CropseqError(f"dates file {raw!r} named in {mpath.name} not found", f)
+        lines = [ln.split("#", 1)[0].strip() for ln in f.read_text().splitlines()]
+        out = [(n, s) for n, s in enumerate(lines, 1) if s]
+        if not out:
+            raise CropseqError("dates file holds no dates", f)
+        return [parse_date(s, f"date on line {n}", f) for n, s in out], f.name
+    raise CropseqError("dates must be a file name, a list of dates, or 'descriptions'", mpath)
+
+
+def _pair_masks(
+    raw: Any,
+    root: Path,
+    files: list[Path],
+    dates: list[pd.Timestamp],
+    pattern: re.Pattern[str] | None,
+    mpath: Path,
+) -> list[Path]:
+    """Per-date masks aligned with ``files``."""
+    if isinstance(raw, list):
+        masks = [_resolve(root, m) for m in raw]
+        if len(masks) != len(files):
+            raise CropseqError(f"{len(masks)} masks but {len(files)} files", mpath)
+        return masks
+    if not isinstance(raw, str):
+        raise CropseqError("masks must be a glob or a list of rasters", mpath)
+    found = _glob(root, raw)
+    if not found:
+        raise CropseqError(f"masks glob {raw!r} matches no file in {root}", mpath)
+    by_date: dict[pd.Timestamp, Path] | None = {}
+    for m in found:
+        d = _date_from_name(m.name, pattern, mpath)
+        if d is None:
+            by_date = None
+            break
+        by_date[d] = m
+    if by_date is not None and len(by_date) == len(found):
+        # Mask names carry dates (day precision): pair each file with its day's mask.
+        norm = {k.normalize(): v for k, v in by_date.items()}
+        out_by_date = []
+        for d in dates:
+            m = norm.get(d.normalize())
+            if m is None:
+                raise CropseqError(f"no mask for date {d.date().isoformat()} (masks glob {raw!r})", mpath)
+            out_by_date.append(m)
+        return out_by_date
+    if len(found) != len(files):
+        raise CropseqError(f"{len(found)} masks match {raw!r} but there are {len(files)} files", mpath)
+    # No dates in the mask names: pair by name order with the files sorted by name.
+    by_name = sorted(range(len(files)), key=lambda i: files[i].name)
+    out: list[Path] = [Path()] * len(files)
+    for k, i in enumerate(by_name):
+        out[i] = found[k]
+    return out

@@ -1,0 +1,787 @@
+"""The samples table: read, write, validate, convert to arrays, extract from a cube, split.
+
+The samples table is cropseq's exchange format for labelled pixel time series (see
+``docs/ARCHITECTURE.md``, "Samples table"): long form, one row per (sample, observation),
+CSV or Parquet. This module owns its rules:
+
+- **Required columns**: ``sample_id`` (integer), ``label`` (class name; optional only when
+  ``require_label=False``), and ``date`` (ISO date or timestamp) **or** ``t`` (0-based step).
+- **Band columns**: every column that is not reserved (:data:`RESERVED`) and has no ``@``;
+  at least one, numeric (empty cells are NaN = missing observation).
+- **Patch columns**: ``{band}@r{i}c{j}`` for a square odd patch ``p`` (all ``i, j`` in
+  ``0..p-1`` for every band), holding the patch around the centre pixel.
+- **One label per sample**; **no duplicate** ``(sample_id, date)`` or ``(sample_id, t)``.
+- **Ragged sequences**: samples may have different numbers of steps (real stacks and seasons
+  differ; :func:`table_to_arrays` pads them). What is an error ("ragged" in the messages) is a
+  sample whose ``t`` values are not exactly ``0..n-1`` (a gap or a step that does not start at 0),
+  or a ``date`` that does not parse as an ISO date/timestamp.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from cropseq.atomic import atomic_path
+from cropseq.errors import CropseqError
+from cropseq.sequences import SequenceArrays
+
+if TYPE_CHECKING:  # imported lazily at run time: they pull in rasterio/xarray/geopandas
+    import xarray as xr
+
+    from cropseq.labels import LabelSet
+
+#: Column names that are never bands.
+RESERVED: frozenset[str] = frozenset({"sample_id", "label", "date", "t", "group", "x", "y", "row", "col", "doy"})
+
+_PATCH_RE = re.compile(r"^(?P<band>.+)@r(?P<i>\d+)c(?P<j>\d+)$")
+_CSV_SUFFIXES = {".csv"}
+_PARQUET_SUFFIXES = {".parquet", ".pq"}
+
+
+# --------------------------------------------------------------------------------------
+# columns
+
+
+def band_columns(df: pd.DataFrame) -> list[str]:
+    """Band columns of a samples table, in table order.
+
+    Args:
+        df: A samples table.
+
+    Returns:
+        Every column that is not reserved and is not a ``{band}@r{i}c{j}`` patch column.
+    """
+    return [str(c) for c in df.columns if str(c) not in RESERVED and "@" not in str(c)]
+
+
+def patch_column(band: str, i: int, j: int) -> str:
+    """Name of the patch column of ``band`` at patch row ``i``, column ``j``."""
+    return f"{band}@r{i}c{j}"
+
+
+def patch_columns(bands: Sequence[str], patch: int) -> list[str]:
+    """All patch column names for ``bands`` and a ``patch`` x ``patch`` patch (band-major, row-major)."""
+    return [patch_column(b, i, j) for b in bands for i in range(patch) for j in range(patch)]
+
+
+def table_patch_size(df: pd.DataFrame, where: str | os.PathLike[str] | None = None) -> int:
+    """The patch size ``p`` stored in a table (1 when it has no patch columns).
+
+    Raises:
+        CropseqError: when patch columns are malformed, name an unknown band, are even-sized
+            or incomplete.
+    """
+    bands = band_columns(df)
+    sizes: dict[str, set[tuple[int, int]]] = {}
+    for c in map(str, df.columns):
+        if "@" not in c:
+            continue
+        m = _PATCH_RE.match(c)
+        if m is None:
+            raise CropseqError(f"column {c!r} is not a patch column of the form band@r<i>c<j>", where)
+        if m["band"] not in bands:
+            raise CropseqError(f"patch column {c!r} names band {m['band']!r} that has no centre column", where)
+        sizes.setdefault(m["band"], set()).add((int(m["i"]), int(m["j"])))
+    if not sizes:
+        return 1
+    n = max(max(max(i, j) for i, j in s) for s in sizes.values()) + 1
+    if n % 2 == 0:
+        raise CropseqError(f"patch columns describe an even {n}x{n} patch; the patch size must be odd", where)
+    full = {(i, j) for i in range(n) for j in range(n)}
+    for b in bands:
+        missing = full - sizes.get(b, set())
+        if missing:
+            i, j = sorted(missing)[0]
+            raise CropseqError(
+                f"incomplete {n}x{n} patch: {len(missing)} patch columns missing, e.g. {patch_column(b, i, j)!r}", where
+            )
+    return n
+
+
+# --------------------------------------------------------------------------------------
+# validation
+
+
+def _parse_dates(values: pd.Series, where: str | os.PathLike[str] | None) -> pd.Series:
+    """Parse a ``date`` column (ISO dates or timestamps); name the first bad row."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        parsed = values
+    else:
+        parsed = pd.to_datetime(values.astype("string"), format="ISO8601", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CropseqError(
+            f"date {values.iloc[i]!r} in row {i} is not an ISO date (YYYY-MM-DD); {int(bad.sum())} bad dates in all",
+            where,
+        )
+    return parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) is not None else parsed
+
+
+def _step_key(df: pd.DataFrame, where: str | os.PathLike[str] | None) -> pd.Series:
+    """The per-row ordering key: parsed ``date`` when present, else ``t``."""
+    if "date" in df.columns:
+        return _parse_dates(df["date"], where)
+    return df["t"]
+
+
+def validate_samples(
+    df: pd.DataFrame,
+    where: str | os.PathLike[str] | None = None,
+    *,
+    require_label: bool = True,
+) -> None:
+    """Check that ``df`` is a valid samples table (see the module docstring for the rules).
+
+    Args:
+        df: The table.
+        where: The file it came from (named in errors).
+        require_label: Whether a ``label`` column is required (False for unlabelled tables,
+            e.g. points to predict).
+
+    Raises:
+        CropseqError: one line naming ``where`` and the first problem found.
+    """
+    cols = set(map(str, df.columns))
+    if "sample_id" not in cols:
+        raise CropseqError(f"missing column 'sample_id' (columns: {', '.join(map(str, df.columns))})", where)
+    if require_label and "label" not in cols:
+        raise CropseqError(f"missing column 'label' (columns: {', '.join(map(str, df.columns))})", where)
+    if "date" not in cols and "t" not in cols:
+        raise CropseqError("missing column 'date' (or 't' when dates are unknown)", where)
+    bands = band_columns(df)
+    if not bands:
+        raise CropseqError("no band columns (every column is reserved: " + ", ".join(sorted(RESERVED)) + ")", where)
+    if len(df) == 0:
+        raise CropseqError("the samples table has no rows", where)
+
+    sid = pd.to_numeric(df["sample_id"], errors="coerce")
+    bad = sid.isna().to_numpy() | (sid.to_numpy(dtype="float64", na_value=np.nan) % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CropseqError(f"sample_id {df['sample_id'].iloc[i]!r} in row {i} is not an integer", where)
+
+    for b in bands:
+        col = df[b]
+        if not (pd.api.types.is_numeric_dtype(col) or col.isna().all()):
+            num = pd.to_numeric(col, errors="coerce")
+            badb = num.isna().to_numpy() & col.notna().to_numpy()
+            if badb.any():
+                i = int(np.flatnonzero(badb)[0])
+                raise CropseqError(f"band column {b!r} holds a non-numeric value {col.iloc[i]!r} in row {i}", where)
+    table_patch_size(df, where)
+
+    if "label" in cols:
+        lab = df["label"]
+        missing = lab.isna().to_numpy() | (lab.astype("string").str.strip() == "").fillna(True).to_numpy()
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise CropseqError(f"row {i} (sample {df['sample_id'].iloc[i]}) has no label", where)
+        per = pd.DataFrame({"s": sid.to_numpy(), "l": lab.astype(str).to_numpy()}).groupby("s")["l"].nunique()
+        mixed = per[per > 1]
+        if len(mixed):
+            raise CropseqError(
+                f"{len(mixed)} samples have more than one label, e.g. sample {int(mixed.index[0])}", where
+            )
+
+    keys: list[str] = []
+    if "date" in cols:
+        dates = _parse_dates(df["date"], where)
+        dup = pd.DataFrame({"s": sid.to_numpy(), "d": dates.to_numpy()}).duplicated().to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            raise CropseqError(
+                f"duplicate rows for sample {int(sid.iloc[i])} on date {df['date'].iloc[i]} (row {i})", where
+            )
+        keys.append("date")
+    if "t" in cols:
+        t = pd.to_numeric(df["t"], errors="coerce")
+        tv = t.to_numpy(dtype="float64", na_value=np.nan)
+        badt = np.isnan(tv) | (tv % 1 != 0) | (tv < 0)
+        if badt.any():
+            i = int(np.flatnonzero(badt)[0])
+            raise CropseqError(f"t {df['t'].iloc[i]!r} in row {i} is not a non-negative integer step", where)
+        st = pd.DataFrame({"s": sid.to_numpy(), "t": tv.astype(np.int64)})
+        dup = st.duplicated().to_numpy()
+        if dup.any():
+            i = int(np.flatnonzero(dup)[0])
+            raise CropseqError(f"duplicate rows for sample {int(sid.iloc[i])} at step t={int(tv[i])} (row {i})", where)
+        # Steps of each sample must be exactly 0..n-1: min 0 and max n-1 given no duplicates.
+        agg = st.groupby("s")["t"].agg(["min", "max", "size"])
+        ragged = agg[(agg["min"] != 0) | (agg["max"] != agg["size"] - 1)]
+        if len(ragged):
+            s0 = int(ragged.index[0])
+            raise CropseqError(
+                f"ragged steps: {len(ragged)} samples have t values that are not 0..n-1 "
+                f"(e.g. sample {s0}: t from {int(ragged['min'].iloc[0])} to {int(ragged['max'].iloc[0])} "
+                f"over {int(ragged['size'].iloc[0])} rows)",
+                where,
+            )
+
+
+# --------------------------------------------------------------------------------------
+# file I/O
+
+
+def table_format(path: Path) -> str:
+    """``"csv"`` or ``"parquet"`` from the file suffix; CropseqError otherwise."""
+    suffix = path.suffix.lower()
+    if suffix in _CSV_SUFFIXES:
+        return "csv"
+    if suffix in _PARQUET_SUFFIXES:
+        return "parquet"
+    raise CropseqError(f"unknown samples table format {suffix!r} (use .csv or .parquet)", path)
+
+
+def _normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """Canonical dtypes and row order (sample_id, then date/t)."""
+    df = df.copy()
+    df["sample_id"] = pd.to_numeric(df["sample_id"]).astype(np.int64)
+    if "label" in df.columns:
+        df["label"] = df["label"].astype(str)
+    if "group" in df.columns:
+        df["group"] = df["group"].astype(str)
+    if "t" in df.columns:
+        df["t"] = pd.to_numeric(df["t"]).astype(np.int64)
+    for b in [c for c in df.columns if str(c) not in RESERVED]:
+        if not pd.api.types.is_float_dtype(df[b]):
+            df[b] = pd.to_numeric(df[b], errors="coerce").astype(np.float64)
+    key = _step_key(df, None)
+    order = np.lexsort((key.to_numpy(), df["sample_id"].to_numpy()))
+    return df.iloc[order].reset_index(drop=True)
+
+
+def read_samples(path: str | os.PathLike[str], *, require_label: bool = True) -> pd.DataFrame:
+    """Read and validate a samples table (CSV or Parquet, chosen by the suffix).
+
+    Args:
+        path: ``*.csv`` or ``*.parquet``.
+        require_label: Whether a ``label`` column is required.
+
+    Returns:
+        The table with ``sample_id`` (and ``t``) as int64, ``label``/``group``/``date`` as
+        strings, band columns as floats, rows sorted by ``sample_id`` then date/step.
+
+    Raises:
+        CropseqError: missing/unreadable file, unknown suffix, or an invalid table.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    if not path.is_file():
+        raise CropseqError("samples table not found", path)
+    try:
+        if fmt == "csv":
+            # Keep ids and dates as text: '001' groups and ISO dates must survive unchanged.
+            df = pd.read_csv(path, dtype={"label": str, "group": str, "date": str})
+        else:
+            df = pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise CropseqError(f"cannot read samples table ({str(e).splitlines()[0] if str(e) else type(e).__name__})", path) from None
+    except Exception as e:  # pyarrow raises its own error types for corrupt Parquet
+        raise CropseqError(f"cannot read samples table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
+    validate_samples(df, path, require_label=require_label)
+    return _normalise(df)
+
+
+def write_samples(df: pd.DataFrame, path: str | os.PathLike[str], *, require_label: bool = True) -> Path:
+    """Validate and write a samples table atomically (CSV or Parquet by suffix).
+
+    Args:
+        df: The table (not modified).
+        path: Output ``*.csv`` or ``*.parquet``.
+        require_label: Whether a ``label`` column is required.
+
+    Returns:
+        The output path.
+
+    Raises:
+        CropseqError: unknown suffix, unwritable folder, or an invalid table.
+    """
+    path = Path(path)
+    fmt = table_format(path)
+    validate_samples(df, path, require_label=require_label)
+    out = _normalise(df)
+    with atomic_path(path) as tmp:
+        if fmt == "csv":
+            out.to_csv(tmp, index=False)
+        else:
+            out.to_parquet(tmp, index=False)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# arrays
+
+
+def table_to_arrays(
+    df: pd.DataFrame,
+    bands: Sequence[str] | None = None,
+    patch: int | None = None,
+    *,
+    where: str | os.PathLike[str] | None = None,
+) -> SequenceArrays:
+    """Convert a (valid) samples table to dense padded arrays.
+
+    Sequences are sorted by ``sample_id`` then ``date`` (or ``t``), padded with NaN to the
+    longest one (``present`` False on padding). Vectorised: no per-sample Python loop.
+
+    Args:
+        df: A samples table (validated here).
+        bands: Bands to use, in this order (default: all band columns in table order).
+        patch: Patch size ``p`` (odd). Default: the table's own patch size. A smaller ``p``
+            than stored takes the centre of the stored patch; ``p = 1`` uses the plain band
+            columns.
+        where: The file the table came from (named in errors).
+
+    Returns:
+        :class:`~cropseq.sequences.SequenceArrays` with ``x`` ``(N, T, C, p, p)`` float32,
+        ``doy`` (1..366, NaN when only ``t`` is known), ``dates`` (datetime64[D]),
+        ``labels``/``groups`` as str arrays (groups default to the sample id).
+
+    Raises:
+        CropseqError: invalid table, unknown band, or a patch larger than stored/even.
+    """
+    validate_samples(df, where, require_label=False)
+    table_bands = band_columns(df)
+    if bands is None:
+        bands = table_bands
+    bands = [str(b) for b in bands]
+    unknown = [b for b in bands if b not in table_bands]
+    if unknown:
+        raise CropseqError(f"band(s) {', '.join(unknown)} not in the samples table (bands: {', '.join(table_bands)})", where)
+    if not bands:
+        raise CropseqError("no bands selected", where)
+    stored = table_patch_size(df, where)
+    p = stored if patch is None else int(patch)
+    if p < 1 or p % 2 == 0:
+        raise CropseqError(f"patch size {p} must be odd and >= 1", where)
+    if p > stored:
+        raise CropseqError(f"patch size {p} requested but the table holds {stored}x{stored} patches", where)
+
+    has_date = "date" in df.columns
+    key = _step_key(df, where)
+    sid = pd.to_numeric(df["sample_id"]).to_numpy(dtype=np.int64)
+    keyv = key.to_numpy()
+    order = np.lexsort((keyv, sid))
+    sid_s = sid[order]
+    # Samples ascending (sorted ids => factorize codes ascending); step = rank within sample.
+    uniq, first, counts = np.unique(sid_s, return_index=True, return_counts=True)
+    codes = np.repeat(np.arange(len(uniq)), counts)
+    step = np.arange(len(sid_s)) - np.repeat(first, counts)
+    n, t_max, c = len(uniq), int(counts.max()), len(bands)
+
+    if p == 1:
+        cols = bands
+    else:
+        off = (stored - p) // 2  # centre crop of a larger stored patch
+        cols = [patch_column(b, i + off, j + off) for b in bands for i in range(p) for j in range(p)]
+    vals = df[cols].to_numpy(dtype=np.float32, na_value=np.nan)[order].reshape(len(order), c, p, p)
+    x = np.full((n, t_max, c, p, p), np.nan, dtype=np.float32)
+    x[codes, step] = vals
+    present = np.zeros((n, t_max), dtype=bool)
+    present[codes, step] = True
+
+    doy = np.full((n, t_max), np.nan, dtype=np.float32)
+    dates = np.full((n, t_max), np.datetime64("NaT"), dtype="datetime64[D]")
+    if has_date:
+        dv = pd.DatetimeIndex(keyv[order])
+        doy[codes, step] = dv.day_of_year.to_numpy(dtype=np.float32)
+        dates[codes, step] = dv.to_numpy().astype("datetime64[D]")
+
+    labels = None
+    if "label" in df.columns:
+        labels = df["label"].astype(str).to_numpy()[order][first].astype(str)
+    if "group" in df.columns:
+        groups = df["group"].astype(str).to_numpy()[order][first].astype(str)
+    else:
+        groups = uniq.astype(str)
+    return SequenceArrays(
+        x=x, doy=doy, present=present, bands=list(bands), labels=labels,
+        sample_ids=uniq.astype(np.int64), groups=groups, dates=dates,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------
+# extraction
+
+
+@dataclass
+class ExtractionReport:
+    """What :func:`extract_samples` did, for the CLI summary and warnings.
+
+    Attributes:
+        n_samples: Samples written.
+        n_observations: Rows written (sample x date).
+        classes: Classes present in the output, sorted.
+        outside: Label ``sample_id`` of points outside the raster, and of polygons with no
+            pixel centre inside them (or outside the raster); skipped.
+        no_dates: Label ``sample_id`` of features with no cube date in their validity period
+            (``[from, to)`` intersected with ``[start, end)``); skipped.
+        skipped_bands: Cube bands not extracted because their names are reserved
+            samples-table columns (e.g. a MODIS ``doy`` band).
+        patch: The patch size.
+    """
+
+    n_samples: int = 0
+    n_observations: int = 0
+    classes: list[str] = field(default_factory=list)
+    outside: list[int] = field(default_factory=list)
+    no_dates: list[int] = field(default_factory=list)
+    skipped_bands: list[str] = field(default_factory=list)
+    patch: int = 1
+
+    def summary(self) -> str:
+        """One line: samples, observations, classes, skipped features."""
+        return (
+            f"{self.n_samples} samples, {self.n_observations} observations, {len(self.classes)} classes, "
+            f"{len(self.outside)} outside the stack, {len(self.no_dates)} without dates in their period"
+        )
+
+    def warnings(self) -> list[str]:
+        """Human-readable warnings (one line each)."""
+        out = []
+        for what, ids in (("outside the stack (or covering no pixel centre)", self.outside),
+                          ("with no stack date in their validity period", self.no_dates)):
+            if ids:
+                shown = ", ".join(map(str, ids[:20])) + (" ..." if len(ids) > 20 else "")
+                out.append(f"skipped {len(ids)} labels {what}: sample ids {shown}")
+        if self.skipped_bands:
+            out.append(
+                f"band(s) {', '.join(self.skipped_bands)} not extracted: their names are reserved samples-table "
+                "columns (rename them in stack.yaml to keep them)"
+            )
+        return out
+
+
+def check_patch(patch: int) -> int:
+    """Return ``patch`` as int if it is an odd integer >= 1; CropseqError otherwise."""
+    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1 or patch % 2 == 0:
+        raise CropseqError(f"patch size must be an odd integer >= 1, not {patch!r}")
+    return int(patch)
+
+
+def _time_bound(value: Any, what: str) -> np.datetime64 | None:
+    if value is None:
+        return None
+    from cropseq.manifest import parse_date
+
+    return parse_date(value, what, None).to_datetime64()
+
+
+def extract_samples(
+    cube: xr.DataArray,
+    labels: LabelSet,
+    patch: int = 1,
+    start: Any = None,
+    end: Any = None,
+) -> tuple[pd.DataFrame, ExtractionReport]:
+    """Extract labelled pixel time series from the cube into a samples table.
+
+    - **Points** give the pixel containing them; ``group`` = the pixel (``r{row}_c{col}``, so
+      repeated points at one pixel stay on one side of a split), or the ``id_column`` value
+      when the labels were read with one. ``sample_id`` = the label's row number.
+    - **Polygons** give every pixel whose centre is inside (one sample per pixel, ids
+      numbered after the point ids in feature then row-major order); ``group`` = the
+      polygon's id. Overlapping polygons each get the shared pixels.
+    - Only dates in ``[start, end)`` and in the feature's ``[from, to)`` are kept.
+    - Patches (``patch > 1``) reaching past the raster border are padded with NaN.
+
+    Only the needed pixels are read from the (Dask) cube, in one vectorised computation.
+
+    Args:
+        cube: A cube from :func:`cropseq.io.open_stack`.
+        labels: Labels from :func:`cropseq.labels.read_labels` (any CRS; reprojected).
+        patch: Patch size ``p`` (odd, >= 1).
+        start: First date kept (inclusive), ISO string or datetime; None = no bound.
+        end: End date (exclusive); None = no bound.
+
+    Returns:
+        ``(table, report)``: the samples table (columns ``sample_id, label, date, group, x, y,
+        row, col``, the bands, then the patch columns when ``p > 1``), and what was skipped.
+
+    Raises:
+        CropseqError: bad patch size or dates, no band to extract, or no sample left.
+    """
+    p = check_patch(patch)
+    t0, t1 = _time_bound(start, "start date"), _time_bound(end, "end date")
+    if t0 is not None and t1 is not None and t1 <= t0:
+        raise CropseqError(f"end date {end} is not after start date {start}")
+    report = ExtractionReport(patch=p)
+    src = labels.path
+
+    cube_bands = [str(b) for b in cube["band"].values]
+    bands = [b for b in cube_bands if b not in RESERVED]
+    report.skipped_bands = [b for b in cube_bands if b in RESERVED]
+    if not bands:
+        raise CropseqError(f"no band to extract (bands {', '.join(cube_bands)} are all reserved names)", src)
+
+    transform = cube.rio.transform()
+    shape = (int(cube.sizes["y"]), int(cube.sizes["x"]))
+    feats = labels.features
+    if cube.rio.crs is not None and feats.crs is not None and not feats.crs.equals(cube.rio.crs):
+        feats = feats.to_crs(cube.rio.crs)
+
+    # ---- the samples: one per point, one per pixel of each polygon
+    rows, cols, fidx = _label_pixels(feats, transform, shape, report)
+    if len(fidx) == 0:
+        raise CropseqError(f"no labelled pixel inside the stack ({len(report.outside)} labels outside)", src)
+    fid = feats["sample_id"].to_numpy(dtype=np.int64)
+    is_point = (feats.geometry.geom_type == "Point").to_numpy()
+    point = is_point[fidx]
+    sample_id = np.empty(len(fidx), np.int64)
+    sample_id[point] = fid[fidx[point]]
+    first_poly = int(fid[is_point].max()) + 1 if is_point.any() else 0
+    sample_id[~point] = first_poly + np.arange(int((~point).sum()))
+    labels_s = feats["label"].to_numpy().astype(str)[fidx]
+    group = feats["group"].to_numpy().astype(str)[fidx].astype(object)
+    if labels.id_column is None:  # points: the pixel is the group
+        group[point] = np.char.add(np.char.add("r", rows[point].astype(str)), np.char.add("_c", cols[point].astype(str)))
+
+    # ---- dates of each sample: [start, end) and the feature's [from, to)
+    times = cube["time"].values.astype("datetime64[ns]")
+    frm = feats["from"].to_numpy().astype("datetime64[ns]")[fidx]
+    to = feats["to"].to_numpy().astype("datetime64[ns]")[fidx]
+    M = _date_mask(times, t0, t1, frm, to)
+    keep = M.any(axis=1)
+    if not keep.all():
+        report.no_dates.extend(sorted({int(fid[i]) for i in fidx[~keep]}))
+        rows, cols, sample_id, labels_s, group, M = (
+            rows[keep], cols[keep], sample_id[keep], labels_s[keep], group[keep], M[keep]
+        )  # fmt: skip
+    if len(rows) == 0:
+        raise CropseqError("no labelled pixel has a stack date in its validity period", src)
+    report.outside = sorted(set(report.outside))
+    tsel = np.flatnonzero(M.any(axis=0))
+    M = M[:, tsel]
+
+    # ---- the pixel values, read once
+    vals, pix = _read_patches(cube, [cube_bands.index(b) for b in bands], tsel, rows, cols, p)
+    n_idx, t_idx = np.nonzero(M)  # sorted by sample, then time
+    h = p // 2
+    centre_vals = vals[t_idx, :, pix[:, h, h][n_idx]]  # (R, C)
+    data: dict[str, Any] = {
+        "sample_id": sample_id[n_idx],
+        "label": _take_str(labels_s, n_idx),
+        "date": _take_str(_format_times(times[tsel]), t_idx),
+        "group": _take_str(group, n_idx),
+        "x": (transform.c + (cols + 0.5) * transform.a)[n_idx],
+        "y": (transform.f + (rows + 0.5) * transform.e)[n_idx],
+        "row": rows[n_idx],
+        "col": cols[n_idx],
+    }
+    for ci, b in enumerate(bands):
+        data[b] = centre_vals[:, ci]
+    if p > 1:
+        flat = pix.reshape(len(pix), p * p)
+        pv = vals[t_idx[:, None], :, flat[n_idx]]  # (R, p*p, C)
+        pv = np.transpose(pv, (0, 2, 1)).reshape(len(n_idx), len(bands) * p * p)  # band-major
+        data.update({name: pv[:, k] for k, name in enumerate(patch_columns(bands, p))})
+    df = pd.DataFrame(data)
+    df = df.iloc[np.lexsort((t_idx, df["sample_id"].to_numpy()))].reset_index(drop=True)
+
+    report.n_samples = int(len(np.unique(sample_id)))
+    report.n_observations = len(df)
+    report.classes = sorted(set(labels_s.tolist()))
+    return df, report
+
+
+def _label_pixels(
+    feats: Any, transform: Any, shape: tuple[int, int], report: ExtractionReport
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, cols, feature index)`` of every labelled pixel; records features outside.
+
+    Points: the pixel containing them. Polygons: the pixels whose centre is inside
+    (rasterised within the polygon's bounding window, so overlapping polygons each keep
+    their pixels).
+    """
+    from affine import Affine
+    from rasterio.features import geometry_mask
+
+    height, width = shape
+    fid = feats["sample_id"].to_numpy(dtype=np.int64)
+    is_point = (feats.geometry.geom_type == "Point").to_numpy()
+    rows_l: list[np.ndarray] = [np.zeros(0, np.int64)]
+    cols_l: list[np.ndarray] = [np.zeros(0, np.int64)]
+    feat_l: list[np.ndarray] = [np.zeros(0, np.int64)]
+    inv = ~transform
+    if is_point.any():
+        pi = np.flatnonzero(is_point)
+        geom = feats.geometry.iloc[pi]
+        colf, rowf = inv @ (geom.x.to_numpy(), geom.y.to_numpy())
+        r, c = np.floor(rowf).astype(np.int64), np.floor(colf).astype(np.int64)
+        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        report.outside.extend(fid[pi[~inside]].tolist())
+        rows_l.append(r[inside])
+        cols_l.append(c[inside])
+        feat_l.append(pi[inside])
+    for k in np.flatnonzero(~is_point):
+        g = feats.geometry.iloc[k]
+        left, bottom, right, top = g.bounds
+        (c1, r1), (c2, r2) = inv @ (left, top), inv @ (right, bottom)
+        r_a, r_b = max(int(np.floor(min(r1, r2))), 0), min(int(np.ceil(max(r1, r2))), height)
+        c_a, c_b = max(int(np.floor(min(c1, c2))), 0), min(int(np.ceil(max(c1, c2))), width)
+        rr = cc = np.zeros(0, np.int64)
+        if r_b > r_a and c_b > c_a:
+            win_transform = transform @ Affine.translation(c_a, r_a)
+            inside = geometry_mask([g], out_shape=(r_b - r_a, c_b - c_a), transform=win_transform, invert=True)
+            rr, cc = np.nonzero(inside)  # row-major
+        if rr.size == 0:  # outside the raster, or too small to hold a pixel centre
+            report.outside.append(int(fid[k]))
+            continue
+        rows_l.append(rr + r_a)
+        cols_l.append(cc + c_a)
+        feat_l.append(np.full(rr.size, k, dtype=np.int64))
+    return np.concatenate(rows_l), np.concatenate(cols_l), np.concatenate(feat_l)
+
+
+def _date_mask(
+    times: np.ndarray, t0: np.datetime64 | None, t1: np.datetime64 | None, frm: np.ndarray, to: np.ndarray
+) -> np.ndarray:
+    """``(N, T)``: date t is in ``[t0, t1)`` and in sample n's ``[from, to)`` (NaT = open)."""
+    tmask = np.ones(len(times), bool)
+    if t0 is not None:
+        tmask &= times >= t0
+    if t1 is not None:
+        tmask &= times < t1
+    M = np.broadcast_to(tmask, (len(frm), len(times))).copy()
+    has_f, has_t = ~np.isnat(frm), ~np.isnat(to)
+    M[has_f] &= times[None, :] >= frm[has_f, None]
+    M[has_t] &= times[None, :] < to[has_t, None]
+    return M
+
+
+def _read_patches(
+    cube: xr.DataArray, bidx: list[int], tsel: np.ndarray, rows: np.ndarray, cols: np.ndarray, p: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read every pixel the patches need, once, with vectorised point indexing on the cube.
+
+    Returns:
+        ``vals`` ``(T, C, P + 1)`` float32 (the last column is NaN, for patch cells outside
+        the raster) and ``pix`` ``(N, p, p)``: each patch cell's column in ``vals``.
+    """
+    import xarray as xr
+
+    height, width = int(cube.sizes["y"]), int(cube.sizes["x"])
+    off = np.arange(-(p // 2), p // 2 + 1)
+    pr, pc = np.broadcast_arrays(rows[:, None, None] + off[None, :, None], cols[:, None, None] + off[None, None, :])
+    valid = (pr >= 0) & (pr < height) & (pc >= 0) & (pc < width)
+    uniq, inv_idx = np.unique((pr * width + pc)[valid], return_inverse=True)
+    pix = np.full(pr.shape, len(uniq), dtype=np.int64)
+    pix[valid] = inv_idx
+    sub = cube.isel(time=tsel, band=bidx).isel(
+        y=xr.DataArray(uniq // width, dims="pix"), x=xr.DataArray(uniq % width, dims="pix")
+    )
+    vals = np.asarray(sub.transpose("time", "band", "pix").values, dtype=np.float32)
+    vals = np.concatenate([vals, np.full((*vals.shape[:2], 1), np.nan, np.float32)], axis=2)
+    return vals, pix
+
+
+def _take_str(values: Any, idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``values[idx]`` as a pandas string array (taking from a small string array is much
+    faster than building strings from a large object array)."""
+    return pd.array(np.asarray(values, dtype=object), dtype="str").take(idx)
+
+
+def _format_times(times: np.ndarray) -> list[str]:
+    # Same rule as the cube summary: dates when all are midnight, else full timestamps, so
+    # two acquisitions on one day stay distinct rows.
+    from cropseq.io import format_time
+
+    return format_time(times)
+
+
+# --------------------------------------------------------------------------------------
+# splitting
+
+
+def assign_split(
+    labels: Sequence[str] | np.ndarray,
+    groups: Sequence[Any] | np.ndarray,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """Assign each sample to ``"train"``, ``"val"`` or ``"test"``, keeping groups together.
+
+    Greedy, deterministic for a given seed: groups are visited largest first (ties in a
+    seeded random order) and each goes to the split whose per-class shortfall against its
+    target fraction is largest, weighted by the group's class counts. Every group lands on one
+    side; class proportions follow the fractions as closely as the group sizes allow.
+
+    Args:
+        labels: Class per sample.
+        groups: Group per sample (field/pixel id).
+        val_fraction: Target share of samples in validation.
+        test_fraction: Target share in test (0: no test split).
+        seed: Random seed for tie-breaking.
+
+    Returns:
+        ``(N,)`` array of ``"train"``/``"val"``/``"test"``.
+
+    Raises:
+        CropseqError: fractions out of range.
+    """
+    for name, f in (("val fraction", val_fraction), ("test fraction", test_fraction)):
+        if not 0.0 <= float(f) < 1.0:
+            raise CropseqError(f"{name} must be in [0, 1), not {f}")
+    if val_fraction + test_fraction >= 1.0:
+        raise CropseqError(f"val + test fractions ({val_fraction} + {test_fraction}) leave nothing to train on")
+    y_names, y = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    _, g = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    n_g, n_k = int(g.max()) + 1 if len(g) else 0, len(y_names)
+    counts = np.zeros((n_g, n_k))
+    np.add.at(counts, (g, y), 1.0)
+    totals = np.maximum(counts.sum(axis=0), 1.0)
+    fr = np.array([1.0 - val_fraction - test_fraction, val_fraction, test_fraction])
+    active = fr > 0
+    target = fr[:, None] * counts.sum(axis=0)[None, :]
+    assigned = np.zeros((3, n_k))
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_g)
+    order = perm[np.argsort(-counts[perm].sum(axis=1), kind="stable")]
+    where_g = np.zeros(n_g, dtype=np.int64)
+    for gi in order:
+        c = counts[gi]
+        score = ((target - assigned) * c[None, :] / totals[None, :]).sum(axis=1)
+        score[~active] = -np.inf
+        s = int(np.argmax(score))
+        where_g[gi] = s
+        assigned[s] += c
+    return np.array(["train", "val", "test"], dtype=object)[where_g[g]].astype(str)
+
+
+def grouped_stratified_split(
+    df: pd.DataFrame,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Split a samples table into train/val/test by sample, keeping groups on one side.
+
+    Groups come from the ``group`` column (default: each sample its own group); see
+    :func:`assign_split` for the method.
+
+    Args:
+        df: A labelled samples table.
+        val_fraction: Target share of samples in validation.
+        test_fraction: Target share in test (0: the test table is empty).
+        seed: Random seed.
+
+    Returns:
+        ``(train, val, test)`` tables (rows in the input order).
+    """
+    validate_samples(df)
+    per = df.drop_duplicates("sample_id")
+    groups = per["group"] if "group" in per.columns else per["sample_id"]
+    side = assign_split(per["label"].to_numpy(), groups.to_numpy(), val_fraction, test_fraction, seed)
+    by_sample = pd.Series(side, index=per["sample_id"].to_numpy())
+    row_side = by_sample.reindex(df["sample_id"].to_numpy()).to_numpy()
+    return tuple(df[row_side == s].reset_index(drop=True) for s in ("train", "val", "test"))  # type: ignore[return-value]

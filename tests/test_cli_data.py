@@ -1,0 +1,157 @@
+"""CLI: inspect, tile, samples, split (through cropseq.cli.main)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from _data_fixtures import pixel_centre, tiny_dates, write_points_csv, write_stack
+
+from cropseq.cli import main
+from cropseq.classes import ClassTable
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], rc: int, pattern: str) -> str:
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert pattern in err, err
+    return err
+
+
+@pytest.fixture()
+def stack(tmp_path: Path) -> Path:
+    path, _ = write_stack(tmp_path / "stack", "per-band", masks=True)
+    return path
+
+
+@pytest.fixture()
+def points(tmp_path: Path) -> Path:
+    rows = []
+    for k, (r, c) in enumerate([(0, 0), (1, 2), (3, 3), (4, 5), (5, 1), (6, 8), (2, 7), (3, 6)]):
+        x, y = pixel_centre(r, c)
+        rows.append({"x": x, "y": y, "crop": ["maize", "wheat"][k % 2]})
+    rows.append({"x": 0.0, "y": 0.0, "crop": "maize"})  # outside
+    return write_points_csv(tmp_path / "points.csv", rows)
+
+
+def test_help_for_each_command(capsys: pytest.CaptureFixture[str]) -> None:
+    for cmd in ("inspect", "tile", "samples", "split"):
+        assert main([cmd, "--help"]) == 0
+        assert "Usage" in capsys.readouterr().out
+
+
+def test_inspect_json_and_table(stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(stack), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["dates"] == tiny_dates(5) and s["bands"] == ["red", "nir"]
+    assert s["shape"] == {"time": 5, "band": 2, "y": 7, "x": 9} and s["crs"] == "EPSG:32633"
+    assert main(["inspect", str(stack.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "2021-04-01 .. 2021-05-11" in out and "UTM zone 33N" in out
+
+
+def test_inspect_errors(tmp_path: Path, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _one_line_error(capsys, main(["inspect", str(tmp_path / "none.yaml")]), "not found")
+    (stack.parent / "nir.tif").unlink()
+    _one_line_error(capsys, main(["inspect", str(stack)]), "nir.tif: raster named in")
+
+
+def test_tile(tmp_path: Path, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "tiles"
+    assert main(["tile", str(stack), "--out", str(out), "--size", "5", "--halo", "2"]) == 0
+    assert "4 tiles" in capsys.readouterr().out
+    index = json.loads((out / "tiles.json").read_text())
+    assert len(index["tiles"]) == 4 and index["halo"] == 2
+    assert all((out / t["path"]).is_dir() for t in index["tiles"])
+    assert main(["inspect", str(out / "r001_c001.zarr"), "--json"]) == 0
+    # core 2 x 4 px + a 2 px halo on every side (NaN outside the scene)
+    assert json.loads(capsys.readouterr().out)["shape"] == {"time": 5, "band": 2, "y": 6, "x": 8}
+    _one_line_error(capsys, main(["inspect", str(out)]), "a tiles folder")
+    _one_line_error(capsys, main(["tile", str(stack), "--out", str(tmp_path / "a" / "b")]), "does not exist")
+
+
+def test_samples_and_split(tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    table = tmp_path / "s.parquet"
+    rc = main(["samples", "--stack", str(stack), "--labels", str(points), "--out", str(table),
+               "--class-column", "crop", "--patch", "3", "--start", "2021-04-11"])  # fmt: skip
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert cap.out.strip().startswith("8 samples, 32 observations, 2 classes, 1 outside the stack")
+    assert "skipped 1 labels outside the stack" in cap.err and "sample ids 8" in cap.err
+    df = pd.read_parquet(table)
+    assert df["sample_id"].nunique() == 8 and "nir@r2c2" in df.columns and df["date"].min() == "2021-04-11"
+    classes = ClassTable.from_yaml(tmp_path / "s.classes.yaml")
+    assert classes.names == ["maize", "wheat"]
+
+    tr, va, te = (tmp_path / f"{n}.csv" for n in ("train", "val", "test"))
+    rc = main(["split", "--samples", str(table), "--train", str(tr), "--val", str(va), "--test", str(te),
+               "--val-fraction", "0.25", "--test-fraction", "0.25", "--seed", "1"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip() == "train 4 samples, val 2 samples, test 2 samples"
+    parts = [pd.read_csv(p) for p in (tr, va, te)]
+    ids = [set(p["sample_id"]) for p in parts]
+    assert sum(map(len, ids)) == 8 and not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+
+
+def test_samples_with_class_table(tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cls = tmp_path / "classes.yaml"
+    cls.write_text(yaml.safe_dump({"classes": [{"code": 7, "name": "maize", "color": "#ff0000"}]}))
+    rc = main(["samples", "--stack", str(stack), "--labels", str(points), "--out", str(tmp_path / "s.csv"),
+               "--class-column", "crop", "--classes", str(cls)])  # fmt: skip
+    _one_line_error(capsys, rc, "unknown class(es) 'wheat'")
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "pattern"),
+    [
+        (["--patch", "2"], "patch size must be an odd integer >= 1, not 2"),
+        (["--patch", "-1"], "patch size must be an odd integer >= 1, not -1"),
+        (["--class-column", "label"], "no class column 'label' (columns: x, y, crop)"),
+    ],
+)
+def test_samples_errors(
+    tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str], extra: list[str], pattern: str
+) -> None:
+    args = ["samples", "--stack", str(stack), "--labels", str(points), "--out", str(tmp_path / "s.csv"), "--class-column", "crop"]
+    _one_line_error(capsys, main(args + extra), pattern)
+
+
+def test_samples_bad_coordinate(tmp_path: Path, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_points_csv(tmp_path / "bad.csv", [{"x": "12a", "y": 5000000.0, "label": "a"}])
+    rc = main(["samples", "--stack", str(stack), "--labels", str(bad), "--out", str(tmp_path / "s.csv")])
+    _one_line_error(capsys, rc, "bad.csv: row 0 (line 2) has a non-numeric 'x' coordinate")
+
+
+def test_split_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+    _one_line_error(capsys, main(["split", "--samples", str(tmp_path / "none.csv"), "--train", a, "--val", b]), "not found")
+    _one_line_error(capsys, main(["split", "--samples", a, "--train", a, "--val", b, "--test-fraction", "0.2"]),
+                    "needs --test OUT")  # fmt: skip
+    pd.DataFrame({"sample_id": [0], "label": ["a"], "date": ["2021-01-01"], "b1": [1.0]}).to_csv(tmp_path / "s.csv", index=False)
+    _one_line_error(capsys, main(["split", "--samples", str(tmp_path / "s.csv"), "--train", a, "--val", b]),
+                    "the val split is empty")  # fmt: skip
+
+
+def test_dtwsat_cli(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_io import dtwsat_manifest
+
+    manifest = dtwsat_manifest(shared_data, tmp_path / "dtwsat.yaml")
+    assert main(["inspect", str(manifest), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert len(s["dates"]) == 137 and (s["dates"][0], s["dates"][-1]) == ("2007-09-14", "2013-08-29")
+    assert len(s["bands"]) == 7 and s["shape"]["y"] == 27 and s["shape"]["x"] == 37
+    assert "+proj=sinu" in s["crs_name"] and "Sinusoidal" in s["crs_wkt"]
+    out = tmp_path / "dtw.csv"
+    labels = shared_data / "dtwsat_lucc_mt" / "raw" / "samples.csv"
+    assert main(["samples", "--stack", str(manifest), "--labels", str(labels), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("603 samples, 13812 observations, 5 classes, 0 outside")
+    df = pd.read_csv(out)
+    steps = df.groupby("sample_id").size()
+    assert steps.index.tolist() == list(range(603)) and set(steps) == {22, 23}
+    src = pd.read_csv(labels)
+    assert (df.drop_duplicates("sample_id")["label"].to_numpy() == src["label"].to_numpy()).all()

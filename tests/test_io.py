@@ -1,0 +1,180 @@
+"""open_stack: the cube contract, value handling, header checks, real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pytest
+import yaml
+from _data_fixtures import TINY_RES, tiny_dates, write_raster, write_stack
+
+from cropseq.errors import CropseqError
+from cropseq.io import open_stack, stack_summary
+
+
+@pytest.mark.parametrize("layout", ["per-band", "per-date"])
+def test_cube_contract(tmp_path: Path, layout: str) -> None:
+    path, expected = write_stack(tmp_path, layout, masks=True, nodata=-9999.0, shuffle_dates=True)
+    cube = open_stack(path, chunks=4)
+    assert cube.dims == ("time", "band", "y", "x") and cube.dtype == np.float32
+    assert cube.name == "reflectance" and cube.attrs["source"] == str(path.resolve())
+    assert isinstance(cube.data, da.Array)
+    # Chunked in space only: every chunk holds all dates and bands.
+    assert cube.chunks[0] == (5,) and cube.chunks[1] == (2,) and cube.chunks[2] == (4, 3) and cube.chunks[3] == (4, 4, 1)
+    assert cube["time"].dtype == np.dtype("datetime64[ns]")
+    assert [str(t)[:10] for t in cube["time"].values] == tiny_dates(5)  # sorted
+    assert cube["band"].values.tolist() == ["red", "nir"]
+    assert cube.rio.crs.to_epsg() == 32633
+    assert cube.rio.transform().a == TINY_RES
+    assert cube["x"].values[0] == 500000.0 + TINY_RES / 2  # pixel centres
+    np.testing.assert_array_equal(cube.values, expected)  # masks, nodata, date order
+    assert np.isnan(expected).sum() > 10
+
+
+def test_scale_offset_valid_range(tmp_path: Path) -> None:
+    extra = {"scale": {"nir": 0.5}, "offset": 1.0, "valid_range": {"red": [0, 30]}}
+    path, expected = write_stack(tmp_path, "per-band", extra=extra)
+    cube = open_stack(path).values
+    np.testing.assert_allclose(cube[:, 1], expected[:, 1] * 0.5 + 1.0, rtol=1e-6)
+    red = expected[:, 0] + 1.0
+    red[(red < 0) | (red > 30)] = np.nan
+    np.testing.assert_allclose(cube[:, 0], red, rtol=1e-6)
+    assert np.isnan(cube[3:, 0]).all() and not np.isnan(cube[:2, 0]).any()
+
+
+def test_mask_invalid_zero(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", masks=True, extra={"mask_invalid": "zero"})
+    import rasterio
+
+    with rasterio.open(tmp_path / "clouds.tif") as src:
+        clear = src.read() == 0
+    cube = open_stack(path).values
+    assert np.isnan(cube).sum() == clear.sum() * 2
+
+
+def test_missing_raster(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band")
+    (tmp_path / "nir.tif").unlink()
+    with pytest.raises(CropseqError, match=r"nir.tif: raster named in .*stack.yaml not found"):
+        open_stack(path)
+    with pytest.raises(CropseqError, match="stack not found"):
+        open_stack(tmp_path / "nope.yaml")
+
+
+def test_corrupt_raster(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band")
+    (tmp_path / "nir.tif").write_bytes(b"II*\x00garbage")
+    with pytest.raises(CropseqError, match=r"nir.tif: cannot read raster"):
+        open_stack(path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"crs": "EPSG:32634"}, "CRS EPSG:32634 vs EPSG:32633"),
+        ({"origin": (500005.0, 5000000.0)}, "transform"),
+    ],
+)
+def test_grid_mismatch_names_both_files(tmp_path: Path, kwargs: dict, pattern: str) -> None:
+    path, expected = write_stack(tmp_path, "per-band")
+    write_raster(tmp_path / "nir.tif", expected[:, 1], **kwargs)
+    with pytest.raises(CropseqError, match=pattern) as e:
+        open_stack(path)
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path.resolve() / "nir.tif")) and "red.tif" in msg
+
+
+def test_shape_and_count_mismatch(tmp_path: Path) -> None:
+    path, expected = write_stack(tmp_path, "per-band")
+    write_raster(tmp_path / "nir.tif", expected[:, 1, :5])
+    with pytest.raises(CropseqError, match=r"shape 5x9 vs 7x9"):
+        open_stack(path)
+    write_raster(tmp_path / "nir.tif", expected[:4, 1])
+    with pytest.raises(CropseqError, match=r"nir.tif: 4 raster bands but 5 dates in timeline"):
+        open_stack(path)
+
+
+def test_per_date_band_count_mismatch(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-date")
+    data = yaml.safe_load(path.read_text())
+    data["bands"] = ["red", "nir", "swir"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CropseqError, match="2 raster bands but 3 bands listed"):
+        open_stack(path)
+
+
+def test_stack_summary(tmp_path: Path) -> None:
+    path, expected = write_stack(tmp_path, "per-band", masks=True)
+    s = stack_summary(open_stack(path))
+    assert s["dates"] == tiny_dates(5) and s["bands"] == ["red", "nir"]
+    assert s["crs"] == "EPSG:32633" and "UTM zone 33N" in s["crs_name"]
+    assert s["shape"] == {"time": 5, "band": 2, "y": 7, "x": 9}
+    assert s["resolution"] == [10.0, 10.0]
+    assert s["bounds"] == [500000.0, 5000000.0 - 70.0, 500090.0, 5000000.0]
+    frac = np.isnan(expected[:, 0]).mean()
+    assert s["missing_fraction"]["red"] == pytest.approx(frac) and frac > 0
+
+
+# ----------------------------------------------------------------------------- real data
+
+
+def dtwsat_manifest(shared_data: Path, out: Path) -> Path:
+    """A manifest for the dtwSat MODIS stack (absolute paths), written to ``out``."""
+    raw = shared_data / "dtwsat_lucc_mt" / "raw"
+    if not raw.is_dir():
+        pytest.skip("dtwSat data absent")
+    bands = ["blue", "red", "nir", "mir", "evi", "ndvi", "doy"]
+    m = {
+        "layout": "per-band",
+        "bands": {b: str(raw / f"{b}.tif") for b in bands},
+        "dates": str(raw / "timeline"),
+        "nodata": -1.7e308,
+    }
+    out.write_text(yaml.safe_dump(m, sort_keys=False))
+    return out
+
+
+def test_dtwsat_stack(shared_data: Path, tmp_path: Path) -> None:
+    cube = open_stack(dtwsat_manifest(shared_data, tmp_path / "stack.yaml"))
+    s = stack_summary(cube)
+    assert len(s["dates"]) == 137 and s["dates"][0] == "2007-09-14" and s["dates"][-1] == "2013-08-29"
+    assert s["shape"] == {"time": 137, "band": 7, "y": 27, "x": 37}
+    assert "Sinusoidal" in s["crs_name"] and "+proj=sinu" in s["crs_name"]
+    # SOURCE.md: 52 nodata cells in blue, 26 in evi, none elsewhere.
+    n = cube.sizes["time"] * 27 * 37
+    assert round(s["missing_fraction"]["blue"] * n) == 52 and round(s["missing_fraction"]["evi"] * n) == 26
+    assert s["missing_fraction"]["ndvi"] == 0.0
+    assert float(cube.sel(band="ndvi").max()) <= 1.0
+
+
+def test_slovenia_cloud_mask(shared_data: Path, tmp_path: Path) -> None:
+    conv = shared_data / "eolearn_testeopatch_slovenia" / "converted"
+    if not conv.is_dir():
+        pytest.skip("eo-learn data absent")
+    (tmp_path / "stack.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "layout": "per-band",
+                "bands": {"ndvi": str(conv / "ndvi_68dates.tif")},
+                "dates": "descriptions",
+                "masks": str(conv / "clm_68dates.tif"),
+            }
+        )
+    )
+    cube = open_stack(tmp_path, chunks=64)
+    import rasterio
+
+    with rasterio.open(conv / "clm_68dates.tif") as src:
+        clouds = src.read() != 0
+    with rasterio.open(conv / "ndvi_68dates.tif") as src:
+        ndvi = src.read()
+    assert cube.shape == (68, 1, 101, 100)
+    vals = cube.values[:, 0]
+    assert int(np.isnan(vals).sum()) == int(clouds.sum()) > 0
+    np.testing.assert_array_equal(np.isnan(vals), clouds)
+    np.testing.assert_array_equal(vals[~clouds], ndvi[~clouds])
+    # 2015-12-08 holds two acquisitions at different times: both kept, in order.
+    same_day = [str(t) for t in cube["time"].values if str(t).startswith("2015-12-08")]
+    assert len(same_day) == 2 and same_day[0] < same_day[1]

@@ -1,0 +1,131 @@
+"""stack.yaml parsing and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from _data_fixtures import tiny_dates, write_raster, write_stack
+
+from cropseq.errors import CropseqError
+from cropseq.manifest import load_manifest
+
+
+def _rewrite(path: Path, **changes: object) -> Path:
+    data = yaml.safe_load(path.read_text())
+    for k, v in changes.items():
+        if v is None:
+            data.pop(k, None)
+        else:
+            data[k] = v
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_per_band_manifest_resolves(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", masks=True, shuffle_dates=True, extra={"scale": {"nir": 0.5}})
+    m = load_manifest(tmp_path)  # the folder works too
+    assert m.path == path.resolve() and m.layout == "per-band"
+    assert m.bands == ("red", "nir")
+    assert m.band_files["nir"] == tmp_path.resolve() / "nir.tif"
+    assert [d.strftime("%Y-%m-%d") for d in m.sorted_dates] == tiny_dates(5)
+    assert list(m.dates) != list(m.sorted_dates)  # file order kept, sorting is separate
+    assert m.masks == (tmp_path.resolve() / "clouds.tif",)
+    assert m.scale == {"red": 1.0, "nir": 0.5} and m.offset == {"red": 0.0, "nir": 0.0}
+
+
+def test_per_date_manifest_pairs_masks_by_date(tmp_path: Path) -> None:
+    write_stack(tmp_path, "per-date", masks=True, shuffle_dates=True)
+    m = load_manifest(tmp_path / "stack.yaml")
+    assert len(m.files) == 5 and len(m.masks) == 5
+    for f, k, d in zip(m.files, m.masks, m.dates, strict=True):
+        stamp = d.strftime("%Y%m%d")
+        assert stamp in f.name and stamp in k.name
+
+
+def test_dates_as_list_and_timestamps(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", n_dates=2)
+    _rewrite(path, dates=["2021-04-01T10:04:09", "2021-04-01T10:11:25"])
+    m = load_manifest(path)
+    assert m.dates[0] != m.dates[1]  # same day, different acquisitions: both kept
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"layout": "stacked"}, "layout must be"),
+        ({"bogus": 1}, "unknown key 'bogus'"),
+        ({"valid_range": {"swir": [0, 1]}}, "valid_range names unknown band 'swir'"),
+        ({"nodata": {"blue": 0}}, "nodata names unknown band 'blue'"),
+        ({"scale": "big"}, "scale must be a number"),
+        ({"dates": ["2021-04-01", "2021-04-01", "2021-04-21", "2021-05-01", "2021-05-11"]}, "duplicate date 2021-04-01"),
+        ({"dates": ["2021-04-01", "yesterday"]}, "date 2 in dates 'yesterday' is not a date"),
+        ({"dates": "nofile.txt"}, "dates file 'nofile.txt'.*not found"),
+        ({"mask_invalid": "one"}, "mask_invalid must be"),
+        ({"bands": ["red", "nir"]}, "per-band layout needs bands"),
+        ({"masks": "m_*.tif"}, "per-band masks must be one multi-date raster"),
+        ({"valid_range": {"red": [1, 0]}}, "lo 1.0 > hi 0.0"),
+    ],
+)
+def test_per_band_errors(tmp_path: Path, changes: dict, pattern: str) -> None:
+    path, _ = write_stack(tmp_path, "per-band")
+    _rewrite(path, **changes)
+    with pytest.raises(CropseqError, match=pattern) as e:
+        load_manifest(path)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(tmp_path))  # names the file
+
+
+def test_duplicate_dates_in_timeline_name_the_file(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", n_dates=3)
+    (tmp_path / "timeline").write_text("2021-04-01\n2021-04-11\n2021-04-01\n")
+    with pytest.raises(CropseqError, match=r"duplicate date 2021-04-01T00:00:00 in timeline \(entries 1 and 3\)"):
+        load_manifest(path)
+    (tmp_path / "timeline").write_text("2021-04-01\n2021-04-11\n2021-02-30\n")
+    with pytest.raises(CropseqError, match="timeline: date on line 3 '2021-02-30' is not a date"):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"files": "L8_*.tif"}, "files glob 'L8_\\*.tif' matches no file"),
+        ({"date_pattern": "X_(\\d{8})"}, "does not match file name"),
+        ({"date_pattern": None}, "needs date_pattern or dates"),
+        ({"dates": tiny_dates(5)}, "dates or date_pattern, not both"),
+        ({"date_pattern": None, "dates": tiny_dates(4)}, "5 files but 4 dates"),
+        ({"bands": {"red": "a.tif"}}, "per-date layout needs bands"),
+        ({"bands": ["red", "red"]}, "band 'red' is listed twice"),
+        ({"masks": ["a.tif"]}, "1 masks but 5 files"),
+    ],
+)
+def test_per_date_errors(tmp_path: Path, changes: dict, pattern: str) -> None:
+    path, _ = write_stack(tmp_path, "per-date")
+    _rewrite(path, **changes)
+    with pytest.raises(CropseqError, match=pattern):
+        load_manifest(path)
+
+
+def test_missing_manifest_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(CropseqError, match="no stack.yaml in this folder"):
+        load_manifest(tmp_path)
+    with pytest.raises(CropseqError, match="stack manifest not found"):
+        load_manifest(tmp_path / "x.yaml")
+    (tmp_path / "s.yaml").write_text("layout: [unclosed\n")
+    with pytest.raises(CropseqError, match="not valid YAML"):
+        load_manifest(tmp_path / "s.yaml")
+    (tmp_path / "s.yaml").write_text("- a\n- b\n")
+    with pytest.raises(CropseqError, match="must be a YAML mapping"):
+        load_manifest(tmp_path / "s.yaml")
+
+
+def test_dates_from_descriptions(tmp_path: Path) -> None:
+    data = np.zeros((3, 2, 2), np.float32)
+    write_raster(tmp_path / "ndvi.tif", data, descriptions=["2020-01-03T10:00:00", "2020-01-01", "2020-01-02"])
+    (tmp_path / "stack.yaml").write_text("layout: per-band\nbands: {ndvi: ndvi.tif}\ndates: descriptions\n")
+    m = load_manifest(tmp_path)
+    assert [d.isoformat() for d in m.sorted_dates] == ["2020-01-01T00:00:00", "2020-01-02T00:00:00", "2020-01-03T10:00:00"]
+    write_raster(tmp_path / "ndvi.tif", data, descriptions=["2020-01-01", "", "2020-01-02"])
+    with pytest.raises(CropseqError, match="bands without a description"):
+        load_manifest(tmp_path)
