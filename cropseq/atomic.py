@@ -24,6 +24,8 @@ def check_writable(path: str | os.PathLike[str]) -> Path:
     """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise CropseqError(f"output folder {parent} is a file, not a folder", path)
     if not parent.is_dir():
         raise CropseqError(f"output folder {parent} does not exist", path)
     if not os.access(parent, os.W_OK | os.X_OK):

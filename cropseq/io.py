@@ -15,8 +15,10 @@ values outside ``valid_range`` or not finite become NaN; the result is float32.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,10 +109,10 @@ def _read_many(reads: tuple[tuple[str, int], ...], win: Window) -> np.ndarray:
     out: np.ndarray | None = None
     for f, items in by_file.items():
         try:
-            with rasterio.open(f) as src:
+            with _quiet_rasterio(), rasterio.open(f) as src:
                 arr = src.read([b for _, b in items], window=win)
         except rasterio.errors.RasterioError as e:
-            raise CropseqError(f"cannot read raster ({str(e).splitlines()[0]})", f) from None
+            raise CropseqError(f"cannot read raster pixels (truncated or corrupt file? {_gdal_message(e)})", f) from None
         if out is None:
             out = np.empty((len(reads), *arr.shape[1:]), dtype=arr.dtype)
         elif arr.dtype != out.dtype:
@@ -133,14 +135,45 @@ class _Header:
     nodata: float | None
 
 
+def _gdal_message(e: BaseException) -> str:
+    """The most informative one-line message of a rasterio error.
+
+    rasterio wraps GDAL's own error ("IReadBlock failed ... TIFFReadEncodedStrip() failed")
+    in a generic "Read failed. See previous exception for details."; report GDAL's.
+    """
+    msgs = []
+    cur: BaseException | None = e
+    while cur is not None and len(msgs) < 4:
+        first = str(cur).strip().splitlines()[0] if str(cur).strip() else ""
+        if first and "See previous exception" not in first:
+            msgs.append(first)
+        cur = cur.__cause__ or cur.__context__
+    return (msgs[0] if msgs else type(e).__name__)[:300]
+
+
+@contextlib.contextmanager
+def _quiet_rasterio() -> Iterator[None]:
+    """Keep rasterio's Python warnings (e.g. NotGeoreferencedWarning for a damaged header)
+    off the terminal: problems are reported as one CropseqError line instead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        yield
+
+
 def _header(path: Path, manifest: Path) -> _Header:
+    if path.is_dir():
+        raise CropseqError(f"raster named in {manifest} is a folder, not a raster file", path)
     if not path.is_file():
         raise CropseqError(f"raster named in {manifest} not found", path)
+    if path.stat().st_size == 0:
+        raise CropseqError(f"cannot read raster named in {manifest.name} (empty file, 0 bytes)", path)
     try:
-        with rasterio.open(path) as src:
+        with _quiet_rasterio(), rasterio.open(path) as src:
             return _Header(path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata)
     except rasterio.errors.RasterioError as e:
-        raise CropseqError(f"cannot read raster named in {manifest.name} ({str(e).splitlines()[0]})", path) from None
+        raise CropseqError(f"cannot read raster named in {manifest.name} ({_gdal_message(e)})", path) from None
+    except OSError as e:  # permission denied and friends
+        raise CropseqError(f"cannot read raster named in {manifest.name} ({e.strerror or e})", path) from None
 
 
 def _check_grid(h: _Header, ref: _Header) -> None:

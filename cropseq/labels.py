@@ -61,6 +61,11 @@ class LabelSet:
         return (self.features.geometry.geom_type == "Point").to_numpy()
 
 
+def _show(value: Any) -> str:
+    """``repr`` of a table cell for messages: ``10.5``, not ``np.float64(10.5)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _one_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return s[0] if s else type(e).__name__
@@ -92,7 +97,7 @@ def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
         bad = parsed.isna().to_numpy() & ~empty
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise CropseqError(f"{key!r} value {raw.iloc[i]!r} in row {i} is not a date (use YYYY-MM-DD)", where)
+            raise CropseqError(f"{key!r} value {_show(raw.iloc[i])} in row {i} is not a date (use YYYY-MM-DD)", where)
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
         out.append(pd.Series(pd.DatetimeIndex(parsed).as_unit("ns"), index=df.index))
@@ -115,7 +120,7 @@ def _labels_column(df: pd.DataFrame, class_column: str, where: Path) -> pd.Serie
         i = int(np.flatnonzero(missing)[0])
         raise CropseqError(f"row {i} has an empty class in column {col!r} ({int(missing.sum())} rows in all)", where)
     # Integer-coded classes read as floats (1.0) from some formats: keep "1".
-    if pd.api.types.is_float_dtype(lab) and (lab % 1 == 0).all():
+    if pd.api.types.is_float_dtype(lab) and np.isfinite(lab).all() and (lab % 1 == 0).all():
         lab = lab.astype(np.int64)
     return lab.astype(str).str.strip()
 
@@ -150,9 +155,17 @@ def _read_csv_points(path: Path, crs: Any, class_column: str) -> Any:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise CropseqError(
-                f"row {i} (line {i + 2}) has a non-numeric {c!r} coordinate {df[c].iloc[i]!r}", path
+                f"row {i} (line {i + 2}) has a non-numeric {c!r} coordinate {_show(df[c].iloc[i])}", path
             )
         coords.append(num.to_numpy(dtype="float64"))
+    if src_crs == "EPSG:4326":
+        for c, v, lim in ((pair[0], coords[0], 360.0), (pair[1], coords[1], 90.0)):
+            out = np.abs(v) > lim
+            if out.any():
+                i = int(np.flatnonzero(out)[0])
+                raise CropseqError(
+                    f"row {i} (line {i + 2}) has {c!r} {v[i]:g} outside [-{lim:g}, {lim:g}] (WGS84 degrees expected)", path
+                )
     labels = _labels_column(df, class_column, path)
     frm, to = _validity(df, path)
     gdf = gpd.GeoDataFrame(
@@ -237,7 +250,7 @@ def read_labels(
         if ids.isna().any():
             i = int(np.flatnonzero(ids.isna().to_numpy())[0])
             raise CropseqError(f"row {i} has an empty id in column {col!r}", path)
-        if pd.api.types.is_float_dtype(ids) and (ids % 1 == 0).all():
+        if pd.api.types.is_float_dtype(ids) and np.isfinite(ids).all() and (ids % 1 == 0).all():
             ids = ids.astype(np.int64)
         gdf["group"] = ids.astype(str).to_numpy()
     else:

@@ -115,8 +115,9 @@ def _resolve(root: Path, p: Any) -> Path:
 
 
 def _glob(root: Path, pattern: str) -> list[Path]:
-    # os.path.join keeps an absolute pattern as is.
-    return sorted(Path(p) for p in glob.glob(os.path.join(str(root), os.path.expanduser(pattern))))
+    # The folder is literal (a path like "scenes [2023]" holds glob metacharacters); only the
+    # pattern is a glob. os.path.join keeps an absolute pattern as is.
+    return sorted(Path(p) for p in glob.glob(os.path.join(glob.escape(str(root)), os.path.expanduser(pattern))))
 
 
 def parse_date(value: Any, what: str, where: str | os.PathLike[str] | None) -> pd.Timestamp:
@@ -266,7 +267,7 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
     """
     mpath = find_manifest(path)
     try:
-        data = yaml.safe_load(mpath.read_text())
+        data = yaml.safe_load(mpath.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError:
         raise CropseqError("not a YAML manifest (a binary file? point to a stack.yaml)", mpath) from None
     except yaml.YAMLError as e:
@@ -396,7 +397,11 @@ def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestam
         f = _resolve(root, raw)
         if not f.is_file():
             raise CropseqError(f"dates file {raw!r} named in {mpath.name} not found", f)
-        lines = [ln.split("#", 1)[0].strip() for ln in f.read_text().splitlines()]
+        try:
+            text = f.read_text(encoding="utf-8-sig")
+        except UnicodeDecodeError:
+            raise CropseqError("dates file is not text (one ISO date per line expected)", f) from None
+        lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
         out = [(n, s) for n, s in enumerate(lines, 1) if s]
         if not out:
             raise CropseqError("dates file holds no dates", f)

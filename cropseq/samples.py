@@ -7,7 +7,8 @@ CSV or Parquet. This module owns its rules:
 - **Required columns**: ``sample_id`` (integer), ``label`` (class name; optional only when
   ``require_label=False``), and ``date`` (ISO date or timestamp) **or** ``t`` (0-based step).
 - **Band columns**: every column that is not reserved (:data:`RESERVED`) and has no ``@``;
-  at least one, numeric (empty cells are NaN = missing observation).
+  at least one, numeric (empty cells are NaN = missing observation; :func:`table_to_arrays`
+  also treats +-Inf and values beyond float32 as missing, like the cube).
 - **Patch columns**: ``{band}@r{i}c{j}`` for a square odd patch ``p`` (all ``i, j`` in
   ``0..p-1`` for every band), holding the patch around the centre pixel.
 - **One label per sample**; **no duplicate** ``(sample_id, date)`` or ``(sample_id, t)``.
@@ -48,6 +49,11 @@ _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 # --------------------------------------------------------------------------------------
 # columns
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a table cell for messages: ``10.5``, not ``np.float64(10.5)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def band_columns(df: pd.DataFrame) -> list[str]:
@@ -111,16 +117,26 @@ def table_patch_size(df: pd.DataFrame, where: str | os.PathLike[str] | None = No
 
 
 def _parse_dates(values: pd.Series, where: str | os.PathLike[str] | None) -> pd.Series:
-    """Parse a ``date`` column (ISO dates or timestamps); name the first bad row."""
+    """Parse a ``date`` column (ISO dates or timestamps); name the first bad row.
+
+    Timestamps with a UTC offset are converted to UTC and made naive (as the cube's time
+    axis, see :func:`cropseq.manifest.parse_date`); offsets may differ between rows.
+    """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
     else:
-        parsed = pd.to_datetime(values.astype("string"), format="ISO8601", errors="coerce")
+        text = values.astype("string")
+        try:
+            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        except (ValueError, TypeError, OverflowError):  # mixed UTC offsets (or naive and aware)
+            parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC")
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise CropseqError(
-            f"date {values.iloc[i]!r} in row {i} is not an ISO date (YYYY-MM-DD); {int(bad.sum())} bad dates in all",
+            f"date {_show(values.iloc[i])} in row {i} is not an ISO date (YYYY-MM-DD); {int(bad.sum())} bad dates in all",
             where,
         )
     return parsed.dt.tz_localize(None) if getattr(parsed.dt, "tz", None) is not None else parsed
@@ -164,10 +180,14 @@ def validate_samples(
         raise CropseqError("the samples table has no rows", where)
 
     sid = pd.to_numeric(df["sample_id"], errors="coerce")
-    bad = sid.isna().to_numpy() | (sid.to_numpy(dtype="float64", na_value=np.nan) % 1 != 0)
+    sv = sid.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        # integers that float64 holds exactly (and int64 too): |id| < 2**53
+        bad = ~np.isfinite(sv) | (sv % 1 != 0) | (np.abs(sv) >= 2.0**53)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise CropseqError(f"sample_id {df['sample_id'].iloc[i]!r} in row {i} is not an integer", where)
+        why = "is too large (at most 2**53 - 1)" if np.isfinite(sv[i]) and sv[i] % 1 == 0 else "is not an integer"
+        raise CropseqError(f"sample_id {_show(df['sample_id'].iloc[i])} in row {i} {why}", where)
 
     for b in bands:
         col = df[b]
@@ -176,7 +196,7 @@ def validate_samples(
             badb = num.isna().to_numpy() & col.notna().to_numpy()
             if badb.any():
                 i = int(np.flatnonzero(badb)[0])
-                raise CropseqError(f"band column {b!r} holds a non-numeric value {col.iloc[i]!r} in row {i}", where)
+                raise CropseqError(f"band column {b!r} holds a non-numeric value {_show(col.iloc[i])} in row {i}", where)
     table_patch_size(df, where)
 
     if "label" in cols:
@@ -205,10 +225,11 @@ def validate_samples(
     if "t" in cols:
         t = pd.to_numeric(df["t"], errors="coerce")
         tv = t.to_numpy(dtype="float64", na_value=np.nan)
-        badt = np.isnan(tv) | (tv % 1 != 0) | (tv < 0)
+        with np.errstate(invalid="ignore"):
+            badt = ~np.isfinite(tv) | (tv % 1 != 0) | (tv < 0) | (tv >= 2.0**31)
         if badt.any():
             i = int(np.flatnonzero(badt)[0])
-            raise CropseqError(f"t {df['t'].iloc[i]!r} in row {i} is not a non-negative integer step", where)
+            raise CropseqError(f"t {_show(df['t'].iloc[i])} in row {i} is not a non-negative integer step", where)
         st = pd.DataFrame({"s": sid.to_numpy(), "t": tv.astype(np.int64)})
         dup = st.duplicated().to_numpy()
         if dup.any():
@@ -383,7 +404,10 @@ def table_to_arrays(
     else:
         off = (stored - p) // 2  # centre crop of a larger stored patch
         cols = [patch_column(b, i + off, j + off) for b in bands for i in range(p) for j in range(p)]
-    vals = df[cols].to_numpy(dtype=np.float32, na_value=np.nan)[order].reshape(len(order), c, p, p)
+    with np.errstate(over="ignore", invalid="ignore"):
+        vals = df[cols].to_numpy(dtype=np.float32, na_value=np.nan)[order].reshape(len(order), c, p, p)
+    # +-Inf (and values beyond float32) are missing, as in the cube (cropseq.io)
+    vals[~np.isfinite(vals)] = np.nan
     x = np.full((n, t_max, c, p, p), np.nan, dtype=np.float32)
     x[codes, step] = vals
     present = np.zeros((n, t_max), dtype=bool)
@@ -532,7 +556,11 @@ def extract_samples(
     # ---- the samples: one per point, one per pixel of each polygon
     rows, cols, fidx = _label_pixels(feats, transform, shape, report)
     if len(fidx) == 0:
-        raise CropseqError(f"no labelled pixel inside the stack ({len(report.outside)} labels outside)", src)
+        raise CropseqError(
+            f"no labelled pixel inside the stack ({len(report.outside)} labels outside; "
+            f"{_extent_hint(feats, transform, shape, cube.rio.crs)})",
+            src,
+        )
     fid = feats["sample_id"].to_numpy(dtype=np.int64)
     is_point = (feats.geometry.geom_type == "Point").to_numpy()
     point = is_point[fidx]
@@ -593,6 +621,31 @@ def extract_samples(
     return df, report
 
 
+def _extent_hint(feats: Any, transform: Any, shape: tuple[int, int], crs: Any) -> str:
+    """Where the labels are vs where the stack is: the usual cause is a CRS mix-up."""
+    from cropseq.io import crs_name
+
+    def fmt(b: Sequence[float]) -> str:
+        return f"x {b[0]:.10g}..{b[2]:.10g}, y {b[1]:.10g}..{b[3]:.10g}"
+
+    h, w = shape
+    xs = (transform.c, transform.c + w * transform.a)
+    ys = (transform.f, transform.f + h * transform.e)
+    stack_b = (min(xs), min(ys), max(xs), max(ys))
+    with np.errstate(invalid="ignore"):
+        lab_b = tuple(float(v) for v in feats.total_bounds)
+    try:
+        from rasterio.crs import CRS
+
+        name = crs_name(CRS.from_user_input(crs)) if crs is not None else "none"
+    except Exception:  # noqa: BLE001 - only a hint
+        name = str(crs)
+    return (
+        f"labels span {fmt(lab_b)}, the stack {fmt(stack_b)} in {name}; CSV x,y must be in the stack CRS, "
+        "use longitude,latitude columns for WGS84"
+    )
+
+
 def _label_pixels(
     feats: Any, transform: Any, shape: tuple[int, int], report: ExtractionReport
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -615,9 +668,12 @@ def _label_pixels(
     if is_point.any():
         pi = np.flatnonzero(is_point)
         geom = feats.geometry.iloc[pi]
-        colf, rowf = inv @ (geom.x.to_numpy(), geom.y.to_numpy())
-        r, c = np.floor(rowf).astype(np.int64), np.floor(colf).astype(np.int64)
-        inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+        with np.errstate(invalid="ignore", over="ignore"):  # a point that did not reproject: inf
+            colf, rowf = inv @ (geom.x.to_numpy(), geom.y.to_numpy())
+            ok = np.isfinite(rowf) & np.isfinite(colf) & (np.abs(rowf) < 2**62) & (np.abs(colf) < 2**62)
+            r = np.where(ok, np.floor(np.where(ok, rowf, 0)), -1).astype(np.int64)
+            c = np.where(ok, np.floor(np.where(ok, colf, 0)), -1).astype(np.int64)
+        inside = ok & (r >= 0) & (r < height) & (c >= 0) & (c < width)
         report.outside.extend(fid[pi[~inside]].tolist())
         rows_l.append(r[inside])
         cols_l.append(c[inside])
@@ -625,6 +681,9 @@ def _label_pixels(
     for k in np.flatnonzero(~is_point):
         g = feats.geometry.iloc[k]
         left, bottom, right, top = g.bounds
+        if not np.isfinite([left, bottom, right, top]).all():  # did not reproject (or empty)
+            report.outside.append(int(fid[k]))
+            continue
         (c1, r1), (c2, r2) = inv @ (left, top), inv @ (right, bottom)
         r_a, r_b = max(int(np.floor(min(r1, r2))), 0), min(int(np.ceil(max(r1, r2))), height)
         c_a, c_b = max(int(np.floor(min(c1, c2))), 0), min(int(np.ceil(max(c1, c2))), width)

@@ -197,3 +197,138 @@ def write_points_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 def pixel_centre(row: int, col: int) -> tuple[float, float]:
     """Map coordinates of the centre of pixel (row, col) on the tiny grid."""
     return TINY_ORIGIN[0] + (col + 0.5) * TINY_RES, TINY_ORIGIN[1] - (row + 0.5) * TINY_RES
+
+
+# ----------------------------------------------------------------------------- CLI contract
+#
+# Helpers for the bad-input, fuzz and untrusted-file tests: run ``cropseq.cli.main`` in
+# process and check the user-error contract (exit 2, one line on stderr naming the file,
+# no traceback, no output left behind).
+
+#: Warning categories Python hides by default: a user never sees them on the console.
+_HIDDEN_WARNINGS: tuple[type[Warning], ...] = (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                                               ResourceWarning)  # fmt: skip
+
+
+class CliResult:
+    """What one in-process ``cropseq`` run did."""
+
+    def __init__(self, argv: list[str], rc: int, out: str, err: str, warnings: list[str]) -> None:
+        self.argv, self.rc, self.out, self.err, self.warnings = argv, rc, out, err, warnings
+
+    def __repr__(self) -> str:
+        return (f"cropseq {' '.join(self.argv)}\n  rc={self.rc}\n  stderr={self.err!r}\n"
+                f"  warnings={self.warnings!r}\n  stdout={self.out[-500:]!r}")  # fmt: skip
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        """Lines on stderr plus the warnings Python would have printed there."""
+        return [ln for ln in self.err.splitlines() if ln.strip()] + self.warnings
+
+
+def run_cli(argv: Sequence[Any]) -> CliResult:
+    """Run ``cropseq ARGV`` in process; capture stdout, stderr and user-visible warnings.
+
+    Exceptions other than the ones ``main`` handles propagate (they are crashes: a user
+    would see a traceback).
+    """
+    import contextlib
+    import io
+    import warnings
+
+    from cropseq.cli import main
+
+    args = [str(a) for a in argv]
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        warnings.simplefilter("always")
+        rc = main(args)
+    shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, _HIDDEN_WARNINGS)]
+    return CliResult(args, rc, out.getvalue(), err.getvalue(), shown)
+
+
+def temp_leftovers(*folders: Path) -> list[Path]:
+    """Temporary siblings (``.name.tmp-xxxx.ext``) left in ``folders`` by atomic writes."""
+    found: list[Path] = []
+    for f in folders:
+        if Path(f).is_dir():
+            found += [p for p in Path(f).iterdir() if ".tmp-" in p.name]
+    return sorted(found)
+
+
+def assert_user_error(res: CliResult, *needles: str, outputs: Sequence[Path] = ()) -> str:
+    """Check the user-error contract and return the message.
+
+    Exit code 2; exactly one line on stderr (no warnings either), no traceback; every
+    ``needle`` in the message (case-sensitive); none of ``outputs`` exists and no temporary
+    sibling is left beside them.
+    """
+    lines = res.stderr_lines
+    assert res.rc == 2, res
+    assert "Traceback" not in res.err, res
+    assert len(lines) == 1, res
+    msg = lines[0]
+    assert "error:" in msg, res
+    for n in needles:
+        assert n in msg, f"{n!r} not in {msg!r}"
+    for o in outputs:
+        assert not Path(o).exists(), f"{o} left behind: {res}"
+    assert not temp_leftovers(*{Path(o).parent for o in outputs}), res
+    return msg
+
+
+def write_grid_points(path: Path, shape: tuple[int, int] = (8, 8), classes: Sequence[str] = ("maize", "wheat"),
+                      step: int = 1) -> Path:  # fmt: skip
+    """CSV label points at the centres of every ``step``-th pixel of the tiny grid."""
+    rows = []
+    for r in range(0, shape[0], step):
+        for c in range(0, shape[1], step):
+            x, y = pixel_centre(r, c)
+            rows.append({"x": x, "y": y, "label": classes[(r // 2 + c // 2) % len(classes)]})
+    return write_points_csv(path, rows)
+
+
+#: A deep model small enough to train in a second on CPU (the real ``train`` code path).
+TINY_TRAIN_CONFIG = {
+    "hidden_size": 4, "num_layers": 1, "encoder_width": 4, "encoder_dim": 4, "epochs": 1,
+    "batch_size": 64, "device": "cpu", "threads": 1, "plot": "",
+}  # fmt: skip
+
+_MODEL_CACHE: dict[str, dict[str, Path]] = {}
+
+
+def tiny_models(root_factory: Any) -> dict[str, Path]:
+    """A tiny stack, its samples table and two models trained on it, built once per session.
+
+    Args:
+        root_factory: pytest's ``tmp_path_factory``.
+
+    Returns:
+        ``stack`` (8x8 px, 4 dates, bands red/nir), ``labels`` (CSV points), ``samples``
+        (CSV table), ``classes`` (its class YAML), ``rf`` (a 5-tree RandomForest ``.skops``,
+        via the API), ``deep`` (a tiny LSTM ``.pt``, via ``cropseq train``), ``config``
+        (the tiny training YAML).
+    """
+    if "models" in _MODEL_CACHE and _MODEL_CACHE["models"]["deep"].is_file():
+        return _MODEL_CACHE["models"]
+    from cropseq.baseline import train_random_forest
+    from cropseq.samples import read_samples, table_to_arrays
+
+    root = Path(root_factory.mktemp("tiny_models"))
+    stack, _ = write_stack(root / "stack", shape=(8, 8), n_dates=4, bands=("red", "nir"))
+    labels = write_grid_points(root / "points.csv")
+    samples = root / "samples.csv"
+    res = run_cli(["samples", "--stack", stack, "--labels", labels, "--out", samples])
+    assert res.rc == 0, res
+    rf = root / "rf.skops"
+    train_random_forest(table_to_arrays(read_samples(samples)), rf, n_estimators=5, n_jobs=1)
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_TRAIN_CONFIG))
+    deep = root / "deep.pt"
+    res = run_cli(["train", "--samples", samples, "--out", deep, "--config", config, "-q"])
+    assert res.rc == 0, res
+    _MODEL_CACHE["models"] = {
+        "root": root, "stack": stack, "labels": labels, "samples": samples,
+        "classes": root / "samples.classes.yaml", "rf": rf, "deep": deep, "config": config,
+    }  # fmt: skip
+    return _MODEL_CACHE["models"]

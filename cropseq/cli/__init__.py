@@ -64,7 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except typer.Exit as e:
         return e.exit_code
-    except typer.Abort:
+    except typer.Abort as e:
+        # click turns an EOFError raised inside a command (e.g. a truncated input file read
+        # by a library) into Abort; that is bad input, not the user pressing Ctrl-D.
+        if isinstance(e.__context__, EOFError):
+            print("cropseq: error: unexpected end of an input file (truncated or corrupt?)", file=sys.stderr)
+            return 2
         print("cropseq: aborted", file=sys.stderr)
         return 130
     except _click_exc.ClickException as e:

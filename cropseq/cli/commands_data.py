@@ -147,12 +147,14 @@ def split_cmd(
         raise CropseqError("--train, --val and --test must be different files")
     df = read_samples(existing_path(samples, "samples table"))
     parts = grouped_stratified_split(df, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    counts = []
-    for name, part, path in zip(("train", "val", "test"), parts, (train, val, test), strict=True):
-        if path is None:
-            continue
+    named = [(n, part, path) for n, part, path in zip(("train", "val", "test"), parts, (train, val, test), strict=True)
+             if path is not None]  # fmt: skip
+    # Check every part before writing any: a failed split leaves no output at all.
+    for name, part, _ in named:
         if len(part) == 0:
             raise CropseqError(f"the {name} split is empty (too few groups for the fractions)", samples)
+    counts = []
+    for name, part, path in named:
         write_samples(part, path)
         counts.append(f"{name} {part['sample_id'].nunique()} samples")
     print(", ".join(counts))
