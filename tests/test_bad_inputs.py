@@ -837,7 +837,7 @@ def test_check_writable_messages(tmp_path: Path) -> None:
     from cropseq.errors import CropseqError
 
     (tmp_path / "f").write_text("x")
-    with pytest.raises(CropseqError, match="does not exist"):
+    with pytest.raises(CropseqError, match="is a file, not a folder"):
         check_writable(tmp_path / "f" / "out.tif")
     with pytest.raises(CropseqError, match="does not exist"):
         check_writable(tmp_path / "none" / "out.tif")

@@ -1,5 +1,105 @@
-"""CLI commands (model); see the module owners' docs."""
+"""CLI command ``cropseq train``: train a deep sequence classifier (or the RandomForest baseline).
+
+Thin over :func:`cropseq.training.train_model` (and :func:`cropseq.baseline.train_random_forest`
+for ``--arch rf``). Options given on the command line override the same keys of ``--config``,
+which override the :class:`~cropseq.training.TrainConfig` defaults.
+"""
 
 from __future__ import annotations
 
-from cropseq.cli import app  # noqa: F401
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from cropseq.cli import app
+from cropseq.errors import CropseqError
+
+
+def _read_arrays(path: Path, bands: list[str] | None, patch: int | None, what: str) -> Any:
+    """Samples table -> SequenceArrays (via the data module)."""
+    if not path.exists():
+        raise CropseqError(f"{what} not found", path)
+    try:
+        from cropseq.samples import read_samples, table_to_arrays
+    except ImportError:  # pragma: no cover - only while the data module is missing
+        raise CropseqError("reading samples tables needs cropseq.samples, which is not installed", path) from None
+    df = read_samples(path)
+    return table_to_arrays(df, bands=bands, patch=patch, where=path)
+
+
+@app.command("train")
+def train_cmd(
+    samples: Path = typer.Option(..., "--samples", help="Training samples table (CSV or Parquet)."),
+    out: Path = typer.Option(..., "--out", help="Model file to write (.pt; .skops for --arch rf)."),
+    val_samples: Optional[Path] = typer.Option(None, "--val-samples", help="Validation table (default: hold out 10% of the training groups)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="lstm | gru | rf (default lstm)."),
+    bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help="Bidirectional RNN (default on)."),
+    patch: Optional[int] = typer.Option(None, "--patch", help="Patch size (odd; default: the table's)."),
+    k1: Optional[int] = typer.Option(None, "--k1", help="TBPTT: steps per window (one update per window); default full BPTT."),
+    k2: Optional[int] = typer.Option(None, "--k2", help="TBPTT: gradient steps at the end of each window (<= k1; default k1)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sequences per batch."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda (default auto)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    bands: Optional[str] = typer.Option(None, "--bands", help="Comma-separated bands to use, in order (default: all)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training options (same keys; CLI wins)."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML fixing codes/colours (default: from labels)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from the checkpoint at --out."),
+    history: Optional[Path] = typer.Option(None, "--history", help="Metrics CSV (default <MODEL stem>.history.csv)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Training-curve PNG (default <MODEL stem>.curves.png)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Train a crop classifier on a samples table and write the model file."""
+    from cropseq.classes import ClassTable
+    from cropseq.training import TrainConfig, train_model
+    from cropseq.training.config import load_yaml_options
+
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "arch": arch,
+            "bidirectional": bidirectional,
+            "patch": patch,
+            "k1": k1,
+            "k2": k2,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "device": device,
+            "seed": seed,
+            "bands": bands,
+            "history": None if history is None else str(history),
+            "plot": None if plot is None else str(plot),
+        }.items()
+        if v is not None
+    }
+    if resume:
+        overrides["resume"] = True
+    merged = {**(load_yaml_options(config) if config is not None else {}), **overrides}
+    is_rf = str(merged.get("arch", "lstm")).lower() == "rf"
+    if is_rf:
+        merged.pop("arch")  # the shared options (patch, bands, seed...) are still validated
+    cfg = TrainConfig.from_dict(merged, where=None if config is None else str(config))
+    if not str(out.parent) or not out.parent.exists():
+        raise CropseqError(f"output folder {out.parent} does not exist", out)
+    table_classes = ClassTable.from_yaml(classes) if classes is not None else None
+
+    train = _read_arrays(samples, cfg.bands, cfg.patch, "samples table")
+    val = None if val_samples is None else _read_arrays(val_samples, cfg.bands, cfg.patch, "validation table")
+
+    if is_rf:
+        try:
+            from cropseq.baseline import train_random_forest
+        except ImportError:  # pragma: no cover - only while the baseline module is missing
+            raise CropseqError("--arch rf needs cropseq.baseline, which is not installed") from None
+        if table_classes is None and train.labels is not None:
+            table_classes = ClassTable.from_names(train.labels)
+        train_random_forest(train, out, table_classes, seed=cfg.seed)
+        print(f"model {out}")
+        return
+
+    res = train_model(train, val, cfg, out, classes=table_classes, progress=not quiet)
+    acc = "" if res.val_accuracy is None else f"  validation accuracy {res.val_accuracy:.4f}"
+    print(f"model {res.path}  epochs {res.epochs_run}{acc}  history {res.history_path}"
+          + ("" if res.plot_path is None else f"  curves {res.plot_path}"), file=sys.stdout)

@@ -1,5 +1,163 @@
-"""CLI commands (predict); see the module owners' docs."""
+"""CLI commands ``cropseq predict``, ``cropseq mosaic`` and ``cropseq area``: crop maps.
+
+Thin wrappers over :func:`cropseq.inference.run_prediction`,
+:func:`cropseq.outputs.mosaic_maps` and :func:`cropseq.outputs.area_stats`; user errors
+print one line and exit 2, and no output is left behind.
+"""
 
 from __future__ import annotations
 
-from cropseq.cli import app  # noqa: F401
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from cropseq.cli import app
+
+
+class Device(str, Enum):
+    """Where deep models run."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@contextmanager
+def _progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar over chunks on stderr; yields ``update(done, total)``.
+
+    The bar appears on the first update, which prediction sends once its checks passed
+    and the scheduler is ready: a user error stays a single line on stderr.
+    """
+    state: dict[str, object] = {}
+    if not enabled:
+        yield lambda done, total: None
+        return
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
+                           TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+            bar.start()
+            state["bar"], state["task"] = bar, bar.add_task(label, total=total)
+        state["bar"].update(state["task"], completed=done, total=total)  # type: ignore[attr-defined]
+
+    try:
+        yield update
+    finally:
+        if "bar" in state:
+            state["bar"].stop()  # type: ignore[attr-defined]
+
+
+@app.command("predict")
+def predict_cmd(
+    model: Path = typer.Option(..., "--model", help="Trained model: deep checkpoint (*.pt) or RandomForest (*.skops)."),
+    stack: Path = typer.Option(..., "--stack", help="stack.yaml (or its folder), or a tile store <tile>.zarr from `cropseq tile`."),
+    out: Path = typer.Option(..., "--out", help="Crop map to write (Cloud-Optimized GeoTIFF)."),
+    confidence: Path | None = typer.Option(
+        None, "--confidence", help="Confidence COG (probability of the mapped class). [default: <stem>.confidence.tif]"),
+    probabilities: Path | None = typer.Option(None, "--probabilities", help="Also write all class probabilities (one band per class)."),
+    area: Path | None = typer.Option(None, "--area", help="Per-class area CSV. [default: <stem>.area.csv]"),
+    start: str | None = typer.Option(None, "--start", help="First date of the season window (YYYY-MM-DD, inclusive)."),
+    end: str | None = typer.Option(None, "--end", help="Last date of the season window (YYYY-MM-DD, inclusive)."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=0,
+        help="Dask worker processes of a local cluster; 0 = threads in this process (small stacks, one job per "
+             "core in Snakemake). [default: one per core, memory permitting]"),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, help="Threads per worker (with --workers 0: threads in total). [default: 1 / all cores]"),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786)."),
+    chunk: int = typer.Option(512, "--chunk", min=16, help="Chunk edge in pixels; memory grows with its square, the map does not change."),
+    min_valid: int | None = typer.Option(
+        None, "--min-valid", min=1, help="Pixels with fewer valid observations are nodata (0). [default: 3, or the number of dates if fewer]"),
+    device: Device = typer.Option(Device.auto, "--device", help="Where deep models run."),
+    retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed chunk task on a Dask cluster."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Map a whole stack (or one tile) with a trained model, chunk by chunk with Dask.
+
+    Writes the crop map COG (uint8 codes, colour table, class names, nodata 0), a QGIS
+    style <stem>.qml beside it, the confidence COG and the per-class area CSV.
+    """
+    from cropseq.inference import run_prediction
+    from cropseq.outputs import sidecar_paths
+
+    side = sidecar_paths(out)
+    with _progress_bar(f"predict {out.name}", not quiet) as update:
+        res = run_prediction(
+            model,
+            stack,
+            out,
+            confidence=confidence or side["confidence"],
+            probabilities=probabilities,
+            area=area or side["area"],
+            qml=side["qml"],
+            start=start,
+            end=end,
+            chunk=chunk,
+            min_valid=min_valid,
+            workers=workers,
+            threads=threads,
+            scheduler=scheduler,
+            device=device.value,
+            retries=retries,
+            progress=update,
+        )
+    o = res.outputs
+    share = 100.0 * res.classified / res.pixels if res.pixels else 0.0
+    where = {"threads": f"{res.threads} thread(s) in process", "local-cluster": f"local cluster, {res.workers} worker(s) x {res.threads} thread(s)",
+             "scheduler": f"Dask scheduler {scheduler}, {res.workers} worker(s)"}[res.mode]
+    print(f"map: {o.map}")
+    for label, p in (("confidence", o.confidence), ("probabilities", o.probabilities), ("area", o.area), ("style", o.qml)):
+        if p is not None:
+            print(f"{label}: {p}")
+    print(f"{res.classified} of {res.pixels} px classified ({share:.1f} %), {res.chunks} chunks in {res.seconds:.1f} s ({where})")
+    if res.note:
+        print(f"note: {res.note}", file=sys.stderr)
+
+
+@app.command("mosaic")
+def mosaic_cmd(
+    tile_maps: list[Path] = typer.Argument(..., help="Per-tile crop maps from `cropseq predict` (or their confidence rasters)."),
+    out: Path = typer.Option(..., "--out", help="Mosaic to write (Cloud-Optimized GeoTIFF)."),
+    confidence: Path | None = typer.Option(
+        None, "--confidence", help="Also mosaic each tile map's <stem>.confidence.tif into this COG."),
+    area: Path | None = typer.Option(None, "--area", help="Also write the per-class area CSV of the mosaic."),
+) -> None:
+    """Merge per-tile crop maps (same grid, non-overlapping cores) into one COG.
+
+    Crop maps give a crop map with colour table, class names and a <stem>.qml style;
+    float rasters (per-tile confidences) give a float COG.
+    """
+    from cropseq.outputs import mosaic_maps
+
+    res = mosaic_maps(tile_maps, out, confidence=confidence, area=area)
+    print(f"mosaic: {res.map} ({len(tile_maps)} tiles)")
+    for label, p in (("confidence", res.confidence), ("area", res.area), ("style", res.qml)):
+        if p is not None:
+            print(f"{label}: {p}")
+    if res.stats is not None and res.stats.note and res.area is not None:
+        print(f"note: {res.stats.note}", file=sys.stderr)
+
+
+@app.command("area")
+def area_cmd(
+    map_path: Path = typer.Argument(..., help="A crop map written by cropseq (class table in its metadata)."),
+    out: Path = typer.Option(..., "--out", help="CSV to write: code, name, pixels, hectares, share."),
+) -> None:
+    """Per-class pixel counts and hectares of a crop map (read block by block)."""
+    from cropseq.outputs import area_stats, write_area_csv
+
+    stats = area_stats(map_path)
+    write_area_csv(out, stats)
+    print(f"area: {out} ({stats.classified} classified px, {stats.hectares[1:].sum():.2f} ha)")
+    if stats.note:
+        print(f"note: {stats.note}", file=sys.stderr)
