@@ -1,0 +1,691 @@
+"""Accuracy assessment: metrics, confusion-matrix plots, sample and map scoring.
+
+One metrics dictionary serves every way of scoring a model (held-out samples, a crop map
+against a truth raster, a crop map against held-out labels), so the CLI, the workflow and
+the benchmarks all write the same JSON:
+
+.. code-block:: text
+
+    {
+      "n": 541,                                  # scored items (samples or pixels)
+      "labels": ["Forest", "Soy", ...],          # class order of the confusion matrix
+      "overall_accuracy": 0.98,
+      "kappa": 0.97,                             # Cohen's kappa (null when undefined)
+      "macro_f1": 0.97,                          # mean F1 over the classes that occur
+      "per_class": {"Forest": {"users_accuracy": 1.0, "producers_accuracy": 0.99,
+                               "f1": 0.995, "support": 120, "predicted": 119}, ...},
+      "confusion_matrix": [[...], ...],          # counts
+      "confusion_matrix_axes": "rows = reference (true), columns = predicted"
+    }
+
+Rules for classes that are absent (no NaN ever reaches the JSON):
+
+- user's accuracy (precision) of a class that is never predicted is ``null`` (undefined:
+  no prediction to be right about);
+- producer's accuracy (recall) of a class absent from the reference is ``null``;
+- F1 is ``0`` when the class occurs on either side but is never correctly predicted, and
+  ``null`` when the class occurs on neither side;
+- ``macro_f1`` averages the non-null F1 values, i.e. over the classes that occur in the
+  reference or the predictions (a class nobody used does not drag the mean down);
+- ``kappa`` is ``null`` when chance agreement is 1 (a single class on both sides).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cropseq.atomic import atomic_path
+from cropseq.classes import NODATA_CODE, ClassTable
+from cropseq.errors import CropseqError
+from cropseq.predictor import Predictor
+from cropseq.sequences import SequenceArrays
+
+CONFUSION_AXES = "rows = reference (true), columns = predicted"
+
+_RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+
+
+# --------------------------------------------------------------------------------------
+# metrics
+# --------------------------------------------------------------------------------------
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return None if den == 0 else float(num) / float(den)
+
+
+def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> np.ndarray:
+    """Count matrix with rows = reference (``y_true``) and columns = predicted.
+
+    Raises:
+        CropseqError: when a value of ``y_true``/``y_pred`` is not in ``labels``, or the
+            two sequences differ in length.
+    """
+    yt = np.asarray(y_true, dtype=object).astype(str)
+    yp = np.asarray(y_pred, dtype=object).astype(str)
+    if yt.shape != yp.shape or yt.ndim != 1:
+        raise CropseqError(f"y_true and y_pred differ in length ({yt.size} vs {yp.size})")
+    if len(set(labels)) != len(labels):
+        raise CropseqError(f"duplicate names in labels {labels}")
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = sorted((set(np.unique(yt)) | set(np.unique(yp))) - set(index))
+    if unknown:
+        raise CropseqError(f"classes {unknown} are not in the label list {labels}")
+    k = len(labels)
+    ti = np.fromiter((index[v] for v in yt), dtype=np.int64, count=yt.size)
+    pi = np.fromiter((index[v] for v in yp), dtype=np.int64, count=yp.size)
+    return np.bincount(ti * k + pi, minlength=k * k).reshape(k, k)
+
+
+def metrics_from_confusion(cm: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """The metrics dictionary (see the module docstring) from a count matrix.
+
+    Args:
+        cm: ``(K, K)`` counts, rows = reference, columns = predicted.
+        labels: The K class names in matrix order.
+
+    Raises:
+        CropseqError: when the matrix is empty (nothing to score).
+    """
+    cm = np.asarray(cm, dtype=np.int64)
+    n = int(cm.sum())
+    if n == 0:
+        raise CropseqError("nothing to score: no reference item matched a prediction")
+    diag = np.diag(cm).astype(np.float64)
+    rows = cm.sum(axis=1).astype(np.float64)  # reference totals
+    cols = cm.sum(axis=0).astype(np.float64)  # predicted totals
+    oa = float(diag.sum() / n)
+    pe = float((rows * cols).sum() / (n * n))
+    kappa = None if math.isclose(pe, 1.0) else (oa - pe) / (1.0 - pe)
+
+    per_class: dict[str, dict[str, Any]] = {}
+    f1s: list[float] = []
+    for i, name in enumerate(labels):
+        ua = _ratio(diag[i], cols[i])
+        pa = _ratio(diag[i], rows[i])
+        if rows[i] == 0 and cols[i] == 0:
+            f1 = None
+        else:
+            # 2 TP / (2 TP + FP + FN) equals 2 UA PA / (UA + PA) where both are defined and
+            # is 0 when the class occurs but is never hit (no 0/0).
+            f1 = float(2 * diag[i] / (rows[i] + cols[i]))
+            f1s.append(f1)
+        per_class[name] = {
+            "users_accuracy": ua,
+            "producers_accuracy": pa,
+            "f1": f1,
+            "support": int(rows[i]),
+            "predicted": int(cols[i]),
+        }
+    return {
+        "n": n,
+        "labels": list(labels),
+        "overall_accuracy": oa,
+        "kappa": None if kappa is None else float(kappa),
+        "macro_f1": float(np.mean(f1s)) if f1s else None,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_axes": CONFUSION_AXES,
+    }
+
+
+def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> dict[str, Any]:
+    """Overall accuracy, Cohen's kappa, macro F1, per-class UA/PA/F1 and the confusion matrix.
+
+    Args:
+        y_true: Reference class names.
+        y_pred: Predicted class names (same length).
+        labels: All class names, in the order wanted for the matrix; every value of
+            ``y_true``/``y_pred`` must be one of them. Classes absent from both sides are
+            kept in the matrix with null accuracies (see the module docstring).
+
+    Returns:
+        The metrics dictionary (JSON-ready: plain ints/floats/None, no NaN).
+
+    Raises:
+        CropseqError: on unknown class names, length mismatch or nothing to score.
+    """
+    return metrics_from_confusion(confusion_matrix(y_true, y_pred, labels), labels)
+
+
+def write_metrics(metrics: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``metrics`` as indented JSON, atomically; returns the path.
+
+    NaN/inf are refused (``allow_nan=False``) so the file is strict JSON any tool can read.
+    """
+    path = Path(path)
+    text = json.dumps(_jsonable(metrics), indent=2, allow_nan=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
+    return path
+
+
+def _jsonable(obj: Any) -> Any:
+    # numpy scalars/arrays from callers; NaN → None so the strict dump never fails on them.
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """One human line: ``n=…  OA=…  kappa=…  macro F1=…``."""
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
+    return (
+        f"n={metrics['n']}  OA={f(metrics['overall_accuracy'])}  "
+        f"kappa={f(metrics['kappa'])}  macro F1={f(metrics['macro_f1'])}"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# plot
+# --------------------------------------------------------------------------------------
+
+
+def plot_confusion_matrix(metrics: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Draw the confusion matrix as a PNG: counts in the cells, colour = row share.
+
+    Rows are the reference classes and columns the predictions, so the colour of a row
+    reads as the producer's accuracy / omission pattern of that class, whatever its size.
+
+    Args:
+        metrics: A metrics dictionary (needs ``confusion_matrix`` and ``labels``).
+        path: Output PNG, written atomically.
+        title: Figure title; the OA/kappa/macro-F1 line is added below it.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
+    labels = [str(v) for v in metrics["labels"]]
+    k = len(labels)
+    rows = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
+
+    # Size grows with the class count so 10 classes with long names stay legible.
+    side = max(4.5, 0.75 * k + 2.5)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side), dpi=120)
+    try:
+        im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+        cbar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cbar.set_label("share of reference row")
+        fontsize = 10 if k <= 6 else 8 if k <= 12 else 6
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j] == 0 and i != j:
+                    continue  # empty off-diagonal cells stay blank: errors stand out
+                colour = "white" if share[i, j] > 0.6 else "black"
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", color=colour, fontsize=fontsize)
+        ax.set_xticks(range(k), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=fontsize + 1)
+        ax.set_yticks(range(k), labels, fontsize=fontsize + 1)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("reference")
+        head = title or "Confusion matrix"
+        ax.set_title(f"{head}\n{summary_line(metrics)}", fontsize=10)
+        fig.tight_layout()
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------
+# samples
+# --------------------------------------------------------------------------------------
+
+
+def align_arrays(predictor: Predictor, arrays: SequenceArrays, where: str | None = None) -> np.ndarray:
+    """``arrays.x`` with the bands in the predictor's order and its patch size.
+
+    Extra bands are dropped, missing ones are an error; a larger patch is cropped around
+    the centre pixel (a table extracted with ``--patch 5`` still scores a ``p = 1`` model).
+
+    Raises:
+        CropseqError: naming the missing bands, or when the samples' patch is too small.
+    """
+    missing = [b for b in predictor.bands if b not in arrays.bands]
+    if missing:
+        raise CropseqError(
+            f"the model needs bands {missing} that the samples lack (samples have {list(arrays.bands)})", where
+        )
+    order = [list(arrays.bands).index(b) for b in predictor.bands]
+    x = arrays.x if order == list(range(arrays.x.shape[2])) else arrays.x[:, :, order]
+    p, q = int(predictor.patch), arrays.patch
+    if q < p:
+        raise CropseqError(f"the model needs {p}x{p} patches but the samples hold {q}x{q}", where)
+    if q > p:
+        off = q // 2 - p // 2
+        x = x[:, :, :, off : off + p, off : off + p]
+    return x
+
+
+def evaluate_samples(
+    predictor: Predictor,
+    arrays: SequenceArrays,
+    batch_size: int = 4096,
+    where: str | None = None,
+) -> dict[str, Any]:
+    """Score a predictor on labelled sequences.
+
+    Reference labels the model does not know are kept (always counted wrong) and listed
+    under ``unknown_labels``, so a test set is never silently shrunk.
+
+    Args:
+        predictor: Any :class:`~cropseq.predictor.Predictor` (deep model or RandomForest).
+        arrays: Labelled sequences (any band order / patch ≥ the model's).
+        batch_size: Sequences per ``predict_proba`` call.
+        where: File name used in error messages (the samples table).
+
+    Returns:
+        The metrics dictionary plus ``model_kind`` and ``unknown_labels``.
+
+    Raises:
+        CropseqError: when the samples are unlabelled, empty or lack the model's bands.
+    """
+    if arrays.labels is None:
+        raise CropseqError("the samples have no labels to score against", where)
+    if arrays.n == 0:
+        raise CropseqError("no samples to score", where)
+    x = align_arrays(predictor, arrays, where)
+    proba = np.asarray(predictor.predict_proba(x, arrays.doy, batch_size=batch_size))
+    names = predictor.classes.names
+    y_pred = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
+    y_true = np.asarray(arrays.labels).astype(str)
+    unknown = sorted(set(np.unique(y_true)) - set(names))
+    out = classification_metrics(y_true, y_pred, list(names) + unknown)
+    out["model_kind"] = predictor.kind
+    out["unknown_labels"] = unknown
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# maps
+# --------------------------------------------------------------------------------------
+
+
+def _table_from_tags(tags: dict[str, str]) -> dict[int, str]:
+    """Code → name from GeoTIFF metadata, accepting the spellings writers commonly use."""
+    out: dict[int, str] = {}
+    # CROPSEQ_CLASSES (dataset) and CLASS_NAMES (band) are what cropseq.outputs writes.
+    for key in ("CROPSEQ_CLASSES", "CLASS_NAMES", "classes", "CLASSES", "class_table", "class_names"):
+        if key not in tags:
+            continue
+        raw = tags[key]
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, TypeError):
+            data = None
+        if isinstance(data, dict) and "classes" in data:
+            data = data["classes"]
+        if isinstance(data, list) and data and all(isinstance(r, dict) and "name" in r for r in data):
+            return {int(r.get("code", i + 1)): str(r["name"]) for i, r in enumerate(data)}
+        if isinstance(data, dict):  # {"1": "Soy", ...}
+            try:
+                return {int(k): str(v) for k, v in data.items()}
+            except ValueError:
+                pass
+        if isinstance(data, list) and data and all(isinstance(v, str) for v in data):
+            return {i + 1: v for i, v in enumerate(data)}  # names in code order 1..K
+        if data is None and isinstance(raw, str) and raw.strip():
+            # "1:Soy,2:Maize" or "1=Soy;2=Maize"
+            pairs = re.findall(r"(\d+)\s*[:=]\s*([^,;]+)", raw)
+            if pairs:
+                return {int(c): n.strip() for c, n in pairs}
+    for key, value in tags.items():
+        m = re.fullmatch(r"(?i)class_?(\d+)(?:_name)?", key)
+        if m:
+            out[int(m.group(1))] = str(value)
+    return out
+
+
+def _table_from_qml(path: Path) -> dict[int, str]:
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return {}
+    out: dict[int, str] = {}
+    for tag in ("paletteEntry", "item"):
+        for e in root.iter(tag):
+            value, label = e.get("value"), e.get("label")
+            if value is not None and label:
+                try:
+                    out[int(float(value))] = label
+                except ValueError:
+                    continue
+    return out
+
+
+def raster_class_names(path: str | os.PathLike[str]) -> dict[int, str]:
+    """Code → class name of a categorical raster (crop map or truth raster).
+
+    Looks, in turn, at the dataset and band-1 metadata tags (a JSON class table, a
+    ``{code: name}`` JSON object, ``CLASS_<code>`` tags), GDAL category names, and a QGIS
+    ``.qml`` style beside the file. Returns ``{}`` when none is found. Nodata (0) is never
+    a class.
+    """
+    import rasterio
+
+    path = Path(path)
+    with rasterio.open(path) as ds:
+        tags = {**ds.tags(), **ds.tags(1)}
+        table = _table_from_tags(tags)
+        if not table:
+            try:  # GDAL category names (rasterio has no public accessor; the .aux.xml/PAM form)
+                from osgeo import gdal  # type: ignore[import-not-found]
+
+                cats = gdal.Open(str(path)).GetRasterBand(1).GetCategoryNames() or []
+                table = {i: str(n) for i, n in enumerate(cats) if n}
+            except Exception:  # noqa: BLE001 - GDAL Python bindings are optional
+                table = {}
+    if not table:
+        qml = path.with_suffix(".qml")
+        if qml.is_file():
+            table = _table_from_qml(qml)
+    table.pop(NODATA_CODE, None)
+    return table
+
+
+def _check_same_grid(map_ds: Any, truth_ds: Any, truth_path: Path) -> None:
+    same_crs = (map_ds.crs is None and truth_ds.crs is None) or (
+        map_ds.crs is not None and truth_ds.crs is not None and map_ds.crs == truth_ds.crs
+    )
+    if not same_crs:
+        raise CropseqError(f"truth raster CRS {truth_ds.crs} differs from the map's {map_ds.crs}", truth_path)
+    if (map_ds.height, map_ds.width) != (truth_ds.height, truth_ds.width):
+        raise CropseqError(
+            f"truth raster is {truth_ds.height}x{truth_ds.width} pixels, the map "
+            f"{map_ds.height}x{map_ds.width}; both must share one grid",
+            truth_path,
+        )
+    if not map_ds.transform.almost_equals(truth_ds.transform, precision=1e-6 * abs(map_ds.transform.a or 1)):
+        raise CropseqError("truth raster is not on the map's grid (different transform)", truth_path)
+
+
+def _code_name(code: int, table: dict[int, str]) -> str:
+    # Codes without a name keep a readable stand-in so they still count in the matrix.
+    return table.get(int(code), f"code {int(code)}")
+
+
+def _count_raster_pairs(
+    map_ds: Any, t_path: Path, truth_nodata: int, map_table: dict[int, str], pairs: dict[tuple[str, int], int]
+) -> dict[int, str]:
+    """Add (reference name, map code) counts of a truth raster to ``pairs``, block by block.
+
+    Returns:
+        The truth raster's code → name table (its own, else the map's).
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    if not t_path.is_file():
+        raise CropseqError("truth raster not found", t_path)
+    try:
+        t_ds = rasterio.open(t_path)
+    except rasterio.errors.RasterioIOError:
+        raise CropseqError("cannot read the truth raster", t_path) from None
+    with t_ds:
+        _check_same_grid(map_ds, t_ds, t_path)
+        truth_table = raster_class_names(t_path) or dict(map_table)
+        skip = {int(truth_nodata)} | ({int(t_ds.nodata)} if t_ds.nodata is not None else set())
+        code_pairs: dict[tuple[int, int], int] = {}
+        # Strips of whole rows, ~4 M pixels each: bounded memory whatever the tiling.
+        step = max(1, 4_000_000 // max(1, map_ds.width))
+        for r0 in range(0, map_ds.height, step):
+            win = Window(0, r0, map_ds.width, min(step, map_ds.height - r0))
+            p = map_ds.read(1, window=win).astype(np.int64).ravel()
+            t = t_ds.read(1, window=win).astype(np.int64).ravel()
+            keep = ~np.isin(t, list(skip))
+            if not keep.any():
+                continue
+            keys, counts = np.unique(np.stack([t[keep], p[keep]]), axis=1, return_counts=True)
+            for (tc, pc), c in zip(keys.T, counts, strict=True):
+                code_pairs[(int(tc), int(pc))] = code_pairs.get((int(tc), int(pc)), 0) + int(c)
+    for (tc, pc), c in code_pairs.items():
+        key = (_code_name(tc, truth_table), pc)
+        pairs[key] = pairs.get(key, 0) + c
+    return truth_table
+
+
+def score_map(
+    map_path: str | os.PathLike[str],
+    truth: str | os.PathLike[str] | Any,
+    *,
+    class_column: str = "label",
+    classes: ClassTable | None = None,
+    truth_nodata: int = NODATA_CODE,
+    valid_at: str | np.datetime64 | None = None,
+) -> dict[str, Any]:
+    """Score a crop map against a truth raster or held-out labels.
+
+    Truth as a **raster**: a single-band integer raster on the map's grid (same CRS, size
+    and transform); ``truth_nodata`` (default 0) and the raster's own nodata are not
+    scored. Codes are matched *by name*: each raster's codes are named through its own
+    class table (see :func:`raster_class_names`), falling back to the other raster's or
+    ``classes``; with no table at all, codes are compared as they are.
+
+    Truth as **labels**: any file :func:`cropseq.labels.read_labels` reads (points,
+    polygons, CSV points), or an already-read ``LabelSet``; every map pixel whose centre
+    lies in a polygon, or that holds a point, is one scored item. Labels that carry a
+    validity period (``from``/``to``, e.g. one season per row) should be scored against
+    the map of that period: pass ``valid_at`` (a date inside the map's period) to keep
+    only the labels with ``from <= valid_at < to`` (open ends always match).
+
+    Reference pixels where the map is nodata (0: could not be classified) are left out of
+    the matrix and counted in ``n_unclassified``; reference items outside the map in
+    ``n_outside``.
+
+    Args:
+        map_path: The crop map (uint8 codes, nodata 0).
+        truth: Truth raster path, label file path, or a ``LabelSet``.
+        class_column: Label attribute holding the class name (label files only).
+        classes: Class table used when the map carries none.
+        truth_nodata: Truth raster value that means "no reference".
+        valid_at: Keep only labels valid on this ISO date (label files only).
+
+    Returns:
+        The metrics dictionary plus ``n_unclassified``, ``n_outside``, ``map``, ``truth``
+        (and ``valid_at`` when given).
+
+    Raises:
+        CropseqError: on a missing/unreadable file, a grid mismatch, or nothing to score.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    map_path = Path(map_path)
+    if not map_path.is_file():
+        raise CropseqError("crop map not found", map_path)
+    try:
+        map_ds = rasterio.open(map_path)
+    except rasterio.errors.RasterioIOError:
+        raise CropseqError("cannot read the crop map as a raster", map_path) from None
+    truth_label = str(truth) if isinstance(truth, str | os.PathLike) else type(truth).__name__
+    with map_ds:
+        map_table = raster_class_names(map_path) or ({c.code: c.name for c in classes.classes} if classes else {})
+        map_nodata = map_ds.nodata
+        # Counts of (reference name, predicted code) pairs: memory stays bounded by one
+        # strip of the rasters (or the labels' window), never the scene.
+        pairs: dict[tuple[str, int], int] = {}
+        if isinstance(truth, str | os.PathLike) and Path(truth).suffix.lower() in _RASTER_SUFFIXES:
+            outside = 0
+            truth_table = _count_raster_pairs(map_ds, Path(truth), truth_nodata, map_table, pairs)
+            if not map_table:
+                map_table = truth_table
+        else:
+            ref_names, rows, cols = _label_pixels(truth, map_ds, class_column, valid_at)
+            inside = (rows >= 0) & (rows < map_ds.height) & (cols >= 0) & (cols < map_ds.width)
+            outside = int((~inside).sum())
+            ref_names, rows, cols = ref_names[inside], rows[inside], cols[inside]
+            if rows.size:
+                # Only the window around the labels is read.
+                r0, c0 = int(rows.min()), int(cols.min())
+                win = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+                pred_codes = map_ds.read(1, window=win)[rows - r0, cols - c0]
+                keys, counts = np.unique(
+                    np.stack([ref_names.astype(str), pred_codes.astype(np.int64).astype(str)]), axis=1,
+                    return_counts=True,
+                )
+                for (name, code), cnt in zip(keys.T, counts, strict=True):
+                    pairs[(str(name), int(code))] = pairs.get((str(name), int(code)), 0) + int(cnt)
+
+    unclassified_codes = {NODATA_CODE} | ({int(map_nodata)} if map_nodata is not None else set())
+    n_unclassified = sum(c for (_, code), c in pairs.items() if code in unclassified_codes)
+    scored = {(ref, _code_name(code, map_table)): c for (ref, code), c in pairs.items() if code not in unclassified_codes}
+    merged: dict[tuple[str, str], int] = {}
+    for key, c in scored.items():  # two codes may share a fallback name only in theory; merge
+        merged[key] = merged.get(key, 0) + c
+    if not merged:
+        raise CropseqError("no reference pixel falls on a classified map pixel", truth_label)
+
+    # Matrix order: the map's classes by code, then names only the reference (or an
+    # unnamed map code) uses.
+    known = [map_table[c] for c in sorted(map_table)]
+    extra = sorted({n for key in merged for n in key} - set(known))
+    labels = known + extra
+    index = {n: i for i, n in enumerate(labels)}
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for (ref, pred), c in merged.items():
+        cm[index[ref], index[pred]] += c
+    out = metrics_from_confusion(cm, labels)
+    out.update(
+        {
+            "n_unclassified": n_unclassified,
+            "n_outside": outside,
+            "map": str(map_path),
+            "truth": truth_label,
+        }
+    )
+    if valid_at is not None:
+        out["valid_at"] = str(valid_at)
+    return out
+
+
+def _label_pixels(
+    truth: Any, map_ds: Any, class_column: str, valid_at: str | np.datetime64 | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference names and map (row, col) of every labelled pixel of a label file/LabelSet."""
+    gdf = _labels_frame(truth, map_ds.crs, class_column)
+    if valid_at is not None:
+        import pandas as pd
+
+        try:
+            when = pd.Timestamp(valid_at)
+        except ValueError:
+            raise CropseqError(f"valid_at {valid_at!r} is not an ISO date") from None
+        keep = np.ones(len(gdf), dtype=bool)
+        if "from" in gdf.columns:
+            lo = pd.to_datetime(gdf["from"], errors="coerce")
+            keep &= (lo.isna() | (lo <= when)).to_numpy()
+        if "to" in gdf.columns:
+            hi = pd.to_datetime(gdf["to"], errors="coerce")
+            keep &= (hi.isna() | (when < hi)).to_numpy()
+        gdf = gdf[keep]
+        if len(gdf) == 0:
+            raise CropseqError(f"no label is valid on {when.date()}", str(truth))
+    if len(gdf) == 0:
+        raise CropseqError("the label file holds no labels", str(truth))
+    names: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    geom_types = gdf.geometry.geom_type.to_numpy()
+    labels = gdf["__label__"].astype(str).to_numpy()
+    is_point = np.isin(geom_types, ["Point"])
+    if is_point.any():
+        pts = gdf.geometry[is_point]
+        r, c = _rowcol(map_ds.transform, pts.x.to_numpy(), pts.y.to_numpy())
+        names.append(labels[is_point])
+        rows.append(r)
+        cols.append(c)
+    others = ~is_point
+    if others.any():
+        from rasterio import features
+
+        for geom, name in zip(gdf.geometry[others], labels[others], strict=True):
+            if geom is None or geom.is_empty:
+                continue
+            if geom.geom_type == "MultiPoint":
+                xs = np.array([p.x for p in geom.geoms])
+                ys = np.array([p.y for p in geom.geoms])
+                r, c = _rowcol(map_ds.transform, xs, ys)
+            else:
+                # One polygon at a time: pixels of overlapping fields are scored for each.
+                mask = features.geometry_mask(
+                    [geom], out_shape=(map_ds.height, map_ds.width), transform=map_ds.transform, invert=True
+                )
+                r, c = np.nonzero(mask)
+            names.append(np.full(r.size, name, dtype=object))
+            rows.append(r)
+            cols.append(c)
+    if not names:
+        return np.zeros(0, dtype=object), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return (
+        np.concatenate(names).astype(object),
+        np.concatenate(rows).astype(np.int64),
+        np.concatenate(cols).astype(np.int64),
+    )
+
+
+def _rowcol(transform: Any, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # Plain affine arithmetic (floor of the inverse transform): a point on a pixel's
+    # top/left edge belongs to that pixel, as in GDAL.
+    inv = ~transform
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    c = inv.a * xs + inv.b * ys + inv.c
+    r = inv.d * xs + inv.e * ys + inv.f
+    return np.floor(np.asarray(r)).astype(np.int64), np.floor(np.asarray(c)).astype(np.int64)
+
+
+def _labels_frame(truth: Any, crs: Any, class_column: str) -> Any:
+    """A GeoDataFrame in the map CRS with the class name in column ``__label__``."""
+    import geopandas as gpd
+
+    if isinstance(truth, str | os.PathLike):
+        path = Path(truth)
+        if not path.exists():
+            raise CropseqError("truth labels not found", path)
+        from cropseq.labels import read_labels
+
+        truth = read_labels(path, crs, class_column=class_column)
+    if isinstance(truth, gpd.GeoDataFrame):
+        gdf = truth
+        col = class_column if class_column in gdf.columns else "label"
+    else:  # a cropseq.labels.LabelSet: names already in its ``label`` column
+        gdf = getattr(truth, "features", None)
+        if gdf is None:
+            raise CropseqError(f"cannot use {type(truth).__name__} as truth labels")
+        col = "label"
+    if col not in gdf.columns:
+        raise CropseqError(f"labels have no column {class_column!r}")
+    if crs is not None and gdf.crs is not None and gdf.crs != crs:
+        gdf = gdf.to_crs(crs)
+    gdf = gdf.copy()
+    gdf["__label__"] = gdf[col].astype(str)
+    return gdf

@@ -1,0 +1,659 @@
+"""One self-contained HTML report of a workflow run (or of any set of cropseq outputs).
+
+:func:`build_report` gathers what a person needs to judge a crop map without a terminal:
+
+- the headline numbers (map accuracy against the truth, the models' test accuracy);
+- the metrics table, deep model vs RandomForest (OA, kappa, macro F1; per-class user's /
+  producer's accuracy and F1), read from the metrics JSON of :mod:`cropseq.evaluation`;
+- the confusion-matrix PNGs written by ``cropseq evaluate`` and the training curves PNG
+  written by ``cropseq train`` (plus the last/best epochs of the history CSV);
+- a PNG preview of the crop map with its legend (colours from the map's colour table, names
+  from its metadata; read through the COG overviews, so a big map stays cheap) and of the
+  confidence map;
+- the area statistics table, the map-vs-truth metrics;
+- the run's inputs (stack summary from ``cropseq inspect --json``, the run configuration)
+  and the time and memory of every stage (Snakemake benchmark files).
+
+Every image is embedded as a base64 ``data:`` URI and the CSS is inline, so the one HTML
+file can be mailed or archived. Each input is optional: a section whose inputs were not
+given is left out; an input that was given but does not exist is a :class:`CropseqError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as _dt
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cropseq.atomic import atomic_path, check_writable
+from cropseq.errors import CropseqError
+
+PathLike = str | os.PathLike[str]
+
+__all__ = ["build_report", "confidence_preview", "map_preview", "read_benchmarks"]
+
+
+# --------------------------------------------------------------------------- small helpers
+def _esc(x: Any) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _need(path: PathLike | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.exists():
+        raise CropseqError(f"{what} not found", p)
+    return p
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise CropseqError(f"cannot read {what} ({e})", path) from None
+    except json.JSONDecodeError as e:
+        raise CropseqError(f"{what} is not valid JSON ({e.msg}, line {e.lineno})", path) from None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    """Numbers for tables: ``None``/NaN as an en dash, floats rounded."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int | np.integer):
+        return f"{int(v):,}"
+    if isinstance(v, float | np.floating):
+        x = float(v)
+        if math.isnan(x):
+            return "–"
+        if x != 0 and abs(x) < 10 ** -digits:
+            return f"{x:.2g}"
+        return f"{x:.{digits}f}"
+    return _esc(v)
+
+
+def _pct(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    return f"{100 * float(v):.1f} %"
+
+
+def _img_uri(png: bytes | Path) -> str:
+    data = png.read_bytes() if isinstance(png, Path) else png
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _img(png: bytes | Path, alt: str, cls: str = "fig") -> str:
+    return f'<img class="{cls}" alt="{_esc(alt)}" src="{_img_uri(png)}">'
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
+    """An HTML table; cells are already HTML (escape them when building the rows)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>'
+
+
+def _metric(m: Mapping[str, Any], *keys: str) -> Any:
+    for k in keys:
+        if k in m:
+            return m[k]
+    return None
+
+
+# --------------------------------------------------------------------------- previews
+def _savefig(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _class_table_of(map_path: Path, area_csv: Path | None = None) -> list[tuple[int, str, str]]:
+    """``[(code, name, #rrggbb)]`` of a crop map: names from its metadata (cropseq tag, other
+    tag spellings, GDAL categories, ``.qml``), else the area CSV; colours from its colour table."""
+    import rasterio
+
+    names: dict[int, str] = {}
+    colours: dict[int, str] = {}
+    try:
+        from cropseq.outputs import read_class_table
+
+        for c in read_class_table(map_path).classes:
+            names[c.code], colours[c.code] = c.name, c.color
+    except (CropseqError, ImportError):
+        try:
+            from cropseq.evaluation import raster_class_names
+
+            names = dict(raster_class_names(map_path))
+        except (CropseqError, ImportError):
+            names = {}
+    if not names and area_csv is not None:
+        for r in _read_csv(area_csv):
+            try:
+                names[int(r["code"])] = str(r["name"])
+            except (KeyError, ValueError):
+                continue
+    with rasterio.open(map_path) as src:
+        try:
+            cmap = src.colormap(1)
+        except ValueError:  # no colour table
+            cmap = {}
+    for code, rgba in cmap.items():
+        if code in names and code not in colours:
+            colours[code] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+    if not names:  # a map with neither names nor table: codes as names
+        names = {c: f"class {c}" for c in cmap if c != 0 and any(cmap[c][:3])}
+    from cropseq.classes import _generated_colour  # default palette for missing colours
+
+    return [(c, names[c], colours.get(c) or _generated_colour(i)) for i, c in enumerate(sorted(names))]
+
+
+def _read_decimated(path: Path, max_size: int) -> tuple[np.ndarray, Any, Any]:
+    """Band 1 at most ``max_size`` px on its longest side (GDAL reads the COG's overviews)."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.open(path) as src:
+        scale = max(1.0, max(src.width, src.height) / max_size)
+        shape = (max(1, round(src.height / scale)), max(1, round(src.width / scale)))
+        data = src.read(1, out_shape=shape, resampling=Resampling.nearest, masked=True)
+        return data, src.bounds, src.crs
+
+
+def map_preview(
+    map_path: PathLike,
+    *,
+    max_size: int = 1024,
+    title: str | None = None,
+    area_csv: PathLike | None = None,
+) -> bytes:
+    """PNG bytes of a crop map with its legend (only classes present in the map)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    path = Path(map_path)
+    table = _class_table_of(path, Path(area_csv) if area_csv else None)
+    data, b, crs = _read_decimated(path, max_size)
+    codes = np.asarray(data.filled(0), dtype=np.int64)
+    rgba = np.zeros((256, 4), np.float32)
+    for code, _, colour in table:
+        h = colour.lstrip("#")
+        rgba[code] = [int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0]
+    h, w = codes.shape
+    fig, ax = plt.subplots(figsize=(7.5, max(2.5, 7.5 * h / max(w, 1))), dpi=100)
+    ax.imshow(rgba[np.clip(codes, 0, 255)], interpolation="nearest", extent=(b.left, b.right, b.bottom, b.top))
+    present = set(np.unique(codes).tolist())
+    handles = [Patch(facecolor=c, edgecolor="0.3", label=f"{code} {n}") for code, n, c in table if code in present]
+    if 0 in present:
+        handles.append(Patch(facecolor="white", edgecolor="0.3", label="0 nodata"))
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="class")
+    ax.set_title(title or path.name, fontsize=10)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    if crs is not None:
+        ax.set_xlabel(f"x ({crs.to_string()[:60]})", fontsize=7)
+    return _savefig(fig)
+
+
+def confidence_preview(conf_path: PathLike, *, max_size: int = 1024, title: str | None = None) -> bytes:
+    """PNG bytes of a confidence map (0..1 or percent) with a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    path = Path(conf_path)
+    data, b, _ = _read_decimated(path, max_size)
+    arr = np.ma.masked_invalid(data.astype(np.float32))
+    vmax = 100.0 if arr.count() and float(arr.max()) > 1.0 + 1e-6 else 1.0
+    h, w = arr.shape
+    fig, ax = plt.subplots(figsize=(7.5, max(2.5, 7.5 * h / max(w, 1))), dpi=100)
+    im = ax.imshow(arr, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest",
+                   extent=(b.left, b.right, b.bottom, b.top))
+    fig.colorbar(im, ax=ax, shrink=0.8, label="confidence" + (" (%)" if vmax == 100.0 else ""))
+    ax.set_title(title or path.name, fontsize=10)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    return _savefig(fig)
+
+
+# --------------------------------------------------------------------------- tables
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CropseqError(f"cannot read CSV ({e})", path) from None
+
+
+def _summary_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    names = list(metrics)
+    rows = []
+    for label, keys in [
+        ("overall accuracy", ("overall_accuracy", "oa")),
+        ("kappa", ("kappa",)),
+        ("macro F1", ("macro_f1",)),
+        ("items scored", ("n",)),
+    ]:
+        rows.append([label] + [_fmt(_metric(metrics[n], *keys)) for n in names])
+    return _table(["metric"] + [_esc(n) for n in names], rows, "num")
+
+
+def _per_class_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
+    names = list(metrics)
+    classes: list[str] = []
+    for m in metrics.values():
+        for c in m.get("labels") or list((m.get("per_class") or {}).keys()):
+            if c not in classes:
+                classes.append(c)
+    header = ["class", "support"]
+    for n in names:
+        header += [f"{_esc(n)}<br>UA", f"{_esc(n)}<br>PA", f"{_esc(n)}<br>F1"]
+    rows = []
+    for c in classes:
+        support = None
+        row: list[str] = []
+        for n in names:
+            pc = (metrics[n].get("per_class") or {}).get(c, {})
+            support = support if support is not None else pc.get("support")
+            row += [
+                _fmt(_metric(pc, "users_accuracy", "ua", "precision")),
+                _fmt(_metric(pc, "producers_accuracy", "pa", "recall")),
+                _fmt(pc.get("f1")),
+            ]
+        rows.append([_esc(c), _fmt(support)] + row)
+    return _table(header, rows, "num")
+
+
+def _history_table(path: Path) -> str:
+    rows = _read_csv(path)
+    if not rows:
+        return "<p>The training history is empty.</p>"
+    cols = list(rows[0].keys())
+
+    def num(r: dict[str, str], k: str) -> float | None:
+        try:
+            return float(r[k])
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    picks = [("last epoch", rows[-1])]
+    for key, better in (("val_loss", min), ("val_accuracy", max), ("val_acc", max), ("val_oa", max)):
+        vals = [(num(r, key), i) for i, r in enumerate(rows) if num(r, key) is not None]
+        if vals:
+            _, i = better(vals)
+            picks.append((f"best {key}", rows[i]))
+            break
+    def cell(r: dict[str, str], c: str) -> str:
+        raw, x = r.get(c), num(r, c)
+        if x is None:
+            return _esc(raw)
+        if x.is_integer() and raw is not None and "." not in raw and "e" not in raw.lower():
+            return _fmt(int(x))
+        return _fmt(x, 1 if c in ("seconds", "time", "s") else 3)
+
+    body = [[_esc(label)] + [cell(r, c) for c in cols] for label, r in picks]
+    return _table([""] + [_esc(c) for c in cols], body, "num") + f"<p class='note'>{len(rows)} epochs in the history.</p>"
+
+
+def _area_table(path: Path) -> str:
+    rows = _read_csv(path)
+    out = []
+    tot_px = tot_ha = 0.0
+    for r in rows:
+        px = float(r.get("pixels") or 0)
+        ha = float(r.get("hectares") or 0)
+        tot_px += px
+        tot_ha += ha
+        share = r.get("share")
+        out.append([
+            _esc(r.get("code")), _esc(r.get("name")), _fmt(int(px)), _fmt(ha, 1),
+            _pct(float(share)) if share not in (None, "") else "–",
+        ])
+    out.append(["", "<b>total</b>", f"<b>{_fmt(int(tot_px))}</b>", f"<b>{_fmt(tot_ha, 1)}</b>", "100 %"])
+    return _table(["code", "class", "pixels", "hectares", "share"], out, "num")
+
+
+def read_benchmarks(folder: PathLike) -> list[dict[str, Any]]:
+    """Snakemake benchmark files (``*.tsv``, recursively) as rows per stage.
+
+    Files in a sub-folder (e.g. ``predict/<tile>.tsv``) are one stage with one job per file.
+    Returns ``[{stage, jobs, seconds (sum), max_seconds, max_rss_mb, cpu_seconds}]``, in the
+    order the stages finished.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    stages: dict[str, dict[str, Any]] = {}
+    for f in sorted(root.rglob("*.tsv")):
+        rel = f.relative_to(root)
+        stage = rel.parts[0] if len(rel.parts) > 1 else f.stem
+        rows = _read_tsv(f)
+        if not rows:
+            continue
+        r = rows[-1]  # with --benchmark-repeats the last row; one row otherwise
+        s = _num(r.get("s"))
+        st = stages.setdefault(stage, {"stage": stage, "jobs": 0, "seconds": 0.0, "max_seconds": 0.0,
+                                       "max_rss_mb": None, "cpu_seconds": 0.0, "mtime": 0.0})
+        st["jobs"] += 1
+        st["seconds"] += s or 0.0
+        st["max_seconds"] = max(st["max_seconds"], s or 0.0)
+        rss = _num(r.get("max_rss"))
+        if rss is not None:
+            st["max_rss_mb"] = rss if st["max_rss_mb"] is None else max(st["max_rss_mb"], rss)
+        st["cpu_seconds"] += _num(r.get("cpu_time")) or 0.0
+        st["mtime"] = max(st["mtime"], f.stat().st_mtime)
+    out = sorted(stages.values(), key=lambda d: d["mtime"])
+    for d in out:
+        d.pop("mtime")
+    return out
+
+
+def _read_tsv(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f, delimiter="\t"))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def _timing_table(rows: list[dict[str, Any]]) -> str:
+    body = []
+    for r in rows:
+        body.append([
+            _esc(r["stage"]), _fmt(r["jobs"]), _fmt(r["seconds"], 1),
+            _fmt(r["max_seconds"], 1) if r["jobs"] > 1 else "",
+            _fmt(r["max_rss_mb"], 0), _fmt(r["cpu_seconds"], 1),
+        ])
+    total = sum(r["seconds"] for r in rows)
+    body.append(["<b>total (sum of jobs)</b>", "", f"<b>{_fmt(total, 1)}</b>", "", "", ""])
+    return _table(["stage", "jobs", "wall s (sum)", "slowest job s", "max RSS MB", "CPU s"], body, "num")
+
+
+def _kv_table(d: Mapping[str, Any], depth: int = 0) -> str:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, Mapping) and depth < 2:
+            cell = _kv_table(v, depth + 1) if v else "–"
+        elif isinstance(v, list) and len(v) > 12 and all(not isinstance(x, Mapping | list) for x in v):
+            cell = _esc(", ".join(map(str, v[:5])) + f", … ({len(v)} values) …, " + ", ".join(map(str, v[-3:])))
+        elif isinstance(v, list | Mapping):
+            cell = "<code>" + _esc(json.dumps(v, default=str)) + "</code>"
+        elif isinstance(v, str) and len(v) > 120:
+            cell = f"<details><summary>{_esc(v[:60])}…</summary><code>{_esc(v)}</code></details>"
+        else:
+            cell = f"{v:g}" if isinstance(v, float) else _esc(v if v is not None else "–")
+        rows.append([f"<b>{_esc(k)}</b>", cell])
+    return _table(["key", "value"], rows, "kv")
+
+
+# --------------------------------------------------------------------------- the report
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1150px;
+padding:1.5em 2em;color:#222;line-height:1.45}
+h1{margin-bottom:.1em}h2{border-bottom:2px solid #1b7837;padding-bottom:.2em;margin-top:1.8em}
+.sub{color:#666;margin-top:0}.note{color:#666;font-size:.9em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.92em}
+th,td{border:1px solid #ccc;padding:.25em .6em;vertical-align:top}th{background:#f0f4f0}
+table.num td{text-align:right}table.num td:first-child{text-align:left}
+table.kv td{text-align:left}table.kv table{margin:0}
+.cards{display:flex;flex-wrap:wrap;gap:1em;margin:1em 0}
+.card{border:1px solid #cde0cd;background:#f6fbf6;border-radius:6px;padding:.7em 1.1em;min-width:11em}
+.card .v{font-size:1.7em;font-weight:600;color:#1b7837}.card .k{color:#555;font-size:.9em}
+.figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.figs figure{margin:0;max-width:100%}img.fig{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{color:#555;font-size:.9em;text-align:center}
+details{margin:.5em 0}summary{cursor:pointer;color:#1b7837}
+code,pre{font-size:.88em}pre{background:#f7f7f7;padding:.6em;overflow:auto;max-height:30em}
+"""
+
+
+def _figure(img_html: str, caption: str) -> str:
+    return f"<figure>{img_html}<figcaption>{_esc(caption)}</figcaption></figure>"
+
+
+def build_report(
+    out: PathLike,
+    *,
+    title: str = "cropseq report",
+    description: str = "",
+    metrics: Mapping[str, PathLike] | None = None,
+    confusion: Mapping[str, PathLike] | None = None,
+    curves: Sequence[PathLike] | PathLike | None = None,
+    history: PathLike | None = None,
+    map_path: PathLike | None = None,
+    confidence: PathLike | None = None,
+    area: PathLike | None = None,
+    map_metrics: PathLike | None = None,
+    map_confusion: PathLike | None = None,
+    stack_summary: PathLike | None = None,
+    run_config: PathLike | None = None,
+    benchmarks: PathLike | None = None,
+    preview: PathLike | None = None,
+    confidence_preview_png: PathLike | None = None,
+    preview_size: int = 1024,
+) -> Path:
+    """Write one self-contained HTML report to ``out`` (atomically) and return its path.
+
+    Args:
+        out: The HTML file to write.
+        title: Report title.
+        description: Free text shown under the title (e.g. what the scene is).
+        metrics: ``{model name: metrics JSON}`` of the models on the test split
+            (``cropseq evaluate --samples``); the first is the headline model.
+        confusion: ``{model name: confusion-matrix PNG}``.
+        curves: Training-curve PNG(s) (``cropseq train`` writes ``<stem>.curves.png``).
+        history: Training history CSV (``<stem>.history.csv``).
+        map_path: The crop-map COG (preview with legend).
+        confidence: The confidence COG (preview with colour bar).
+        area: Area CSV (``code,name,pixels,hectares,share``).
+        map_metrics: Metrics JSON of the map against the truth (``cropseq evaluate --map``).
+        map_confusion: Its confusion-matrix PNG.
+        stack_summary: ``cropseq inspect --json`` output.
+        run_config: JSON (or YAML) of the run's configuration.
+        benchmarks: Folder of Snakemake benchmark ``*.tsv`` files (timings per stage).
+        preview: Also write the crop-map preview PNG here.
+        confidence_preview_png: Also write the confidence preview PNG here.
+        preview_size: Longest side in pixels of the map previews.
+
+    Raises:
+        CropseqError: an input that was given does not exist or cannot be read, or an
+            output folder does not exist.
+    """
+    out = check_writable(out)
+    for p in (preview, confidence_preview_png):
+        if p is not None:
+            check_writable(p)
+    metrics_paths = {str(k): _need(v, f"metrics of {k}") for k, v in (metrics or {}).items()}
+    confusion_paths = {str(k): _need(v, f"confusion matrix of {k}") for k, v in (confusion or {}).items()}
+    if curves is None:
+        curve_paths: list[Path] = []
+    elif isinstance(curves, str | os.PathLike):
+        curve_paths = [_need(curves, "training curves")]  # type: ignore[list-item]
+    else:
+        curve_paths = [_need(c, "training curves") for c in curves]  # type: ignore[misc]
+    history_p = _need(history, "training history")
+    map_p = _need(map_path, "crop map")
+    conf_p = _need(confidence, "confidence map")
+    area_p = _need(area, "area statistics")
+    map_metrics_p = _need(map_metrics, "map metrics")
+    map_cm_p = _need(map_confusion, "map confusion matrix")
+    stack_p = _need(stack_summary, "stack summary")
+    config_p = _need(run_config, "run configuration")
+    bench_p = Path(benchmarks) if benchmarks is not None else None
+
+    model_metrics = {k: _read_json(p, f"metrics of {k}") for k, p in metrics_paths.items() if p}
+    mm = _read_json(map_metrics_p, "map metrics") if map_metrics_p else None
+
+    sections: list[str] = []
+    nav: list[tuple[str, str]] = []
+
+    def section(anchor: str, heading: str, body: str) -> None:
+        nav.append((anchor, heading))
+        sections.append(f'<section id="{anchor}"><h2>{_esc(heading)}</h2>\n{body}\n</section>')
+
+    # headline cards
+    cards = []
+    if mm is not None:
+        ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the truth"
+        cards.append((_pct(_metric(mm, "overall_accuracy", "oa")), f"map overall accuracy vs {ref}"))
+        cards.append((_fmt(mm.get("kappa")), "map kappa"))
+    for name, m in model_metrics.items():
+        cards.append((_pct(_metric(m, "overall_accuracy", "oa")), f"{_esc(name)}: test-split OA"))
+    if area_p is not None:
+        rows = _read_csv(area_p)
+        ha = sum(float(r.get("hectares") or 0) for r in rows)
+        cards.append((f"{ha:,.0f} ha", f"classified area, {len(rows)} classes"))
+    cards_html = "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div></div>' for v, k in cards)
+
+    # map
+    if map_p is not None or conf_p is not None:
+        figs = []
+        if map_p is not None:
+            png = map_preview(map_p, max_size=preview_size, title="crop map", area_csv=area_p)
+            if preview is not None:
+                with atomic_path(preview) as tmp:
+                    Path(tmp).write_bytes(png)
+            figs.append(_figure(_img(png, "crop map preview"), f"{map_p.name}: class codes with the map's colours and names"))
+        if conf_p is not None:
+            png = confidence_preview(conf_p, max_size=preview_size, title="confidence")
+            if confidence_preview_png is not None:
+                with atomic_path(confidence_preview_png) as tmp:
+                    Path(tmp).write_bytes(png)
+            figs.append(_figure(_img(png, "confidence preview"), f"{conf_p.name}: probability of the mapped class"))
+        body = f'<div class="figs">{"".join(figs)}</div>'
+        if map_p is not None:
+            import rasterio
+
+            with rasterio.open(map_p) as src:
+                info = {
+                    "file": map_p.name, "size": f"{src.width} x {src.height} px",
+                    "pixel size": f"{abs(src.transform.a):g} x {abs(src.transform.e):g}",
+                    "CRS": src.crs.to_string() if src.crs else "none",
+                    "overviews": ", ".join(map(str, src.overviews(1))) or "none",
+                    "nodata": "none" if src.nodata is None else f"{src.nodata:g}",
+                }
+            body += _kv_table(info)
+        section("map", "Crop map", body)
+
+    # area
+    if area_p is not None:
+        section("area", "Area per class", _area_table(area_p))
+
+    # map vs truth
+    if mm is not None:
+        body = _summary_table({"map": mm}) + _per_class_table({"map": mm})
+        notes = []
+        if mm.get("truth"):
+            notes.append(f"reference: {_esc(mm['truth'])}")
+        if mm.get("n_unclassified"):
+            notes.append(f"{_fmt(mm['n_unclassified'])} reference pixels fall on unclassified map pixels (left out)")
+        if mm.get("n_outside"):
+            notes.append(f"{_fmt(mm['n_outside'])} reference items outside the map (left out)")
+        if notes:
+            body += "<p class='note'>" + "; ".join(notes) + "</p>"
+        if map_cm_p is not None:
+            body += f'<div class="figs">{_figure(_img(map_cm_p, "map confusion matrix"), "map vs reference (rows = reference)")}</div>'
+        section("truth", "Map vs truth", body)
+
+    # models
+    if model_metrics:
+        body = "<p>Each model scored on the held-out test split (samples never seen in training).</p>"
+        body += _summary_table(model_metrics)
+        body += "<h3>Per class (UA = user's accuracy, PA = producer's accuracy)</h3>" + _per_class_table(model_metrics)
+        if confusion_paths:
+            body += '<div class="figs">' + "".join(
+                _figure(_img(p, f"confusion matrix {k}"), f"{k} (rows = reference, columns = predicted)")
+                for k, p in confusion_paths.items() if p
+            ) + "</div>"
+        section("models", "Models on the test split", body)
+
+    # training
+    if curve_paths or history_p is not None:
+        body = ""
+        if curve_paths:
+            body += '<div class="figs">' + "".join(_figure(_img(p, "training curves"), p.name) for p in curve_paths) + "</div>"
+        if history_p is not None:
+            body += _history_table(history_p)
+        section("training", "Training", body)
+
+    # inputs
+    if stack_p is not None or config_p is not None:
+        body = ""
+        if stack_p is not None:
+            summary = _read_json(stack_p, "stack summary")
+            body += "<h3>Image stack</h3>" + (_kv_table(summary) if isinstance(summary, Mapping) else f"<pre>{_esc(summary)}</pre>")
+        if config_p is not None:
+            text = config_p.read_text(encoding="utf-8")
+            try:
+                cfg = json.loads(text)
+            except json.JSONDecodeError:
+                import yaml
+
+                try:
+                    cfg = yaml.safe_load(text)
+                except yaml.YAMLError:
+                    cfg = None
+            body += "<h3>Configuration</h3>"
+            if isinstance(cfg, Mapping):
+                body += _kv_table(cfg)
+            body += f"<details><summary>raw configuration</summary><pre>{_esc(text)}</pre></details>"
+        section("inputs", "Inputs", body)
+
+    # timings
+    if bench_p is not None:
+        rows = read_benchmarks(bench_p)
+        body = _timing_table(rows) if rows else "<p>No benchmark files found.</p>"
+        body += "<p class='note'>From the Snakemake benchmark files; jobs may have run in parallel, so the sum exceeds the wall time of the run.</p>"
+        section("timings", "Timings", body)
+
+    from cropseq import __version__
+
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    nav_html = " · ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h in nav)
+    doc = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{_esc(title)}</h1>
+<p class="sub">cropseq {_esc(__version__)} · {_esc(now)}</p>
+{f"<p>{_esc(description)}</p>" if description.strip() else ""}
+<div class="cards">{cards_html}</div>
+<nav>{nav_html}</nav>
+{"".join(sections)}
+</body></html>
+"""
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(doc, encoding="utf-8")
+    return out

@@ -1,0 +1,309 @@
+"""Training configuration: one dataclass, readable from YAML, validated up front.
+
+The defaults are the tuned ones: ``cropseq train --samples T --out M`` with nothing else
+trains the model whose accuracy ``benchmarks/crossval.py`` reports (see the training README
+section and the ``cropseq.training`` docstring for how they were chosen).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cropseq.errors import CropseqError
+from cropseq.models.recurrent import CELLS, HEADS
+from cropseq.models.tbptt import check_k
+from cropseq.training.normalization import METHODS
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+WEIGHTINGS = ("none", "sqrt", "balanced")
+SAMPLINGS = ("shuffle", "balanced")
+MONITORS = ("val_loss", "val_accuracy")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that controls a training run.
+
+    Model:
+        arch: Recurrent cell, ``"lstm"`` or ``"gru"``.
+        bidirectional: Add a right-to-left direction.
+        hidden_size: Hidden units per direction.
+        num_layers: Stacked recurrent layers.
+        dropout: Dropout between recurrent layers and before the head.
+        encoder_width: Hidden channels of the per-date CNN encoder.
+        encoder_dim: Size of the per-date vector fed to the RNN.
+        encoder_time: Feed the date (sin/cos of the season phase) to the per-date encoder too.
+        head: ``"many-to-one"`` (masked mean+max pooling) or ``"many-to-many"``.
+        patch: Patch size to train on; None = the data's; smaller odd values crop the centre.
+        bands: Bands to use, in order; None = all bands of the training data.
+
+    Truncated BPTT (:mod:`cropseq.models.tbptt`):
+        k1: Steps per window (one update per window); None = full BPTT.
+        k2: Gradient steps at the end of each window (``k2 <= k1``); None = ``k1``.
+        grad_clip: Clip the global gradient norm to this value; None = no clipping.
+
+    Optimisation:
+        epochs: Training epochs (passes over the training sequences); None = automatic:
+            ``max(min_epochs, ceil(min_updates / batches per epoch))``, i.e. 60 epochs for
+            a couple of thousand sequences and more for tiny sets (100 for 62 sequences),
+            which need more passes to make enough optimiser updates. An explicit value is
+            always used as is.
+        min_epochs: Lower bound of the automatic epoch count.
+        min_updates: Optimiser updates the automatic epoch count aims for at least.
+        batch_size: Sequences per batch, at most (CUDA: consider 512 with a higher lr).
+        min_batches: Small training sets use smaller batches, ``ceil(N / min_batches)``
+            (at least 8), so that every epoch still makes ``min_batches`` updates: with
+            62 sequences a batch of 64 would mean one update per epoch.
+        lr: Peak learning rate of AdamW.
+        weight_decay: AdamW decoupled weight decay.
+        schedule: ``"onecycle"`` (linear warm-up then cosine to ~0), ``"cosine"`` (no
+            warm-up) or ``"constant"``.
+        warmup: Warm-up fraction of all updates (onecycle).
+        label_smoothing: Cross-entropy label smoothing.
+        class_weighting: ``"none"``, ``"sqrt"`` (inverse square-root frequency) or
+            ``"balanced"`` (inverse frequency) loss weights.
+        sampling: ``"shuffle"`` or ``"balanced"`` (class-balanced sampling with replacement).
+        normalization: ``"robust"`` (median / IQR) or ``"standard"`` (mean / std).
+        average_last: Fraction of the final epochs whose weights are averaged into the
+            delivered model (checkpoint ensembling); 0 disables. Ignored when early stopping
+            restores a best epoch.
+
+    Augmentation (:mod:`cropseq.training.augmentation`):
+        date_dropout: Probability of masking each valid observation.
+        doy_shift: Max. per-sequence day-of-year shift in days.
+        noise: Gaussian band noise in units of the band scale.
+
+    Validation and early stopping:
+        val_fraction: Share of the training groups held out when no validation set is given.
+        small_data: With fewer training sequences than this and no validation set, nothing
+            is held out: the model trains on all of them for the fixed schedule (a tiny
+            validation split is too noisy to stop on and costs scarce training data).
+        patience: Stop after this many epochs without improvement of ``monitor`` and
+            restore the best epoch; None = train all epochs (validation still logged, and
+            the delivered weights are the final / averaged ones).
+        monitor: ``"val_loss"`` or ``"val_accuracy"``.
+
+    Runtime:
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        amp: bfloat16 autocast on CUDA (ignored on CPU).
+        seed: Seed of everything random; a CPU run is repeatable.
+        threads: torch CPU threads; None = torch's default.
+        resume: Continue from the checkpoint at the output path.
+        history: Metrics CSV path; None = ``<out stem>.history.csv`` next to the model.
+        plot: Training-curve PNG path; None = ``<out stem>.curves.png``; "" = no plot.
+    """
+
+    arch: str = "lstm"
+    bidirectional: bool = True
+    hidden_size: int = 128
+    num_layers: int = 2
+    dropout: float = 0.2
+    encoder_width: int = 64
+    encoder_dim: int = 64
+    encoder_time: bool = False
+    head: str = "many-to-one"
+    patch: int | None = None
+    bands: list[str] | None = None
+
+    k1: int | None = None
+    k2: int | None = None
+    grad_clip: float | None = 1.0
+
+    epochs: int | None = None
+    min_epochs: int = 60
+    min_updates: int = 400
+    batch_size: int = 64
+    min_batches: int = 4
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    schedule: str = "onecycle"
+    warmup: float = 0.1
+    label_smoothing: float = 0.1
+    class_weighting: str = "none"
+    sampling: str = "shuffle"
+    normalization: str = "robust"
+    average_last: float = 0.0
+
+    date_dropout: float = 0.1
+    doy_shift: float = 8.0
+    noise: float = 0.0
+
+    val_fraction: float = 0.1
+    small_data: int = 300
+    patience: int | None = None
+    monitor: str = "val_loss"
+
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    threads: int | None = None
+    resume: bool = False
+    history: str | None = None
+    plot: str | None = None
+
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def validate(self, where: str | None = None) -> TrainConfig:
+        """Check every option; returns ``self``.
+
+        Raises:
+            CropseqError: one line naming the option (and ``where``, e.g. the YAML file).
+        """
+
+        def bad(msg: str) -> None:
+            raise CropseqError(msg, where)
+
+        if self.extra:
+            bad(f"unknown training option(s): {', '.join(sorted(self.extra))}")
+        if self.arch not in CELLS:
+            bad(f"--arch must be one of {', '.join(CELLS)} (or rf), got {self.arch!r}")
+        if self.head not in HEADS:
+            bad(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.patch is not None and (self.patch < 1 or self.patch % 2 == 0):
+            bad(f"--patch must be an odd number >= 1, got {self.patch}")
+        for name in ("hidden_size", "num_layers", "encoder_width", "encoder_dim", "batch_size", "min_batches"):
+            if int(getattr(self, name)) < 1:
+                bad(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.epochs is not None and self.epochs < 1:
+            bad(f"--epochs must be >= 1, got {self.epochs}")
+        if self.min_epochs < 1 or self.min_updates < 0:
+            bad("min_epochs must be >= 1 and min_updates >= 0")
+        if not 0.0 <= self.dropout < 1.0:
+            bad(f"dropout must be in [0, 1), got {self.dropout}")
+        try:
+            check_k(self.k1, self.k2)
+        except CropseqError as e:
+            bad(e.message)
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            bad(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if not self.lr > 0:
+            bad(f"lr must be > 0, got {self.lr}")
+        if self.weight_decay < 0:
+            bad(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if not 0.0 <= self.warmup < 1.0:
+            bad(f"warmup must be in [0, 1), got {self.warmup}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.class_weighting not in WEIGHTINGS:
+            bad(f"class_weighting must be one of {', '.join(WEIGHTINGS)}, got {self.class_weighting!r}")
+        if self.sampling not in SAMPLINGS:
+            bad(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.normalization not in METHODS:
+            bad(f"normalization must be one of {', '.join(METHODS)}, got {self.normalization!r}")
+        if not 0.0 <= self.average_last < 1.0:
+            bad(f"average_last must be in [0, 1), got {self.average_last}")
+        if not 0.0 <= self.date_dropout < 1.0:
+            bad(f"date_dropout must be in [0, 1), got {self.date_dropout}")
+        if self.doy_shift < 0 or self.noise < 0:
+            bad("doy_shift and noise must be >= 0")
+        if not 0.0 <= self.val_fraction < 1.0:
+            bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.patience is not None and self.patience < 1:
+            bad(f"patience must be >= 1 or null, got {self.patience}")
+        if self.monitor not in MONITORS:
+            bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+        if self.device not in DEVICES:
+            bad(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.threads is not None and self.threads < 1:
+            bad(f"threads must be >= 1, got {self.threads}")
+        return self
+
+    def resolved_epochs(self, batches_per_epoch: int) -> int:
+        """The epoch count to train for (see ``epochs``)."""
+        if self.epochs is not None:
+            return int(self.epochs)
+        return max(self.min_epochs, math.ceil(self.min_updates / max(1, batches_per_epoch)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON/YAML-ready record of the options (stored in the checkpoint as ``training``)."""
+        d = asdict(self)
+        d.pop("extra", None)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | None = None) -> TrainConfig:
+        """Build from a mapping; unknown keys are reported by :meth:`validate`.
+
+        Accepts dashes for underscores (``batch-size``) so YAML may mirror CLI spellings.
+        """
+        names = {f.name for f in fields(cls)} - {"extra"}
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for k, v in d.items():
+            key = str(k).replace("-", "_")
+            (known if key in names else extra)[key] = v
+        if isinstance(known.get("bands"), str):
+            known["bands"] = [b.strip() for b in known["bands"].split(",") if b.strip()]
+        try:
+            cfg = cls(**known, extra=extra)
+        except TypeError as e:  # pragma: no cover - defensive
+            raise CropseqError(f"bad training options ({e})", where) from None
+        _coerce_types(cfg, where)
+        return cfg.validate(where)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> TrainConfig:
+        """Read a YAML mapping of options (``train:`` sub-key allowed), then apply ``overrides``."""
+        data = {**load_yaml_options(path), **(overrides or {})}
+        return cls.from_dict(data, where=str(path))
+
+
+def load_yaml_options(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The option mapping of a training YAML file (its ``train:`` section when present).
+
+    Raises:
+        CropseqError: missing file, invalid YAML, or not a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CropseqError("config file not found", path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise CropseqError(f"not valid YAML ({str(e).splitlines()[0]})", path) from None
+    if isinstance(data, dict) and isinstance(data.get("train"), dict):
+        data = data["train"]
+    if not isinstance(data, dict):
+        raise CropseqError("expected a mapping of training options", path)
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _coerce_types(cfg: TrainConfig, where: str | None) -> None:
+    """Cast YAML scalars to the declared field types (e.g. ``lr: 1e-3`` arrives as str)."""
+    casts: dict[str, type] = {}
+    for f in fields(cfg):
+        t = str(f.type)
+        if t.startswith("int"):
+            casts[f.name] = int
+        elif t.startswith("float"):
+            casts[f.name] = float
+        elif t.startswith("bool"):
+            casts[f.name] = bool
+    for name, typ in casts.items():
+        v = getattr(cfg, name)
+        if v is None:
+            continue
+        try:
+            if typ is bool:
+                if isinstance(v, str):
+                    if v.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                        raise ValueError(v)
+                    v = v.lower() in ("true", "yes", "1")
+                setattr(cfg, name, bool(v))
+            elif typ is int:
+                if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
+                    raise ValueError(v)
+                setattr(cfg, name, int(v))
+            else:
+                setattr(cfg, name, float(v))
+        except (TypeError, ValueError):
+            raise CropseqError(f"option {name} expects {typ.__name__}, got {v!r}", where) from None

@@ -1,0 +1,637 @@
+"""The training loop: :func:`train_model`.
+
+One call trains a :class:`~cropseq.models.recurrent.SequenceClassifier` on
+:class:`~cropseq.sequences.SequenceArrays` and writes, next to the model file:
+
+- the model checkpoint (``out``), rewritten atomically after every epoch with the optimizer,
+  loop and RNG states so that ``resume=True`` continues exactly where the run stopped (a
+  resumed CPU run ends with the same weights as an uninterrupted one); the final file holds
+  the delivered weights without the resume state;
+- ``<stem>.history.csv`` (``epoch, train_loss, val_loss, val_accuracy, lr, seconds``);
+- ``<stem>.curves.png`` (losses, validation accuracy, learning rate).
+
+Repeatability: every random draw of epoch ``e`` (batch order, augmentation, dropout) comes
+from generators seeded with ``(seed, e)``, so an epoch does not depend on the RNG history
+before it, which is what makes resuming exact.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cropseq.atomic import check_writable
+from cropseq.checkpoint import load_checkpoint, save_checkpoint
+from cropseq.classes import ClassTable
+from cropseq.errors import CropseqError
+from cropseq.models.recurrent import ArchConfig, SequenceClassifier, masked_ce_per_date
+from cropseq.models.tbptt import is_full_bptt, tbptt_windows, window_bounds
+from cropseq.sequences import SequenceArrays
+from cropseq.training.augmentation import Augmentation
+from cropseq.training.config import TrainConfig
+from cropseq.training.history import plot_history, write_history
+from cropseq.training.normalization import band_statistics
+
+TEMPORAL_ENCODING = "doy-sincos+valid-flag; step-index fallback"
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_model` produced.
+
+    Attributes:
+        path: The model checkpoint.
+        history_path: The metrics CSV.
+        plot_path: The training-curve PNG (None when disabled).
+        history: One dict per epoch (the CSV rows).
+        best_epoch: Epoch whose weights were delivered (the last one, or the best one when
+            early stopping restored it; with weight averaging, the last averaged epoch).
+        epochs_run: Epochs actually trained (early stopping may end sooner).
+        val_accuracy: Validation accuracy of the delivered weights (None without validation).
+        seconds: Wall time of this call.
+        classes: The class table (model output order).
+        n_train: Training sequences used.
+        n_val: Validation sequences used (0 when none).
+        device: The device trained on.
+    """
+
+    path: Path
+    history_path: Path
+    plot_path: Path | None
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_run: int
+    val_accuracy: float | None
+    seconds: float
+    classes: ClassTable
+    n_train: int = 0
+    n_val: int = 0
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- data prep
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise CropseqError("--device cuda requested but no CUDA GPU is available")
+    if device not in ("cpu", "cuda"):
+        raise CropseqError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def select_bands(data: SequenceArrays, bands: list[str] | None, what: str = "training data") -> SequenceArrays:
+    """Reorder/subset ``data`` to ``bands`` (None = unchanged).
+
+    Raises:
+        CropseqError: naming the missing bands.
+    """
+    if bands is None or list(bands) == list(data.bands):
+        return data
+    missing = [b for b in bands if b not in data.bands]
+    if missing:
+        raise CropseqError(f"band(s) {', '.join(missing)} not in the {what} (has: {', '.join(data.bands)})")
+    idx = [data.bands.index(b) for b in bands]
+    return replace(data, x=data.x[:, :, idx], bands=list(bands))
+
+
+def crop_patch(data: SequenceArrays, patch: int | None, what: str = "training data") -> SequenceArrays:
+    """Centre-crop ``data`` to ``patch`` (None = unchanged); a larger patch is an error."""
+    if patch is None or patch == data.patch:
+        return data
+    if patch > data.patch:
+        raise CropseqError(f"--patch {patch} is larger than the {what}'s patch {data.patch}")
+    o = (data.patch - patch) // 2
+    return replace(data, x=data.x[:, :, :, o : o + patch, o : o + patch])
+
+
+def split_train_val(
+    labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grouped, stratified train/validation split (indices).
+
+    A field (group) never straddles the split. Uses ``StratifiedGroupKFold`` with
+    ``round(1 / fraction)`` folds and keeps the first fold as validation; falls back to
+    ``GroupShuffleSplit`` when stratification is impossible (e.g. a class with one group).
+    """
+    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+
+    n = len(labels)
+    g = np.arange(n) if groups is None else np.asarray(groups).astype(str)
+    n_splits = max(2, int(round(1.0 / fraction)))
+    try:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "least populated class has only k members"
+            skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            tr, va = next(skf.split(np.zeros(n), labels, g))
+    except ValueError:
+        gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+        tr, va = next(gss.split(np.zeros(n), labels, g))
+    return np.sort(tr), np.sort(va)
+
+
+def _class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    w = np.where(counts > 0, 1.0 / np.maximum(counts, 1.0), 0.0)
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    w = w / (w[counts > 0] * counts[counts > 0]).sum() * counts.sum()  # mean weight per sample = 1
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _lr_factor(u: int, total: int, schedule: str, warmup: float) -> float:
+    """Learning-rate multiplier at update ``u`` of ``total`` (a pure function: resumable)."""
+    if schedule == "constant" or total <= 1:
+        return 1.0
+    wu = int(round(warmup * total)) if schedule == "onecycle" else 0
+    if u < wu:
+        return 0.04 + 0.96 * u / max(1, wu)
+    p = (u - wu) / max(1, total - wu)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, p))) * 0.999 + 0.001
+
+
+def effective_batch_size(n: int, batch_size: int, min_batches: int) -> int:
+    """``batch_size``, reduced for small training sets to give ``min_batches`` updates per epoch (>= 8)."""
+    return max(1, min(batch_size, max(8, math.ceil(n / max(1, min_batches)))))
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7_919 + 12_345) % (2**62)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _loss(
+    model: SequenceClassifier,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    valid: torch.Tensor,
+    weight: torch.Tensor | None,
+    smoothing: float,
+) -> torch.Tensor | None:
+    """Training loss; None when no sequence/date in the batch carries a label signal."""
+    if model.arch.head == "many-to-one":
+        has = valid.any(dim=1)
+        if not bool(has.any()):
+            return None
+        ce = F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=smoothing, reduction="none")
+        if weight is not None:
+            return (ce * has).sum() / (weight[y] * has).sum().clamp_min(1e-8)
+        return (ce * has).sum() / has.sum()
+    if not bool(valid.any()):
+        return None
+    n, t, k = logits.shape
+    ce = F.cross_entropy(
+        logits.reshape(n * t, k).float(), y.repeat_interleave(t), weight=weight, label_smoothing=smoothing, reduction="none"
+    ).view(n, t)
+    m = valid.to(ce.dtype)
+    if weight is not None:
+        return (ce * m).sum() / (weight[y][:, None] * m).sum().clamp_min(1e-8)
+    return (ce * m).sum() / m.sum()
+
+
+@torch.inference_mode()
+def evaluate_arrays(
+    model: SequenceClassifier,
+    x: np.ndarray,
+    doy: np.ndarray,
+    y: np.ndarray,
+    device: torch.device,
+    batch_size: int = 1024,
+    amp: bool = False,
+) -> tuple[float, float]:
+    """``(loss, accuracy)`` of ``model`` on arrays (plain cross-entropy on sequence probabilities)."""
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    for i in range(0, len(y), batch_size):
+        xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(device)
+        db = torch.from_numpy(np.ascontiguousarray(doy[i : i + batch_size])).to(device)
+        yb = torch.from_numpy(y[i : i + batch_size]).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            logits = model(xb, db)
+        p = model.sequence_proba(logits.float(), model.valid_mask(xb))
+        total += float(F.nll_loss(torch.log(p.clamp_min(1e-12)), yb, reduction="sum"))
+        correct += int((p.argmax(1) == yb).sum())
+        n += len(yb)
+    return total / max(1, n), correct / max(1, n)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _meta(
+    cfg: TrainConfig,
+    arch: ArchConfig,
+    bands: list[str],
+    centre: np.ndarray,
+    scale: np.ndarray,
+    classes: ClassTable,
+    epoch: int,
+    complete: bool,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    from cropseq import __version__
+
+    return {
+        "cropseq_version": __version__,
+        "kind": "deep",
+        "arch": arch.to_dict(),
+        "bands": list(bands),
+        "patch": arch.patch,
+        "norm": {"mean": [float(v) for v in centre], "std": [float(v) for v in scale], "method": cfg.normalization},
+        "classes": classes.to_records(),
+        "temporal_encoding": {
+            "kind": TEMPORAL_ENCODING,
+            "phase": "2*pi*(doy-1)/365.25 when doy is known, else 2*pi*t/period_steps",
+            "period_steps": arch.period_steps,
+            "valid": "all bands finite at the centre pixel",
+        },
+        "head": arch.head,
+        "epoch": epoch,
+        "complete": complete,
+        "training": {**cfg.to_dict(), **extra},
+    }
+
+
+def _avg_update(avg: dict[str, torch.Tensor] | None, state: dict[str, torch.Tensor], count: int) -> dict[str, torch.Tensor]:
+    """Running mean of float tensors (the ``count``-th member joins)."""
+    if avg is None or count <= 1:
+        return {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone() for k, v in state.items()}
+    for k, v in state.items():
+        if v.is_floating_point():
+            avg[k].add_((v.detach().float() - avg[k]) / count)
+        else:
+            avg[k] = v.detach().clone()
+    return avg
+
+
+def train_model(
+    train: SequenceArrays,
+    val: SequenceArrays | None,
+    config: TrainConfig,
+    out: str | Path,
+    classes: ClassTable | None = None,
+    progress: bool = True,
+    *,
+    on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
+) -> TrainResult:
+    """Train a recurrent sequence classifier and write its checkpoint, history and curves.
+
+    Args:
+        train: Labelled training sequences.
+        val: Labelled validation sequences; None = hold out ``config.val_fraction`` of the
+            training *groups* (grouped, stratified), or nothing when the training set is
+            smaller than ``config.small_data``.
+        config: Options (validated here).
+        out: Model checkpoint path (``.pt``); history/curves go next to it by default.
+        classes: Class table fixing codes, colours and output order; None = derived from the
+            label names (sorted, codes 1..K).
+        progress: Show a progress bar (when stderr is a terminal) and one line per epoch on
+            stderr.
+        on_epoch_end: Called with each epoch's history row after that epoch's checkpoint is
+            written; returning True stops training there (the checkpoint stays resumable).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        CropseqError: bad options, unlabelled data, unknown labels, band/patch mismatches,
+            an unwritable output, or a resume checkpoint that does not match the options.
+    """
+    t_start = time.time()
+    cfg = copy.deepcopy(config).validate()
+    out = check_writable(Path(out))
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    amp = bool(cfg.amp and device.type == "cuda")
+
+    # -- data ----------------------------------------------------------------------
+    if train.labels is None:
+        raise CropseqError("training data has no labels")
+    if train.n == 0:
+        raise CropseqError("training data is empty")
+    train = crop_patch(select_bands(train, cfg.bands), cfg.patch)
+    bands = list(train.bands)
+    if val is not None:
+        if val.labels is None:
+            raise CropseqError("validation data has no labels")
+        val = crop_patch(select_bands(val, bands, "validation data"), train.patch, "validation data")
+        if val.x.shape[1] != train.x.shape[1]:
+            # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
+            val, train = _pad_time(val, train)
+    if classes is None:
+        names = list(train.labels) + ([] if val is None else list(val.labels))
+        classes = ClassTable.from_names(names)
+    y_all = np.asarray(classes.index_of(train.labels), dtype=np.int64)
+    split_note = "given"
+    if val is None:
+        if cfg.val_fraction > 0 and train.n >= cfg.small_data:
+            tr_idx, va_idx = split_train_val(np.asarray(train.labels).astype(str), train.groups, cfg.val_fraction, cfg.seed)
+            val = train.subset(va_idx)
+            train = train.subset(tr_idx)
+            y_tr, y_va = y_all[tr_idx], y_all[va_idx]
+            split_note = f"held out {len(va_idx)} of {len(y_all)} sequences by group"
+        else:
+            y_tr, y_va = y_all, None
+            split_note = "none (small training set: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
+    else:
+        y_tr, y_va = y_all, np.asarray(classes.index_of(val.labels), dtype=np.int64)
+    x_tr = np.ascontiguousarray(train.x, dtype=np.float32)
+    d_tr = np.ascontiguousarray(train.doy, dtype=np.float32)
+    x_va = None if val is None else np.ascontiguousarray(val.x, dtype=np.float32)
+    d_va = None if val is None else np.ascontiguousarray(val.doy, dtype=np.float32)
+    n_tr, t_len = x_tr.shape[:2]
+
+    centre, scale = band_statistics(x_tr, cfg.normalization, seed=cfg.seed)
+    arch = ArchConfig(
+        n_bands=len(bands),
+        n_classes=len(classes),
+        patch=train.patch,
+        cell=cfg.arch,
+        bidirectional=cfg.bidirectional,
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        dropout=cfg.dropout,
+        encoder_width=cfg.encoder_width,
+        encoder_dim=cfg.encoder_dim,
+        encoder_time=cfg.encoder_time,
+        head=cfg.head,
+        period_steps=t_len,
+    )
+    torch.manual_seed(cfg.seed)
+    model = SequenceClassifier(arch, torch.from_numpy(centre), torch.from_numpy(scale)).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    cw = _class_weights(y_tr, len(classes), cfg.class_weighting)
+    cw = None if cw is None else cw.to(device)
+    aug = Augmentation(cfg.date_dropout, cfg.doy_shift, cfg.noise)
+    scale_t = torch.from_numpy(scale)
+
+    full = is_full_bptt(t_len, cfg.k1, cfg.k2)
+    windows = 1 if full else len(window_bounds(t_len, cfg.k1, cfg.k2 or cfg.k1))  # type: ignore[arg-type]
+    batch_size = effective_batch_size(n_tr, cfg.batch_size, cfg.min_batches)
+    n_batches = math.ceil(n_tr / batch_size)
+    epochs = cfg.resolved_epochs(n_batches)
+    total_updates = epochs * n_batches * windows
+    avg_from = epochs - int(round(cfg.average_last * epochs)) + 1 if cfg.average_last > 0 else None
+    use_es = cfg.patience is not None and x_va is not None
+
+    history_path = Path(cfg.history) if cfg.history else out.with_name(f"{out.stem}.history.csv")
+    plot_path: Path | None = None if cfg.plot == "" else (Path(cfg.plot) if cfg.plot else out.with_name(f"{out.stem}.curves.png"))
+    check_writable(history_path)
+    if plot_path is not None:
+        check_writable(plot_path)
+    extra_meta = {"split": split_note, "n_train": int(n_tr), "n_val": 0 if y_va is None else int(len(y_va)),
+                  "device": device.type, "effective_batch_size": batch_size, "epochs_planned": epochs}
+
+    # -- state (possibly resumed) --------------------------------------------------
+    start_epoch, update = 1, 0
+    history: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"metric": None, "epoch": 0, "state": None, "bad": 0}
+    avg_state: dict[str, torch.Tensor] | None = None
+    avg_count = 0
+    if cfg.resume and out.exists():
+        ck = load_checkpoint(out)
+        saved_arch = ck.meta.get("arch", {})
+        if saved_arch != arch.to_dict() or ck.meta.get("bands") != bands:
+            raise CropseqError("cannot resume: the checkpoint was trained with a different model, bands or data", out)
+        if ck.meta.get("complete"):
+            return _completed_result(out, ck.meta, history_path, plot_path, classes, t_start, device)
+        if ck.optimizer is None:
+            raise CropseqError("cannot resume: the checkpoint holds no training state", out)
+        model.load_state_dict(ck.state_dict)
+        opt.load_state_dict(ck.optimizer["optimizer"])
+        loop = ck.optimizer["loop"]
+        start_epoch, update = int(loop["epoch"]) + 1, int(loop["update"])
+        history = list(loop["history"])
+        best = {"metric": loop["best_metric"], "epoch": int(loop["best_epoch"]), "state": ck.optimizer.get("best_state_dict"), "bad": int(loop["bad"])}
+        avg_state = ck.optimizer.get("avg_state_dict")
+        avg_count = int(loop.get("avg_count", 0))
+        if ck.rng and "torch" in ck.rng:
+            torch.set_rng_state(ck.rng["torch"])
+        if progress:
+            print(f"resuming {out} after epoch {start_epoch - 1}", file=sys.stderr)
+
+    if progress:
+        print(
+            f"training {arch.cell}{' bi' if arch.bidirectional else ''} p={arch.patch} on {n_tr} sequences x {t_len} dates"
+            f" x {len(bands)} bands, {len(classes)} classes, validation: {split_note}, device {device.type}",
+            file=sys.stderr,
+        )
+
+    bar_enabled = progress and sys.stderr.isatty()
+    stop_reason = ""
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, epochs + 1):
+        t0 = time.time()
+        es = _epoch_seed(cfg.seed, epoch)
+        torch.manual_seed(es)  # dropout
+        gen = torch.Generator().manual_seed(es + 1)  # order + augmentation
+        if cfg.sampling == "balanced":
+            counts = np.bincount(y_tr, minlength=len(classes)).astype(np.float64)
+            w = torch.from_numpy(1.0 / counts[y_tr])
+            order = torch.multinomial(w, n_tr, replacement=True, generator=gen).numpy()
+        else:
+            order = torch.randperm(n_tr, generator=gen).numpy()
+        model.train()
+        loss_sum, loss_n = 0.0, 0
+        batches = range(0, n_tr, batch_size)
+        bar = None
+        if bar_enabled:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", file=sys.stderr, leave=False, unit="batch")
+        for i in batches:
+            idx = np.sort(order[i : i + batch_size])
+            xb = torch.from_numpy(x_tr[idx]).to(device, non_blocking=True)
+            db = torch.from_numpy(d_tr[idx]).to(device, non_blocking=True)
+            yb = torch.from_numpy(y_tr[idx]).to(device, non_blocking=True)
+            xb, db = aug(xb, db, scale_t, gen)
+            if full:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    logits = model(xb, db)
+                loss = _loss(model, logits, yb, model.valid_mask(xb), cw, cfg.label_smoothing)
+                update = _step(model, opt, loss, cfg, update, total_updates)
+                if loss is not None:
+                    loss_sum += float(loss.detach()) * len(idx)
+                    loss_n += len(idx)
+            else:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                    for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
+                        valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
+                        loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
+                        with torch.autocast("cuda", enabled=False):
+                            update = _step(model, opt, loss, cfg, update, total_updates)
+                        if loss is not None:
+                            loss_sum += float(loss.detach()) * len(idx) / windows
+                            loss_n += len(idx) / windows
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1):.4f}")
+        if bar is not None:
+            bar.close()
+        train_loss = loss_sum / max(loss_n, 1)
+
+        if avg_from is not None and epoch >= avg_from:
+            avg_count += 1
+            avg_state = _avg_update(avg_state, model.state_dict(), avg_count)
+
+        val_loss = val_acc = None
+        if x_va is not None:
+            val_loss, val_acc = evaluate_arrays(model, x_va, d_va, y_va, device, amp=amp)  # type: ignore[arg-type]
+        row = {
+            "epoch": epoch,
+            "train_loss": round(train_loss, 6),
+            "val_loss": None if val_loss is None else round(val_loss, 6),
+            "val_accuracy": None if val_acc is None else round(val_acc, 6),
+            "lr": float(f"{opt.param_groups[0]['lr']:.6g}"),
+            "seconds": round(time.time() - t0, 3),
+        }
+        history.append(row)
+        if use_es:
+            metric = val_loss if cfg.monitor == "val_loss" else -float(val_acc)  # type: ignore[arg-type]
+            if best["metric"] is None or metric < best["metric"] - 1e-6:
+                best = {"metric": metric, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "bad": 0}
+            else:
+                best["bad"] += 1
+        if progress:
+            vs = "" if val_loss is None else f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}"
+            print(f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", file=sys.stderr)
+
+        loop_state = {
+            "epoch": epoch,
+            "update": update,
+            "history": history,
+            "best_metric": best["metric"],
+            "best_epoch": best["epoch"],
+            "bad": best["bad"],
+            "avg_count": avg_count,
+        }
+        opt_state: dict[str, Any] = {"optimizer": opt.state_dict(), "loop": loop_state}
+        if best["state"] is not None:
+            opt_state["best_state_dict"] = best["state"]
+        if avg_state is not None:
+            opt_state["avg_state_dict"] = avg_state
+        save_checkpoint(
+            out,
+            model.state_dict(),
+            _meta(cfg, arch, bands, centre, scale, classes, epoch, False, extra_meta),
+            optimizer=opt_state,
+            rng={"torch": torch.get_rng_state()},
+        )
+        write_history(history_path, history)
+        if use_es and best["bad"] >= cfg.patience:  # type: ignore[operator]
+            stop_reason = f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs"
+            break
+        if on_epoch_end is not None and on_epoch_end(dict(row)):
+            return TrainResult(
+                path=out, history_path=history_path, plot_path=None, history=history, best_epoch=epoch,
+                epochs_run=epoch, val_accuracy=val_acc, seconds=time.time() - t_start, classes=classes,
+                n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type, extra={"stopped": True},
+            )
+
+    # -- deliver ---------------------------------------------------------------------
+    delivered_epoch = epoch
+    if use_es and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        delivered_epoch = best["epoch"]
+    elif avg_state is not None and avg_count > 1:
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in avg_state.items()})
+    final_val_acc = None
+    if x_va is not None:
+        _, final_val_acc = evaluate_arrays(model, x_va, d_va, y_va, device, amp=amp)  # type: ignore[arg-type]
+    extra_meta = {**extra_meta, "best_epoch": delivered_epoch, "epochs_run": epoch, "stop": stop_reason or "schedule completed",
+                  "averaged_epochs": avg_count if (avg_state is not None and not (use_es and best["state"] is not None)) else 0,
+                  "val_accuracy": final_val_acc}
+    save_checkpoint(out, model.state_dict(), _meta(cfg, arch, bands, centre, scale, classes, epoch, True, extra_meta))
+    write_history(history_path, history)
+    if plot_path is not None:
+        plot_history(plot_path, history, delivered_epoch if use_es else None)
+    if progress:
+        msg = f"saved {out}" + ("" if final_val_acc is None else f" (validation accuracy {final_val_acc:.4f}, epoch {delivered_epoch})")
+        print((stop_reason + "; " if stop_reason else "") + msg, file=sys.stderr)
+    return TrainResult(
+        path=out, history_path=history_path, plot_path=plot_path, history=history, best_epoch=delivered_epoch,
+        epochs_run=epoch, val_accuracy=final_val_acc, seconds=time.time() - t_start, classes=classes,
+        n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type,
+    )
+
+
+def _step(model: SequenceClassifier, opt: torch.optim.Optimizer, loss: torch.Tensor | None, cfg: TrainConfig, update: int, total: int) -> int:
+    """One optimiser update (LR from the schedule, clipping); returns the new update count.
+
+    A batch/window without any label signal still advances the schedule, so the LR curve
+    (and a resumed run) does not depend on where the masked windows fall.
+    """
+    lr = cfg.lr * _lr_factor(update, total, cfg.schedule, cfg.warmup)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    if loss is not None and loss.requires_grad:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+    return update + 1
+
+
+def _pad_time(a: SequenceArrays, b: SequenceArrays) -> tuple[SequenceArrays, SequenceArrays]:
+    """Pad the shorter time axis of two datasets with NaN (padding) so they share ``T``."""
+    t = max(a.x.shape[1], b.x.shape[1])
+
+    def pad(d: SequenceArrays) -> SequenceArrays:
+        k = t - d.x.shape[1]
+        if k == 0:
+            return d
+        n, _, c, p, _ = d.x.shape
+        return replace(
+            d,
+            x=np.concatenate([d.x, np.full((n, k, c, p, p), np.nan, np.float32)], 1),
+            doy=np.concatenate([d.doy, np.full((n, k), np.nan, np.float32)], 1),
+            present=np.concatenate([d.present, np.zeros((n, k), bool)], 1),
+            dates=None if d.dates is None else np.concatenate([d.dates, np.full((n, k), np.datetime64("NaT"), d.dates.dtype)], 1),
+        )
+
+    return pad(a), pad(b)
+
+
+def _completed_result(
+    out: Path, meta: dict[str, Any], history_path: Path, plot_path: Path | None, classes: ClassTable, t_start: float, device: torch.device
+) -> TrainResult:
+    """Result for ``resume=True`` on a checkpoint whose training already finished."""
+    import csv
+
+    rows: list[dict[str, Any]] = []
+    if history_path.exists():
+        with open(history_path) as fh:
+            rows = [dict(r) for r in csv.DictReader(fh)]
+    tr = meta.get("training", {})
+    return TrainResult(
+        path=out, history_path=history_path, plot_path=plot_path if plot_path and plot_path.exists() else None,
+        history=rows, best_epoch=int(tr.get("best_epoch", meta.get("epoch", 0))), epochs_run=int(meta.get("epoch", 0)),
+        val_accuracy=tr.get("val_accuracy"), seconds=time.time() - t_start, classes=ClassTable.from_records(meta["classes"]),
+        n_train=int(tr.get("n_train", 0)), n_val=int(tr.get("n_val", 0)), device=device.type, extra={"already_complete": True},
+    )

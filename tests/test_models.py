@@ -1,0 +1,195 @@
+"""Model shapes, masking, padding, the valid-convolution encoder and the deep predictor."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from cropseq.checkpoint import save_checkpoint
+from cropseq.classes import ClassTable
+from cropseq.errors import CropseqError
+from cropseq.models import ArchConfig, DeepPredictor, PatchEncoder, SequenceClassifier, check_bands
+from cropseq.models.recurrent import reverse_padded, run_direction, sequence_lengths
+
+NAN = float("nan")
+
+
+def _model(patch: int = 1, cell: str = "lstm", bi: bool = True, head: str = "many-to-one", layers: int = 2, k: int = 4, c: int = 3) -> SequenceClassifier:
+    torch.manual_seed(0)
+    arch = ArchConfig(n_bands=c, n_classes=k, patch=patch, cell=cell, bidirectional=bi, hidden_size=8,
+                      num_layers=layers, dropout=0.0, encoder_width=8, encoder_dim=6, head=head, period_steps=12)
+    return SequenceClassifier(arch, torch.tensor([0.5] * c), torch.tensor([2.0] * c)).eval()
+
+
+def _data(n: int = 5, t: int = 12, c: int = 3, p: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, t, c, p, p, generator=g)
+    doy = (torch.arange(t, dtype=torch.float32) * 16 + 5).repeat(n, 1)
+    return x, doy
+
+
+@pytest.mark.parametrize(
+    "patch,cell,bi,head", list(itertools.product([1, 3], ["lstm", "gru"], [True, False], ["many-to-one", "many-to-many"]))
+)
+def test_shapes_and_probabilities(patch: int, cell: str, bi: bool, head: str) -> None:
+    m = _model(patch, cell, bi, head)
+    x, doy = _data(p=patch)
+    logits = m(x, doy)
+    assert logits.shape == ((5, 4) if head == "many-to-one" else (5, 12, 4))
+    p = m.sequence_proba(logits, m.valid_mask(x))
+    assert p.shape == (5, 4)
+    torch.testing.assert_close(p.sum(1), torch.ones(5))
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("head", ["many-to-one", "many-to-many"])
+@pytest.mark.parametrize("bi", [True, False])
+def test_masked_step_values_do_not_matter(head: str, bi: bool) -> None:
+    """A NaN observation and the same step holding other values but marked missing agree."""
+    m = _model(patch=3, bi=bi, head=head)
+    x, doy = _data(p=3)
+    a = x.clone()
+    a[1, 4] = NAN  # whole observation missing
+    b = x.clone()
+    b[1, 4] = 1e6  # garbage everywhere ...
+    b[1, 4, 2, 1, 1] = NAN  # ... but one band at the centre is missing -> step invalid
+    c = x.clone()
+    c[1, 4, 0, 1, 1] = -NAN
+    c[1, 4, 1] = -3e4
+    out_a, out_b, out_c = m(a, doy), m(b, doy), m(c, doy)
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=0)
+    torch.testing.assert_close(out_a, out_c, rtol=0, atol=0)
+    # ... and the missing step really changes the result vs. the observed one.
+    assert not torch.allclose(out_a[1], m(x, doy)[1])
+    # Other sequences in the batch are untouched by row 1's missing step.
+    torch.testing.assert_close(out_a[0], m(x, doy)[0])
+
+
+def test_nan_neighbour_of_valid_centre_is_zero_filled() -> None:
+    m = _model(patch=3)
+    x, doy = _data(p=3)
+    y = x.clone()
+    y[0, 2, :, 0, 0] = NAN  # corner pixel missing, centre valid
+    out = m(y, doy)
+    assert torch.isfinite(out).all()
+    assert m.valid_mask(y)[0, 2]
+
+
+@pytest.mark.parametrize("head", ["many-to-one", "many-to-many"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_different_lengths_batch_like_single_sequences(head: str, cell: str) -> None:
+    """Padding (NaN steps after the end) never changes a sequence's result."""
+    m = _model(cell=cell, head=head)
+    x, doy = _data(n=3, t=12)
+    lengths = [12, 7, 9]
+    batch_x = x.clone()
+    batch_doy = doy.clone()
+    for i, ln in enumerate(lengths):
+        batch_x[i, ln:] = NAN
+        batch_doy[i, ln:] = NAN
+    batched = m(batch_x, batch_doy)
+    for i, ln in enumerate(lengths):
+        alone = m(x[i : i + 1, :ln], doy[i : i + 1, :ln])
+        if head == "many-to-one":
+            torch.testing.assert_close(batched[i], alone[0], atol=1e-6, rtol=1e-5)
+        else:
+            torch.testing.assert_close(batched[i, :ln], alone[0], atol=1e-6, rtol=1e-5)
+
+
+def test_all_missing_sequence_is_uniform() -> None:
+    m = _model()
+    x, doy = _data()
+    x[2] = NAN
+    p = m.sequence_proba(m(x, doy), m.valid_mask(x))
+    torch.testing.assert_close(p[2], torch.full((4,), 0.25))
+    assert torch.isfinite(p).all()
+
+
+def test_unknown_doy_falls_back_to_step_index() -> None:
+    m = _model()
+    x, _ = _data()
+    nan_doy = torch.full((5, 12), NAN)
+    tf = m.temporal_features(nan_doy)
+    assert torch.isfinite(tf).all()
+    # step t has phase 2*pi*t/period_steps (period_steps = 12 here)
+    torch.testing.assert_close(tf[0, 3], torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
+    assert torch.isfinite(m(x, nan_doy)).all()
+
+
+def test_reverse_padded_and_run_direction() -> None:
+    x = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
+    r = reverse_padded(x, torch.tensor([5, 3]))
+    assert r[0, :, 0].tolist() == [4, 3, 2, 1, 0]
+    assert r[1, :, 0].tolist() == [7, 6, 5, 8, 9]
+    torch.testing.assert_close(reverse_padded(r, torch.tensor([5, 3])), x)
+    rnn = torch.nn.GRU(1, 4, batch_first=True)
+    out, st = run_direction(rnn, x, torch.tensor([5, 0]))
+    assert (out[1] == 0).all() and (st[:, 1] == 0).all()  # length 0 passes the state through
+    assert sequence_lengths(torch.tensor([[True, False, True, False], [False] * 4])).tolist() == [3, 0]
+
+
+@pytest.mark.parametrize("patch", [1, 3, 5])
+def test_encoder_valid_convolutions_patch_vs_image(patch: int) -> None:
+    torch.manual_seed(0)
+    enc = PatchEncoder(3, patch, width=8, out_dim=5).eval()
+    h = patch // 2
+    img = torch.randn(4, 3, 6 + 2 * h, 7 + 2 * h)
+    maps = enc(img)
+    assert maps.shape == (4, 5, 6, 7)
+    patches = torch.stack([img[:, :, i : i + patch, j : j + patch] for i in range(6) for j in range(7)], 1)
+    vec = enc(patches.reshape(-1, 3, patch, patch)).reshape(4, 42, 5)
+    torch.testing.assert_close(vec, maps.flatten(2).transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_rejects_even_patch() -> None:
+    with pytest.raises(CropseqError, match="odd"):
+        PatchEncoder(3, 2)
+    with pytest.raises(CropseqError):
+        ArchConfig(n_bands=3, n_classes=2, patch=4)
+
+
+def _save(tmp_path, m: SequenceClassifier, bands: list[str]) -> str:
+    classes = ClassTable.from_names([f"c{i}" for i in range(m.arch.n_classes)])
+    meta = {"arch": m.arch.to_dict(), "bands": bands, "patch": m.arch.patch,
+            "norm": {"mean": m.norm_center.tolist(), "std": m.norm_scale.tolist()},
+            "classes": classes.to_records(), "temporal_encoding": {}, "head": m.arch.head, "epoch": 1}
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, m.state_dict(), meta)
+    return str(path)
+
+
+@pytest.mark.parametrize("patch,head", [(1, "many-to-one"), (3, "many-to-one"), (3, "many-to-many"), (5, "many-to-one")])
+def test_predict_image_equals_predict_proba(tmp_path, patch: int, head: str) -> None:
+    m = _model(patch=patch, head=head)
+    pred = DeepPredictor.load(_save(tmp_path, m, ["a", "b", "c"]), device="cpu")
+    h = patch // 2
+    rng = np.random.default_rng(0)
+    t, hh, ww = 9, 5, 6
+    img = rng.normal(size=(t, 3, hh + 2 * h, ww + 2 * h)).astype(np.float32)
+    img[2, :, 1 + h, 2 + h] = np.nan  # one cloudy observation
+    img[:, 1, 3 + h, 4 + h] = np.nan  # one pixel never observed (band missing at the centre)
+    img[4, :, 0, 0] = np.nan  # halo corner missing
+    doy = (np.arange(t) * 16 + 1).astype(np.float32)
+    prob_img = pred.predict_image(img, doy, batch_size=7, max_block_bytes=t * 6 * ww * 4 * 2)  # forces row blocks
+    assert prob_img.shape == (4, hh, ww)
+    patches = np.stack([img[:, :, i : i + patch, j : j + patch] for i in range(hh) for j in range(ww)])
+    prob_seq = pred.predict_proba(patches, np.tile(doy, (hh * ww, 1)))
+    np.testing.assert_allclose(prob_img.reshape(4, -1).T, prob_seq, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(prob_img[:, 3, 4], 0.25, atol=1e-6)  # never observed -> uniform
+
+
+def test_predictor_band_check_and_shapes(tmp_path) -> None:
+    m = _model()
+    pred = DeepPredictor.load(_save(tmp_path, m, ["red", "nir", "swir"]), device="cpu")
+    assert pred.kind == "deep" and pred.patch == 1 and pred.classes.names == ["c0", "c1", "c2", "c3"]
+    assert pred.check_bands(["blue", "swir", "red", "nir"]) == [2, 3, 1]
+    with pytest.raises(CropseqError, match="swir") as e:
+        check_bands(pred.bands, ["red", "nir", "blue"], "stack.yaml")
+    assert "stack.yaml" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(CropseqError, match="expected sequences"):
+        pred.predict_proba(np.zeros((2, 4, 2, 1, 1), np.float32), np.zeros((2, 4), np.float32))
+    with pytest.raises(CropseqError, match="many-to-many"):
+        pred.predict_dates(np.zeros((2, 4, 3, 1, 1), np.float32), np.zeros((2, 4), np.float32))

@@ -1,0 +1,206 @@
+"""Training loop: loss falls, outputs, reload, resume == uninterrupted, options, splits."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from cropseq.errors import CropseqError
+from cropseq.models import DeepPredictor
+from cropseq.sequences import SequenceArrays
+from cropseq.training import TrainConfig, train_model
+from cropseq.training.augmentation import Augmentation
+from cropseq.training.loop import _lr_factor, crop_patch, select_bands, split_train_val
+from cropseq.training.normalization import band_statistics
+
+
+def toy_sequences(n: int = 48, t: int = 10, p: int = 1, seed: int = 0, n_classes: int = 3) -> SequenceArrays:
+    """Separable toy classes: each class has its own seasonal peak date; some clouds."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([f"crop{i % n_classes}" for i in range(n)])
+    steps = np.arange(t)
+    x = np.empty((n, t, 2, p, p), np.float32)
+    for i in range(n):
+        k = i % n_classes
+        peak = 2 + 3 * k
+        ndvi = 0.2 + 0.6 * np.exp(-0.5 * ((steps - peak) / 1.2) ** 2)
+        x[i, :, 0] = (ndvi + rng.normal(0, 0.05, t))[:, None, None]
+        x[i, :, 1] = (0.3 - 0.2 * ndvi + rng.normal(0, 0.03, t))[:, None, None] * (1 + 0.01 * rng.normal(size=(p, p)))
+    x[rng.random((n, t)) < 0.1] = np.nan  # clouds
+    doy = np.tile((steps * 30 + 10).astype(np.float32), (n, 1))
+    groups = np.array([f"g{i // 2}" for i in range(n)])  # pairs of pixels share a field
+    return SequenceArrays(x=x, doy=doy, present=np.ones((n, t), bool), bands=["ndvi", "swir"],
+                          labels=labels, groups=groups)
+
+
+FAST = dict(hidden_size=16, num_layers=1, encoder_width=16, encoder_dim=16, batch_size=16, lr=3e-2,
+            threads=1, small_data=10_000, doy_shift=0.0, date_dropout=0.0, plot="")
+
+
+def test_loss_falls_and_model_reloads(tmp_path) -> None:
+    data = toy_sequences()
+    cfg = TrainConfig(epochs=10, **{**FAST, "plot": None})
+    out = tmp_path / "model.pt"
+    res = train_model(data, None, cfg, out, progress=False)
+    losses = [r["train_loss"] for r in res.history]
+    assert len(losses) == 10 and losses[-1] < 0.6 * losses[0]
+    assert res.path == out and out.is_file()
+    assert res.history_path == tmp_path / "model.history.csv"
+    assert res.plot_path == tmp_path / "model.curves.png" and res.plot_path.stat().st_size > 1000
+    with open(res.history_path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds"]
+    assert len(rows) == 10 and rows[0]["val_loss"] == ""  # small data: no validation split
+    pred = DeepPredictor.load(out, device="cpu")
+    p = pred.predict_proba(data.x, data.doy)
+    acc = (np.array(pred.classes.names)[p.argmax(1)] == data.labels).mean()
+    assert acc > 0.9
+    # Reloading gives identical predictions.
+    p2 = DeepPredictor.load(out, device="cpu").predict_proba(data.x, data.doy)
+    np.testing.assert_array_equal(p, p2)
+    assert not list(tmp_path.glob(".*tmp*"))  # atomic writes left nothing behind
+
+
+def test_same_seed_same_weights_and_validation_split(tmp_path) -> None:
+    data = toy_sequences(n=60)
+    cfg = TrainConfig(epochs=2, **{**FAST, "small_data": 20, "val_fraction": 0.25, "date_dropout": 0.2, "doy_shift": 5.0})
+    r1 = train_model(data, None, cfg, tmp_path / "a.pt", progress=False)
+    r2 = train_model(data, None, cfg, tmp_path / "b.pt", progress=False)
+    assert r1.n_val > 0 and r1.n_train + r1.n_val == 60
+    assert r1.history[-1]["val_accuracy"] is not None
+    sa = DeepPredictor.load(tmp_path / "a.pt").model.state_dict()
+    sb = DeepPredictor.load(tmp_path / "b.pt").model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("extra", [{}, {"k1": 4, "k2": 2, "head": "many-to-many", "average_last": 0.5}])
+def test_resume_equals_uninterrupted(tmp_path, extra) -> None:
+    data = toy_sequences(n=40)
+    cfg = TrainConfig(epochs=4, **{**FAST, "date_dropout": 0.2, "doy_shift": 4.0, "dropout": 0.3, **extra})
+    full = train_model(data, None, cfg, tmp_path / "full.pt", progress=False)
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_2(row: dict) -> bool:
+        if row["epoch"] == 2:
+            raise Killed
+        return False
+
+    part = tmp_path / "part.pt"
+    with pytest.raises(Killed):
+        train_model(data, None, cfg, part, progress=False, on_epoch_end=kill_after_2)
+    ck = torch.load(part, map_location="cpu", weights_only=True)
+    assert "optimizer" in ck and "rng" in ck
+    resumed = train_model(data, None, TrainConfig(**{**cfg.to_dict(), "resume": True}), part, progress=False)
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
+    assert [r["train_loss"] for r in resumed.history] == [r["train_loss"] for r in full.history]
+    a = DeepPredictor.load(tmp_path / "full.pt").model.state_dict()
+    b = DeepPredictor.load(part).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # The delivered file holds no resume state; resuming a finished run is a no-op.
+    assert "optimizer" not in torch.load(part, map_location="cpu", weights_only=True)
+    again = train_model(data, None, TrainConfig(**{**cfg.to_dict(), "resume": True}), part, progress=False)
+    assert again.extra.get("already_complete")
+
+
+def test_resume_with_other_model_is_an_error(tmp_path) -> None:
+    data = toy_sequences(n=24)
+    cfg = TrainConfig(epochs=2, **FAST)
+    train_model(data, None, cfg, tmp_path / "m.pt", progress=False, on_epoch_end=lambda r: True)
+    other = TrainConfig(**{**cfg.to_dict(), "hidden_size": 32, "resume": True})
+    with pytest.raises(CropseqError, match="resume"):
+        train_model(data, None, other, tmp_path / "m.pt", progress=False)
+
+
+def test_early_stopping_restores_best(tmp_path) -> None:
+    data = toy_sequences(n=60)
+    val = toy_sequences(n=30, seed=1)
+    cfg = TrainConfig(epochs=30, **{**FAST, "patience": 2, "lr": 0.05, "schedule": "constant"})
+    res = train_model(data, val, cfg, tmp_path / "m.pt", progress=False)
+    losses = [r["val_loss"] for r in res.history]
+    assert res.best_epoch == int(np.argmin(losses)) + 1
+    assert res.epochs_run <= 30 and res.epochs_run - res.best_epoch == 2 or res.epochs_run == 30
+    meta_epoch = DeepPredictor.load(tmp_path / "m.pt").meta["training"]["best_epoch"]
+    assert meta_epoch == res.best_epoch
+
+
+def test_gru_unidirectional_patch3_many_to_many_trains(tmp_path) -> None:
+    data = toy_sequences(n=30, p=3)
+    cfg = TrainConfig(epochs=2, arch="gru", bidirectional=False, head="many-to-many", patch=1,
+                      class_weighting="balanced", sampling="balanced", noise=0.05, **FAST)
+    res = train_model(data, None, cfg, tmp_path / "m.pt", progress=False)
+    pred = DeepPredictor.load(res.path)
+    assert pred.patch == 1  # centre crop of the 3x3 table
+    assert pred.predict_dates(data.x[:, :, :, 1:2, 1:2], data.doy).shape == (30, 10, 3)
+
+
+def test_progress_lines_on_stderr(tmp_path, capsys) -> None:
+    train_model(toy_sequences(n=20), None, TrainConfig(epochs=2, **FAST), tmp_path / "m.pt", progress=True)
+    err = capsys.readouterr().err
+    assert "epoch   1/2" in err and "epoch   2/2" in err and "saved" in err
+
+
+def test_bad_inputs(tmp_path) -> None:
+    data = toy_sequences(n=20)
+    with pytest.raises(CropseqError, match="k2"):
+        train_model(data, None, TrainConfig(k1=2, k2=3), tmp_path / "m.pt")
+    with pytest.raises(CropseqError, match="epochs"):
+        TrainConfig(epochs=0).validate()
+    with pytest.raises(CropseqError, match="patch"):
+        TrainConfig(patch=4).validate()
+    with pytest.raises(CropseqError, match="wheat"):
+        from cropseq.classes import ClassTable
+
+        train_model(data, None, TrainConfig(epochs=1, **FAST), tmp_path / "m.pt",
+                    classes=ClassTable.from_names(["crop0", "crop1", "wheat"]))
+    with pytest.raises(CropseqError, match="does not exist"):
+        train_model(data, None, TrainConfig(epochs=1, **FAST), tmp_path / "nope" / "m.pt")
+    with pytest.raises(CropseqError, match="blue"):
+        select_bands(data, ["ndvi", "blue"])
+    with pytest.raises(CropseqError, match="larger"):
+        crop_patch(data, 3)
+    unlabeled = SequenceArrays(x=data.x, doy=data.doy, present=data.present, bands=data.bands)
+    with pytest.raises(CropseqError, match="labels"):
+        train_model(unlabeled, None, TrainConfig(epochs=1), tmp_path / "m.pt")
+
+
+def test_config_yaml_and_coercion(tmp_path) -> None:
+    y = tmp_path / "c.yaml"
+    y.write_text("train:\n  epochs: 7\n  batch-size: 32\n  lr: 1e-3\n  bands: ndvi,evi\n  bidirectional: false\n")
+    cfg = TrainConfig.from_yaml(y, {"epochs": 9})
+    assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.bands, cfg.bidirectional) == (9, 32, 1e-3, ["ndvi", "evi"], False)
+    y.write_text("epochs: 3\nbogus: 1\n")
+    with pytest.raises(CropseqError, match="bogus") as e:
+        TrainConfig.from_yaml(y)
+    assert str(y) in str(e.value)
+    y.write_text("epochs: many\n")
+    with pytest.raises(CropseqError, match="epochs"):
+        TrainConfig.from_yaml(y)
+
+
+def test_helpers() -> None:
+    data = toy_sequences(n=40)
+    tr, va = split_train_val(data.labels, data.groups, 0.25, seed=0)
+    assert len(tr) + len(va) == 40 and not set(data.groups[tr]) & set(data.groups[va])
+    assert set(data.labels[va]) == set(data.labels)  # stratified
+    c, s = band_statistics(data.x)
+    assert c.shape == (2,) and np.all(s > 0)
+    big = data.x.copy()
+    big[0, 0, 0] = 1e9  # one wild value does not move robust statistics
+    c2, s2 = band_statistics(big)
+    np.testing.assert_allclose(c2, c, rtol=1e-3)
+    np.testing.assert_allclose(s2, s, rtol=1e-2)
+    assert _lr_factor(0, 100, "onecycle", 0.1) < 0.1 and _lr_factor(10, 100, "onecycle", 0.1) == pytest.approx(1.0)
+    assert _lr_factor(100, 100, "onecycle", 0.1) < 0.01 and _lr_factor(5, 100, "constant", 0.1) == 1.0
+    aug = Augmentation(date_dropout=0.5, doy_shift=10.0, noise=0.0)
+    x = torch.from_numpy(np.nan_to_num(data.x))
+    d = torch.from_numpy(data.doy)
+    xa, da = aug(x, d, torch.ones(2), torch.Generator().manual_seed(0))
+    frac = torch.isnan(xa[:, :, 0, 0, 0]).float().mean().item()
+    assert 0.35 < frac < 0.65
+    shift = (da - d)
+    assert shift.abs().max() <= 10 and torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-4)

@@ -1,0 +1,307 @@
+# Shared helpers: scene table, output paths, input functions. No rules here.
+
+import json
+import os
+import re
+import shlex
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+OUT = os.path.normpath(config["outdir"])
+LOG = os.path.normpath(config["logdir"])
+SCENES = config["scenes"]
+DEMO_SCENES = [s for s, c in SCENES.items() if c["type"] == "demo"]
+GPU = 1 if config["gpu"] else 0
+
+# Models scored on the test split: the deep model, plus the RandomForest baseline.
+MODELS = ["deep"] + (["rf"] if config["baseline"]["enabled"] else [])
+MODEL_SUFFIX = {"deep": ".pt", "rf": ".skops"}
+if config["predict"]["model"] not in MODELS:
+    raise WorkflowError(
+        f"config: predict.model is {config['predict']['model']!r} but baseline.enabled is false "
+        "(the RandomForest is not trained); set baseline.enabled: true or predict.model: deep"
+    )
+
+
+def _alternatives(names):
+    """A regex matching exactly one of ``names`` (never matches when the list is empty)."""
+    return "|".join(re.escape(n) for n in names) if names else "(?!x)x"
+
+
+wildcard_constraints:
+    scene=_alternatives(SCENES),
+    model="deep|rf",
+    tile=r"[^/\\.]+",
+
+
+# --------------------------------------------------------------------------------------
+# paths
+# --------------------------------------------------------------------------------------
+
+
+def out(scene, *parts):
+    """OUTDIR/<scene>/<parts...>; ``scene`` may be the literal "{scene}" for rule patterns."""
+    return "/".join([OUT, scene, *parts])
+
+
+def logf(scene, name):
+    return f"{LOG}/{scene}/{name}.log"
+
+
+def bench(scene, name):
+    return f"{OUT}/{scene}/benchmarks/{name}.tsv"
+
+
+def user_path(path):
+    """A path from the config: as given when absolute or present relative to the working
+    directory, else relative to the repository (the Snakefile's folder) when it exists there."""
+    if path is None or os.path.isabs(path) or os.path.exists(path):
+        return path
+    alt = os.path.normpath(os.path.join(workflow.basedir, path))
+    return alt if os.path.exists(alt) else path
+
+
+def is_demo(scene):
+    return SCENES[scene]["type"] == "demo"
+
+
+SAMPLES_FORMAT = config["samples"]["format"]
+
+
+def samples_file(scene, part):
+    """A samples table: part = all | capped | train | val | test."""
+    return f"{OUT}/{scene}/samples/{part}.{SAMPLES_FORMAT}"
+
+
+def stack_path(scene):
+    if is_demo(scene):
+        return out(scene, "scene", "stack.yaml")
+    return user_path(SCENES[scene]["stack"])
+
+
+def labels_path(scene):
+    if is_demo(scene):
+        return out(scene, "scene", "labels.gpkg")
+    return user_path(SCENES[scene]["labels"])
+
+
+def classes_path(scene):
+    """The class table given to `cropseq samples`, or None (derive it from the labels)."""
+    c = SCENES[scene].get("classes")
+    if c:
+        return user_path(c)
+    if is_demo(scene):
+        return out(scene, "scene", "classes.yaml")
+    return None
+
+
+def truth_path(scene):
+    """Reference for scoring the map: given truth, simulated truth, or held-out test points."""
+    t = SCENES[scene].get("truth")
+    if t:
+        return user_path(t)
+    if is_demo(scene):
+        return out(scene, "scene", "truth.tif")
+    return out(scene, "samples", "test_points.csv")
+
+
+def id_column(scene):
+    """The labels' field-id column (split groups), or None."""
+    c = SCENES[scene].get("id_column")
+    if c:
+        return c
+    return "field_id" if is_demo(scene) else None
+
+
+def season_end_inclusive(scene):
+    """The scene's (exclusive) season end as the inclusive last day `cropseq predict` takes."""
+    end = SCENES[scene]["end"]
+    if end is None:
+        return None
+    import datetime
+
+    return (datetime.date.fromisoformat(end) - datetime.timedelta(days=1)).isoformat()
+
+
+def train_options_yaml():
+    """The training options file (`cropseq train --config`): lr and train.options."""
+    import yaml
+
+    opts = dict(config["train"]["options"])
+    if config["train"]["lr"] is not None:
+        opts["lr"] = config["train"]["lr"]
+    return yaml.safe_dump(opts, sort_keys=True) if opts else "{}\n"
+
+
+def model_path(scene, model):
+    return f"{OUT}/{scene}/models/{model}{MODEL_SUFFIX[model]}"
+
+
+def tile_halo():
+    h = config["tile"]["halo"]
+    return config["samples"]["patch"] // 2 if h is None else h
+
+
+# --------------------------------------------------------------------------------------
+# shell fragments (pre-quoted; spliced into shell commands as {params.x})
+# --------------------------------------------------------------------------------------
+
+
+def q(value):
+    return shlex.quote(str(value))
+
+
+def opt(flag, value):
+    """``--flag 'value'`` or "" when value is None."""
+    return "" if value is None else f"{flag} {q(value)}"
+
+
+# CPUs this process may use: `--cores 8` on a 2-core machine must not run 8 torch/BLAS/joblib
+# threads on 2 cores, so every rule's threads are capped at this (Snakemake also caps them at
+# --cores). On a cluster, the submitting host's count applies; raise it with --set-threads.
+AVAILABLE_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cpus(section):
+    """Threads of a job of a config section, capped at the machine's CPUs."""
+    return max(1, min(config[section]["threads"], AVAILABLE_CPUS))
+
+
+def extra(section):
+    return " ".join(q(a) for a in config[section]["extra"])
+
+
+# --------------------------------------------------------------------------------------
+# tiles (the tile checkpoint decides how many predict jobs there are)
+# --------------------------------------------------------------------------------------
+
+
+def tile_ids(scene):
+    """Tile ids written by the tile checkpoint: tiles.json when it lists them, else the
+    ``<tile_id>.zarr`` stores in the folder."""
+    tdir = Path(checkpoints.tile.get(scene=scene).output[0])
+    ids = []
+    index = tdir / "tiles.json"
+    if index.is_file():
+        data = json.loads(index.read_text())
+        items = data.get("tiles", data) if isinstance(data, dict) else data
+        if isinstance(items, dict):
+            ids = list(items)
+        elif isinstance(items, list):
+            for t in items:
+                if isinstance(t, str):
+                    ids.append(t)
+                elif isinstance(t, dict):
+                    ids.append(str(t.get("id", t.get("tile_id", t.get("name")))))
+    if not ids:
+        ids = sorted(p.name[: -len(".zarr")] for p in tdir.glob("*.zarr"))
+    if not ids:
+        raise WorkflowError(f"the tile stage wrote no tiles into {tdir}")
+    return sorted(ids)
+
+
+def tile_store(wildcards):
+    # depend on the checkpoint so the DAG is re-evaluated after tiling
+    tdir = checkpoints.tile.get(scene=wildcards.scene).output[0]
+    return os.path.join(tdir, f"{wildcards.tile}.zarr")
+
+
+def tile_maps(wildcards):
+    return [out(wildcards.scene, "predict", f"{t}.tif") for t in tile_ids(wildcards.scene)]
+
+
+def tile_confidences(wildcards):
+    return [out(wildcards.scene, "predict", f"{t}.confidence.tif") for t in tile_ids(wildcards.scene)]
+
+
+# --------------------------------------------------------------------------------------
+# input functions
+# --------------------------------------------------------------------------------------
+
+
+def samples_inputs(wildcards):
+    d = {
+        "stack": stack_path(wildcards.scene),
+        "labels": labels_path(wildcards.scene),
+        "summary": out(wildcards.scene, "stack.json"),
+    }
+    c = classes_path(wildcards.scene)
+    if c:
+        d["classes"] = c
+    return d
+
+
+def split_input(wildcards):
+    """The table to split: per-group capped when samples.max_per_group is set."""
+    part = "all" if config["samples"]["max_per_group"] is None else "capped"
+    return samples_file(wildcards.scene, part)
+
+
+def train_inputs(wildcards):
+    s = wildcards.scene
+    d = {"train": samples_file(s, "train"), "val": samples_file(s, "val")}
+    c = classes_path(s)
+    if c:
+        d["classes"] = c
+    return d
+
+
+def report_inputs(wildcards):
+    s = wildcards.scene
+    d = {
+        "metrics": [out(s, "eval", f"{m}.json") for m in MODELS],
+        "confusion": [out(s, "eval", f"{m}.confusion.png") for m in MODELS],
+        "curves": out(s, "models", "deep.curves.png"),
+        "history": out(s, "models", "deep.history.csv"),
+        "map": out(s, "map", "cropmap.tif"),
+        "confidence": out(s, "map", "cropmap.confidence.tif"),
+        "area": out(s, "map", "cropmap.area.csv"),
+        "map_metrics": out(s, "eval", "map.json"),
+        "map_confusion": out(s, "eval", "map.confusion.png"),
+        "stack_summary": out(s, "stack.json"),
+        "run_config": out(s, "run_config.json"),
+    }
+    return d
+
+
+def report_args(wildcards, input):
+    """Pre-quoted NAME=PATH pairs for `cropseq report`."""
+    names = {"deep": "deep model", "rf": "RandomForest"}
+    args = []
+    for m, metrics, cm in zip(MODELS, input.metrics, input.confusion):
+        args += ["--metrics", f"{names[m]}={metrics}", "--confusion", f"{names[m]}={cm}"]
+    return " ".join(q(a) for a in args)
+
+
+# --------------------------------------------------------------------------------------
+# targets
+# --------------------------------------------------------------------------------------
+
+
+def scene_targets(scene):
+    t = [
+        out(scene, "map", "cropmap.tif"),
+        out(scene, "map", "cropmap.confidence.tif"),
+        out(scene, "map", "cropmap.area.csv"),
+        out(scene, "eval", "map.json"),
+        out(scene, "report.html"),
+    ]
+    t += [out(scene, "eval", f"{m}.json") for m in MODELS]
+    return t
+
+
+def all_targets():
+    return [t for s in SCENES for t in scene_targets(s)]
+
+
+def scene_run_config(scene):
+    """What the report shows as the run's inputs: the scene and every stage's options."""
+    keys = ["outdir", "gpu", "tile", "samples", "split", "train", "baseline", "predict"]
+    cfg = {k: config[k] for k in keys}
+    cfg["scene"] = {"name": scene, **SCENES[scene]}
+    cfg["scene"]["stack"] = stack_path(scene)
+    cfg["scene"]["labels"] = labels_path(scene)
+    cfg["scene"]["classes"] = classes_path(scene)
+    cfg["scene"]["truth"] = truth_path(scene)
+    return json.dumps(cfg, sort_keys=True)
