@@ -235,7 +235,10 @@ def _parse_date(value: Any, what: str) -> np.datetime64 | None:
 
 
 def select_season(cube: xr.DataArray, start: Any = None, end: Any = None) -> xr.DataArray:
-    """The dates of ``cube`` within ``[start, end]`` (both inclusive, whole days).
+    """The dates of ``cube`` within ``[start, end)`` (start inclusive, end exclusive).
+
+    End-exclusive like the ``from``/``to`` season bounds of labels and ``cropseq samples``,
+    so one season's ``--start 2011-09-01 --end 2012-09-01`` means the same everywhere.
 
     Use it to pick one season from a multi-year stack (e.g. one of dtwSat's six).
 
@@ -254,13 +257,13 @@ def select_season(cube: xr.DataArray, start: Any = None, end: Any = None) -> xr.
     t = np.asarray(cube["time"].values)
     if not np.issubdtype(t.dtype, np.datetime64):
         raise CropseqError("the stack has no dates, so a --start/--end window cannot be applied", src)
-    if s is not None and e is not None and s > e:
-        raise CropseqError(f"start {start} is after end {end}", src)
+    if s is not None and e is not None and s >= e:
+        raise CropseqError(f"start {start} is not before end {end}", src)
     keep = np.ones(t.shape, bool)
     if s is not None:
         keep &= t >= s
     if e is not None:
-        keep &= t < e + np.timedelta64(1, "D")  # end date inclusive, whatever the time of day
+        keep &= t < e
     if not keep.any():
         first = str(t.min())[:10] if t.size else "-"
         last = str(t.max())[:10] if t.size else "-"
@@ -556,7 +559,7 @@ def predict_cube(
         chunk: Chunk edge in pixels; the result does not depend on it.
         min_valid: Minimum number of valid observations for a pixel to be classified;
             default ``min(3, number of dates)``.
-        start, end: Season window (inclusive ``YYYY-MM-DD``); None = whole stack.
+        start, end: Season window ``[start, end)`` as ``YYYY-MM-DD``; None = whole stack.
         probabilities: Also return the ``(K, y, x)`` probability cube.
         device: ``auto``, ``cpu`` or ``cuda`` for deep models loaded from a path.
         loader: Custom model loader (see :func:`cached_predictor`).
@@ -822,7 +825,7 @@ def run_prediction(
         probabilities: Path of a K-band probabilities COG, or None.
         area: ``True``: ``<stem>.area.csv``; a path; or ``False``/``None``.
         qml: ``True``: ``<stem>.qml`` (QGIS default style); a path; or ``False``/``None``.
-        start, end: Season window (inclusive dates).
+        start, end: Season window ``[start, end)``.
         chunk: Chunk edge in pixels (memory per chunk in flight, see module docs).
         min_valid: Minimum valid observations per pixel (default ``min(3, dates)``).
         workers: ``None``: automatic LocalCluster; ``0``: threaded scheduler in this

@@ -899,7 +899,7 @@ def test_bad_train_config_file(tmp_path: Path, models: dict[str, Path]) -> None:
 def test_bad_dates_and_chunk_options(tmp_path: Path, models: dict[str, Path]) -> None:
     out = tmp_path / "map.tif"
     base = ["predict", "--model", models["rf"], "--stack", models["stack"], "--out", out, *PREDICT_OPTS]
-    for extra, needle in ((["--start", "2021-05-01", "--end", "2021-04-01"], "start 2021-05-01 is after end"),
+    for extra, needle in ((["--start", "2021-05-01", "--end", "2021-04-01"], "start 2021-05-01 is not before end"),
                           (["--start", "2030-01-01"], "no dates between 2030-01-01"),
                           (["--start", "soon"], "'soon' is not a date"),
                           (["--chunk", "4"], "Invalid value for '--chunk'")):  # fmt: skip

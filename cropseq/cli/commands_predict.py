@@ -67,7 +67,7 @@ def predict_cmd(
     probabilities: Path | None = typer.Option(None, "--probabilities", help="Also write all class probabilities (one band per class)."),
     area: Path | None = typer.Option(None, "--area", help="Per-class area CSV. [default: <stem>.area.csv]"),
     start: str | None = typer.Option(None, "--start", help="First date of the season window (YYYY-MM-DD, inclusive)."),
-    end: str | None = typer.Option(None, "--end", help="Last date of the season window (YYYY-MM-DD, inclusive)."),
+    end: str | None = typer.Option(None, "--end", help="End of the season window (YYYY-MM-DD, exclusive, like label from/to)."),
     workers: int | None = typer.Option(
         None, "--workers", min=0,
         help="Dask worker processes of a local cluster; 0 = threads in this process (small stacks, one job per "

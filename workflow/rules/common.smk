@@ -114,16 +114,6 @@ def id_column(scene):
     return "field_id" if is_demo(scene) else None
 
 
-def season_end_inclusive(scene):
-    """The scene's (exclusive) season end as the inclusive last day `cropseq predict` takes."""
-    end = SCENES[scene]["end"]
-    if end is None:
-        return None
-    import datetime
-
-    return (datetime.date.fromisoformat(end) - datetime.timedelta(days=1)).isoformat()
-
-
 def train_options_yaml():
     """The training options file (`cropseq train --config`): lr and train.options."""
     import yaml

@@ -12,7 +12,7 @@ rule predict:
         confidence=out("{scene}", "predict", "{tile}.confidence.tif"),
     params:
         start=lambda wc: opt("--start", SCENES[wc.scene]["start"]),
-        end=lambda wc: opt("--end", season_end_inclusive(wc.scene)),
+        end=lambda wc: opt("--end", SCENES[wc.scene]["end"]),
         chunk=opt("--chunk", config["predict"]["chunk"]),
         device="cuda" if GPU else "cpu",
         extra=extra("predict"),
