@@ -32,6 +32,7 @@ import os
 import time
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,10 @@ class RandomForestPredictor:
             raise CropseqError(f"refusing to load: {e}", path) from None
         except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, json.JSONDecodeError) as e:
             raise CropseqError(f"not a readable skops model file ({type(e).__name__}: {e})", path) from None
+        except (zlib.error, EOFError, AttributeError, IndexError) as e:
+            # A damaged deflate stream or schema surfaces as these; skops has already refused
+            # untrusted types by then, so nothing was executed.
+            raise CropseqError(f"damaged skops model file ({type(e).__name__}: {e})", path) from None
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise CropseqError("not a cropseq RandomForest model (format key missing)", path)
         if int(obj.get("format_version", 0)) > FORMAT_VERSION:

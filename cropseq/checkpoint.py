@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,15 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CropseqError("model file not found", path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling/zip error means "not a checkpoint"
+    except pickle.UnpicklingError:
+        # torch's message suggests weights_only=False, which would run the payload: say why
+        # the file is refused instead.
+        raise CropseqError(
+            "refusing to load: the file holds pickled Python objects that could run code; "
+            "a cropseq checkpoint holds only tensors and JSON",
+            path,
+        ) from None
+    except Exception as e:  # noqa: BLE001 - any other unpickling/zip error means "not a checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CropseqError(f"not a readable cropseq checkpoint ({first[:200]})", path) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:

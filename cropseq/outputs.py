@@ -583,7 +583,11 @@ class _TileInfo:
 
 def _tile_layout(paths: list[Path]) -> tuple[list[_TileInfo], Grid, dict[str, Any]]:
     """Place tiles on a common grid; check CRS, pixel size, alignment, bands, no overlap."""
-    with rasterio.open(paths[0]) as first:
+    try:
+        first_ctx = rasterio.open(paths[0])
+    except rasterio.errors.RasterioIOError as e:
+        raise CropseqError(f"not a readable raster ({str(e).splitlines()[0]})", paths[0]) from None
+    with first_ctx as first:
         crs, t0 = first.crs, first.transform
         ref = {"count": first.count, "dtype": first.dtypes[0]}
     if t0.b != 0 or t0.d != 0:
