@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,14 +107,20 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CropseqError("model file not found", path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's message suggests weights_only=False, which would run the payload: say why
-        # the file is refused instead.
-        raise CropseqError(
-            "refusing to load: the file holds pickled Python objects that could run code; "
-            "a cropseq checkpoint holds only tensors and JSON",
-            path,
-        ) from None
+    except pickle.UnpicklingError as e:
+        # torch's own message advises weights_only=False, which would run a payload: never
+        # echo it; say what was refused instead.
+        msg = str(e)
+        glob = re.search(r"GLOBAL ([\w.]+)", msg)
+        if glob:
+            raise CropseqError(
+                f"not a readable cropseq checkpoint: refusing to load pickled Python objects "
+                f"({glob.group(1)}) that could run code; a checkpoint holds only tensors and JSON",
+                path,
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", msg)
+        reason = detail.group(1) if detail else "not a torch checkpoint"
+        raise CropseqError(f"not a readable cropseq checkpoint ({reason[:200]})", path) from None
     except Exception as e:  # noqa: BLE001 - any other unpickling/zip error means "not a checkpoint"
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CropseqError(f"not a readable cropseq checkpoint ({first[:200]})", path) from None
