@@ -123,6 +123,21 @@ def load_centroid(path: Path, device: str) -> CentroidPredictor:
     return CentroidPredictor([str(b) for b in z["bands"]], CLASSES, z["centroids"], int(z["patch"]), float(z["scale"]))
 
 
+def load_slow(path: Path, device: str) -> CentroidPredictor:
+    """A predictor that takes 0.2 s per chunk, so a worker can be killed mid-run."""
+    import time
+
+    pred = load_centroid(path, device)
+    orig = pred.predict_image
+
+    def predict_image(image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+        time.sleep(0.2)
+        return orig(image, doy)
+
+    pred.predict_image = predict_image  # type: ignore[method-assign]
+    return pred
+
+
 _FLAKY_SEEN: set[int] = set()
 
 
@@ -407,6 +422,48 @@ def test_model_loaded_once_per_worker_process(tmp_path: Path) -> None:
     assert len(counts) == 2
     assert all(c <= 1 for c in counts.values()), counts
     assert 1 <= sum(counts.values()) <= 2
+
+
+def test_worker_killed_mid_prediction_does_not_lose_the_map(tmp_path: Path) -> None:
+    """SIGKILL one of two worker processes mid-run: the scheduler reruns its chunks on the
+    surviving (or restarted) worker and the map equals an undisturbed run."""
+    import os
+    import signal
+
+    import rasterio
+    from distributed import Client, LocalCluster
+
+    model = make_predictor(patch=3).save(tmp_path / "m.npz")
+    cube = make_cube(ny=96, nx=96, dask_chunks=16)  # 36 chunks x 0.2 s on 2 workers: ~4 s
+    ref = run_prediction(model, cube, tmp_path / "ref.tif", chunk=16, workers=0, threads=2, min_valid=1,
+                         loader=load_centroid)  # fmt: skip
+    assert ref.chunks == 36
+    killed: dict[str, object] = {}
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:  # fmt: skip
+        pids = client.run(os.getpid)
+
+        def kill_one() -> None:
+            import time
+
+            time.sleep(1.5)  # a few chunks in, well before the ~4 s run ends
+            addr, pid = sorted(pids.items())[0]
+            killed["running"] = not done.is_set()
+            os.kill(pid, signal.SIGKILL)
+            killed["addr"] = addr
+
+        done = threading.Event()
+        killer = threading.Thread(target=kill_one)
+        killer.start()
+        res = run_prediction(model, cube, tmp_path / "map.tif", chunk=16, scheduler=cluster.scheduler_address,
+                             min_valid=1, loader=load_slow, retries=2)  # fmt: skip
+        done.set()
+        killer.join()
+    if not killed.get("running"):
+        pytest.skip("prediction finished before the worker could be killed (machine too fast/slow)")
+    assert res.chunks == 36
+    with rasterio.open(tmp_path / "ref.tif") as a, rasterio.open(tmp_path / "map.tif") as b:
+        np.testing.assert_array_equal(a.read(1), b.read(1))
 
 
 def test_distributed_retries_transient_failure(tmp_path: Path) -> None:
