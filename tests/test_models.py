@@ -17,10 +17,12 @@ from cropseq.models.recurrent import reverse_padded, run_direction, sequence_len
 NAN = float("nan")
 
 
-def _model(patch: int = 1, cell: str = "lstm", bi: bool = True, head: str = "many-to-one", layers: int = 2, k: int = 4, c: int = 3) -> SequenceClassifier:
+def _model(patch: int = 1, cell: str = "lstm", bi: bool = True, head: str = "many-to-one", layers: int = 2, k: int = 4,
+           c: int = 3, encoder_time: bool = False) -> SequenceClassifier:
     torch.manual_seed(0)
     arch = ArchConfig(n_bands=c, n_classes=k, patch=patch, cell=cell, bidirectional=bi, hidden_size=8,
-                      num_layers=layers, dropout=0.0, encoder_width=8, encoder_dim=6, head=head, period_steps=12)
+                      num_layers=layers, dropout=0.0, encoder_width=8, encoder_dim=6, head=head, period_steps=12,
+                      encoder_time=encoder_time)
     return SequenceClassifier(arch, torch.tensor([0.5] * c), torch.tensor([2.0] * c)).eval()
 
 
@@ -46,10 +48,10 @@ def test_shapes_and_probabilities(patch: int, cell: str, bi: bool, head: str) ->
 
 
 @pytest.mark.parametrize("head", ["many-to-one", "many-to-many"])
-@pytest.mark.parametrize("bi", [True, False])
-def test_masked_step_values_do_not_matter(head: str, bi: bool) -> None:
+@pytest.mark.parametrize("bi,encoder_time", [(True, False), (False, False), (True, True)])
+def test_masked_step_values_do_not_matter(head: str, bi: bool, encoder_time: bool) -> None:
     """A NaN observation and the same step holding other values but marked missing agree."""
-    m = _model(patch=3, bi=bi, head=head)
+    m = _model(patch=3, bi=bi, head=head, encoder_time=encoder_time)
     x, doy = _data(p=3)
     a = x.clone()
     a[1, 4] = NAN  # whole observation missing
@@ -161,9 +163,12 @@ def _save(tmp_path, m: SequenceClassifier, bands: list[str]) -> str:
     return str(path)
 
 
-@pytest.mark.parametrize("patch,head", [(1, "many-to-one"), (3, "many-to-one"), (3, "many-to-many"), (5, "many-to-one")])
-def test_predict_image_equals_predict_proba(tmp_path, patch: int, head: str) -> None:
-    m = _model(patch=patch, head=head)
+@pytest.mark.parametrize(
+    "patch,head,encoder_time",
+    [(1, "many-to-one", False), (3, "many-to-one", False), (3, "many-to-many", False), (5, "many-to-one", True), (1, "many-to-one", True)],
+)
+def test_predict_image_equals_predict_proba(tmp_path, patch: int, head: str, encoder_time: bool) -> None:
+    m = _model(patch=patch, head=head, encoder_time=encoder_time)
     pred = DeepPredictor.load(_save(tmp_path, m, ["a", "b", "c"]), device="cpu")
     h = patch // 2
     rng = np.random.default_rng(0)

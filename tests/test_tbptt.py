@@ -12,10 +12,11 @@ from cropseq.models.tbptt import check_k, is_full_bptt, tbptt_windows, window_bo
 NAN = float("nan")
 
 
-def _model(cell: str = "lstm", bi: bool = True, head: str = "many-to-many", layers: int = 2) -> SequenceClassifier:
+def _model(cell: str = "lstm", bi: bool = True, head: str = "many-to-many", layers: int = 2, et: bool = False) -> SequenceClassifier:
     torch.manual_seed(1)
     arch = ArchConfig(n_bands=2, n_classes=3, patch=1, cell=cell, bidirectional=bi, hidden_size=6,
-                      num_layers=layers, dropout=0.0, encoder_width=6, encoder_dim=4, head=head, period_steps=20)
+                      num_layers=layers, dropout=0.0, encoder_width=6, encoder_dim=4, head=head, period_steps=20,
+                      encoder_time=et)
     return SequenceClassifier(arch).eval()
 
 
@@ -44,11 +45,11 @@ def test_window_bounds_and_k_checks() -> None:
 
 
 @pytest.mark.parametrize("head", ["many-to-many", "many-to-one"])
-@pytest.mark.parametrize("cell,bi,layers", [("lstm", True, 2), ("gru", True, 1), ("lstm", False, 2)])
+@pytest.mark.parametrize("cell,bi,layers,et", [("lstm", True, 2, False), ("gru", True, 1, True), ("lstm", False, 2, False)])
 @pytest.mark.parametrize("k1,k2", [(5, 5), (6, 2), (20, 7), (7, 3)])
-def test_windows_reproduce_the_full_forward(head: str, cell: str, bi: bool, layers: int, k1: int, k2: int) -> None:
+def test_windows_reproduce_the_full_forward(head: str, cell: str, bi: bool, layers: int, et: bool, k1: int, k2: int) -> None:
     """Without weight updates, the windows' outputs equal the full-sequence forward pass."""
-    m = _model(cell, bi, head, layers)
+    m = _model(cell, bi, head, layers, et)
     x, doy = _data()
     full = m(x, doy)
     ws = list(tbptt_windows(m, x, doy, k1, k2))
@@ -68,7 +69,7 @@ def _grad_steps(loss: torch.Tensor, x: torch.Tensor, row: int) -> list[int]:
 def test_gradient_support_is_exactly_k2(cell: str, layers: int) -> None:
     """Loss at date t of a window ending at e: non-zero gradient exactly on [e - k2, e)."""
     k1, k2 = 8, 3
-    m = _model(cell, True, "many-to-many", layers)
+    m = _model(cell, True, "many-to-many", layers, et=layers == 2)
     x, doy = _data()
     x = x.clone().requires_grad_(True)
     for w in tbptt_windows(m, x, doy, k1, k2):
