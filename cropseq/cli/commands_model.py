@@ -34,7 +34,7 @@ def train_cmd(
     samples: Path = typer.Option(..., "--samples", help="Training samples table (CSV or Parquet)."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.pt; .skops for --arch rf)."),
     val_samples: Optional[Path] = typer.Option(None, "--val-samples", help="Validation table (default: hold out 10% of the training groups)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="lstm | gru | rf (default lstm)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="gru | lstm | rf (default gru)."),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help="Bidirectional RNN (default on)."),
     patch: Optional[int] = typer.Option(None, "--patch", help="Patch size (odd; default: the table's)."),
     k1: Optional[int] = typer.Option(None, "--k1", help="TBPTT: steps per window (one update per window); default full BPTT."),
@@ -77,7 +77,7 @@ def train_cmd(
     if resume:
         overrides["resume"] = True
     merged = {**(load_yaml_options(config) if config is not None else {}), **overrides}
-    is_rf = str(merged.get("arch", "lstm")).lower() == "rf"
+    is_rf = str(merged.get("arch", "gru")).lower() == "rf"
     if is_rf:
         merged.pop("arch")  # the shared options (patch, bands, seed...) are still validated
     cfg = TrainConfig.from_dict(merged, where=None if config is None else str(config))

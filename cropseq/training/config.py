@@ -32,7 +32,8 @@ class TrainConfig:
     """Everything that controls a training run.
 
     Model:
-        arch: Recurrent cell, ``"lstm"`` or ``"gru"``.
+        arch: Recurrent cell, ``"gru"`` or ``"lstm"``. GRU is the default because it beat
+            LSTM on both real data sets (``benchmarks/README.md``).
         bidirectional: Add a right-to-left direction.
         hidden_size: Hidden units per direction.
         num_layers: Stacked recurrent layers.
@@ -100,7 +101,7 @@ class TrainConfig:
         plot: Training-curve PNG path; None = ``<out stem>.curves.png``; "" = no plot.
     """
 
-    arch: str = "lstm"
+    arch: str = "gru"
     bidirectional: bool = True
     hidden_size: int = 128
     num_layers: int = 2
