@@ -50,7 +50,8 @@ def _child(args: argparse.Namespace) -> None:
     d = TrainConfig()
     arch = ArchConfig(n_bands=6, n_classes=9, patch=args.patch, cell=d.arch, bidirectional=d.bidirectional,
                       hidden_size=d.hidden_size, num_layers=d.num_layers, dropout=d.dropout,
-                      encoder_width=d.encoder_width, encoder_dim=d.encoder_dim, head=d.head, period_steps=23)
+                      encoder_width=d.encoder_width, encoder_dim=d.encoder_dim, head=d.head, period_steps=23,
+                      encoder_time=d.encoder_time)
     model = SequenceClassifier(arch).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)

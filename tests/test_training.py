@@ -204,3 +204,25 @@ def test_helpers() -> None:
     assert 0.35 < frac < 0.65
     shift = (da - d)
     assert shift.abs().max() <= 10 and torch.allclose(shift, shift[:, :1].expand_as(shift), atol=1e-4)
+
+
+def test_automatic_epochs_and_small_data_batches(tmp_path) -> None:
+    from cropseq.training.loop import effective_batch_size
+
+    cfg = TrainConfig()
+    # ~2,000 sequences, batch 64: 27 updates per epoch, the 60-epoch floor gives 1,620 >= 400 updates.
+    assert effective_batch_size(1692, cfg.batch_size, cfg.min_batches) == 64
+    assert cfg.resolved_epochs(27) == 60
+    # 62 sequences: batch 16, 4 updates per epoch, 100 epochs to reach 400 updates.
+    assert effective_batch_size(62, cfg.batch_size, cfg.min_batches) == 16
+    assert cfg.resolved_epochs(4) == 100
+    assert effective_batch_size(20, 64, 4) == 8  # never below 8
+    # An explicit epoch count is used as is, in either direction.
+    assert TrainConfig(epochs=3).resolved_epochs(1) == 3
+    assert TrainConfig(epochs=500).resolved_epochs(100) == 500
+    # And it is what the loop runs: 48 sequences -> batch 12 (4 updates/epoch) -> ceil(20 / 4) = 5 > min_epochs 2.
+    data = toy_sequences()
+    auto = train_model(data, None, TrainConfig(**FAST, min_epochs=2, min_updates=20), tmp_path / "a.pt")
+    assert auto.epochs_run == 5
+    fixed = train_model(data, None, TrainConfig(**FAST, epochs=1, min_epochs=2, min_updates=20), tmp_path / "b.pt")
+    assert fixed.epochs_run == 1
