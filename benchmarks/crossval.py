@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/crossval.py matogrosso --models rf,bilstm,bigru [--folds 5]
     python benchmarks/crossval.py dtwsat --models rf,bilstm,bigru --resamples 20
+    python benchmarks/crossval.py dtwsat --models bigru --set min_updates=800 --tag study  # a variant
 
 - ``matogrosso``: the 2115 sits samples, ``StratifiedKFold(folds, shuffle=True,
   random_state=0)`` exactly as in ``shared/TARGETS.md``.
@@ -91,6 +92,8 @@ def _deep_trainer(cell: str) -> Callable[[SequenceArrays, ClassTable, Path, int,
         if args.epochs is not None:  # smoke tests only; the reported runs use the defaults
             changes["epochs"] = args.epochs
         cfg = dataclasses.replace(cfg, **{k: v for k, v in changes.items() if k in fields})
+        if args.set:  # studies of non-default options (the reported table uses none)
+            cfg = TrainConfig.from_dict({**cfg.to_dict(), **_parse_overrides(args.set)}, where="--set")
         if cell not in _LOGGED_CONFIGS:
             # The defaults are being tuned: log exactly which ones produced these numbers.
             print(f"TrainConfig: {dataclasses.asdict(cfg)}", flush=True)
@@ -102,6 +105,19 @@ def _deep_trainer(cell: str) -> Callable[[SequenceArrays, ClassTable, Path, int,
         return out
 
     return train
+
+
+def _parse_overrides(items: list[str]) -> dict[str, object]:
+    """``["lr=1e-3", "bands=ndvi,evi"]`` -> TrainConfig overrides (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
 
 
 MODELS: dict[str, Callable[[SequenceArrays, ClassTable, Path, int, argparse.Namespace], Path]] = {
@@ -263,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--torch-threads", type=int, default=TORCH_THREADS, help="torch CPU threads (default 1)")
     p.add_argument("--tag", default=None, help="output name (default: <dataset>_<models>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a TrainConfig option for a study (repeatable), e.g. --set min_updates=800")
     run(p.parse_args(argv))
     return 0
 

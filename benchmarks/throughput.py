@@ -13,12 +13,13 @@ confidence COG, area CSV, QML) on a ``LocalCluster`` of N single-threaded worker
 processes, so every row starts from the same state. A thread samples the resident memory
 (RSS) of the whole process tree (the client plus the Dask nanny/worker processes) every
 50 ms; the peak is reported. The *naive* reference reads the whole cube into memory in one
-process and calls ``predict_image`` once on all of it.
+process and calls ``predict_image`` once on all of it (on the same pixels: those with at
+least ``DEFAULT_MIN_VALID`` valid dates).
 
 Models (``--model``):
 
 - ``deep`` (default): the default architecture (``TrainConfig()``: CNN encoder + 2-layer
-  BiLSTM, hidden 128) at patch 3, trained for ``--epochs`` epochs on random truth pixels of
+  BiGRU, hidden 128, date fed to the encoder) at patch 3, trained for ``--epochs`` epochs on random truth pixels of
   the smallest scene. Throughput does not depend on accuracy, so one epoch is enough.
 - ``tiny``: the same with hidden 16 / encoder 16 / 1 layer (for CPU-only smoke runs).
 - ``rf``: the RandomForest baseline (``--trees`` trees, default 100).
@@ -145,7 +146,10 @@ def train_benchmark_model(kind: str, stack: Path, out_dir: Path, epochs: int, tr
     from cropseq.io import open_stack
     from cropseq.sequences import SequenceArrays
 
-    path = out_dir / (f"rf{trees}.skops" if kind == "rf" else f"{kind}_e{epochs}.pt")
+    # The deep file name carries the default cell, so a change of defaults retrains it.
+    from cropseq.training import TrainConfig as _TC
+
+    path = out_dir / (f"rf{trees}.skops" if kind == "rf" else f"{kind}_{_TC().arch}_e{epochs}.pt")
     if path.is_file():
         return path
     scene = stack.parent
@@ -203,10 +207,12 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
             h = pred.patch // 2
             if h:
                 img = np.pad(img, ((0, 0), (0, 0), (h, h), (h, h)), constant_values=np.nan)
-            from cropseq.inference import day_of_year
+            from cropseq.inference import DEFAULT_MIN_VALID, day_of_year
 
-            probs = pred.predict_image(img, day_of_year(cube))
-            cls = np.asarray(pred.classes.codes, np.uint8)[probs.argmax(axis=0)]
+            # The same work as the chunked path: only pixels with enough valid dates.
+            n_valid = np.isfinite(img[:, :, h : img.shape[2] - h, h : img.shape[3] - h]).all(axis=1).sum(axis=0)
+            probs = pred.predict_image(img, day_of_year(cube), mask=n_valid >= min(DEFAULT_MIN_VALID, img.shape[0]))
+            cls = np.where(np.isnan(probs[0]), 0, np.asarray(pred.classes.codes, np.uint8)[np.nan_to_num(probs).argmax(axis=0)])
             seconds = time.perf_counter() - t0
         result.update(seconds=seconds, peak_rss=mem.peak, classified=int((cls > 0).sum()), chunks=1, setup_seconds=0.0,
                       cpu_seconds=mem.cpu_seconds)

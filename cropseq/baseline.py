@@ -147,15 +147,27 @@ class RandomForestPredictor:
             out[s : s + step, cols] = self.model.predict_proba(f)
         return out
 
-    def predict_image(self, image: np.ndarray, doy: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities ``(K, H, W)`` for an image chunk ``(T, C, H, W)`` (no halo: p = 1)."""
+    def predict_image(self, image: np.ndarray, doy: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities ``(K, H, W)`` for an image chunk ``(T, C, H, W)`` (no halo: p = 1).
+
+        ``mask`` (``(H, W)`` bool), when given, restricts the forest to those pixels; the
+        others get NaN.
+        """
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 4:
             raise CropseqError(f"expected an image chunk (T, C, H, W), got shape {image.shape}")
         t, c, h, w = image.shape
         seq = image.reshape(t, c, h * w).transpose(2, 0, 1)  # (H*W, T, C)
-        proba = self.predict_proba(seq, None, batch_size=65536)
-        return proba.T.reshape(len(self.classes), h, w)
+        if mask is None:
+            proba = self.predict_proba(seq, None, batch_size=65536)
+            return proba.T.reshape(len(self.classes), h, w)
+        keep = np.asarray(mask, dtype=bool).reshape(-1)
+        if keep.shape != (h * w,):
+            raise CropseqError(f"mask must have the image shape {(h, w)}, got {np.shape(mask)}")
+        out = np.full((len(self.classes), h * w), np.nan, np.float32)
+        if keep.any():
+            out[:, keep] = self.predict_proba(seq[keep], None, batch_size=65536).T
+        return out.reshape(len(self.classes), h, w)
 
     # ---------------------------------------------------------------- files
     def save(self, path: str | os.PathLike[str]) -> Path:

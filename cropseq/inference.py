@@ -368,7 +368,7 @@ def _predict_block(
     out = np.full((n_classes, h, w), np.nan, np.float32)
     if not ok.any():
         return out  # nothing to classify: skip the model (and its load) entirely
-    probs = np.asarray(model.get().predict_image(block, doy), dtype=np.float32)
+    probs = np.asarray(model.get().predict_image(block, doy, mask=None if ok.all() else ok), dtype=np.float32)
     if probs.shape != (n_classes, h, w):
         raise CropseqError(f"the model returned probabilities of shape {probs.shape}, expected {(n_classes, h, w)}")
     ok &= np.isfinite(probs).all(axis=0)  # a model that cannot decide gives nodata, not a guess

@@ -47,13 +47,16 @@ class Predictor(Protocol):
         """
         ...
 
-    def predict_image(self, image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def predict_image(self, image: np.ndarray, doy: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities for every pixel of an image chunk.
 
         Args:
             image: ``(T, C, H + 2h, W + 2h)`` float32 raw values with a halo of
                 ``h = patch // 2`` pixels on every side, NaN where missing.
             doy: ``(T,)`` day of year of each date.
+            mask: Optional ``(H, W)`` bool, the pixels the caller will use (e.g. those with
+                enough valid observations). An implementation may skip the others and return
+                anything there (NaN, typically); None = all pixels.
 
         Returns:
             ``(K, H, W)`` float32 probabilities for the core (halo-free) pixels.

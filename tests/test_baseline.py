@@ -67,6 +67,11 @@ def test_predict_image_equals_predict_proba_on_the_same_pixels(rf_file) -> None:
     proba_seq = rf.predict_proba(seqs, None)
     assert proba_img.shape == (3, h, w)
     np.testing.assert_array_equal(proba_img.reshape(3, -1).T, proba_seq)
+    mask = np.zeros((h, w), bool)
+    mask[0, 0] = mask[2, 1:] = True
+    masked = rf.predict_image(image, None, mask=mask)
+    np.testing.assert_array_equal(masked[:, mask], proba_img[:, mask])
+    assert np.isnan(masked[:, ~mask]).all()
 
 
 def test_other_lengths_and_patches_are_aligned(rf_file) -> None:

@@ -71,7 +71,7 @@ class CentroidPredictor:
         e = np.exp(z)
         return (e / e.sum(axis=0, keepdims=True)).astype(np.float32)
 
-    def predict_image(self, image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def predict_image(self, image: np.ndarray, doy: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         with self._lock:
             self.calls += 1
         image = np.asarray(image, np.float64)
@@ -107,14 +107,14 @@ class FailingPredictor(CentroidPredictor):
         super().__init__(*a, **k)
         self.fail_on = fail_on
 
-    def predict_image(self, image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def predict_image(self, image: np.ndarray, doy: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         with self._lock:
             n = self.calls + 1
         if n == self.fail_on:
             with self._lock:
                 self.calls += 1
             raise RuntimeError("simulated model crash on chunk 3")
-        return super().predict_image(image, doy)
+        return super().predict_image(image, doy, mask)
 
 
 def load_centroid(path: Path, device: str) -> CentroidPredictor:
@@ -130,9 +130,9 @@ def load_slow(path: Path, device: str) -> CentroidPredictor:
     pred = load_centroid(path, device)
     orig = pred.predict_image
 
-    def predict_image(image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def predict_image(image: np.ndarray, doy: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         time.sleep(0.2)
-        return orig(image, doy)
+        return orig(image, doy, mask)
 
     pred.predict_image = predict_image  # type: ignore[method-assign]
     return pred
@@ -146,11 +146,11 @@ def load_flaky(path: Path, device: str) -> CentroidPredictor:
     pred = load_centroid(path, device)
     orig = pred.predict_image
 
-    def predict_image(image: np.ndarray, doy: np.ndarray) -> np.ndarray:
+    def predict_image(image: np.ndarray, doy: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         if id(pred) not in _FLAKY_SEEN:
             _FLAKY_SEEN.add(id(pred))
             raise RuntimeError("transient failure")
-        return orig(image, doy)
+        return orig(image, doy, mask)
 
     pred.predict_image = predict_image  # type: ignore[method-assign]
     return pred
@@ -343,9 +343,9 @@ def test_season_window() -> None:
     seen: list[int] = []
 
     class Spy(CentroidPredictor):
-        def predict_image(self, image, doy):
+        def predict_image(self, image, doy, mask=None):
             seen.append(image.shape[0])
-            return super().predict_image(image, doy)
+            return super().predict_image(image, doy, mask)
 
     pred = Spy(BANDS, CLASSES, PROFILES)
     ds = predict_cube(cube, pred, chunk=16, start="2020-01-01", end="2021-01-01", min_valid=1).compute()

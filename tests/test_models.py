@@ -12,7 +12,7 @@ from cropseq.checkpoint import save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.models import ArchConfig, DeepPredictor, PatchEncoder, SequenceClassifier, check_bands
-from cropseq.models.recurrent import reverse_padded, run_direction, sequence_lengths
+from cropseq.models.recurrent import reverse_padded, run_direction, run_direction_outputs, sequence_lengths
 
 NAN = float("nan")
 
@@ -133,6 +133,21 @@ def test_reverse_padded_and_run_direction() -> None:
     assert sequence_lengths(torch.tensor([[True, False, True, False], [False] * 4])).tolist() == [3, 0]
 
 
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_unpacked_outputs_equal_packed_on_valid_steps(cell: type, reverse: bool) -> None:
+    """The fast (unpacked) path the model uses matches the packed one wherever a head reads."""
+    torch.manual_seed(1)
+    rnn = cell(3, 5, batch_first=True)
+    x = torch.randn(6, 7, 3)
+    lengths = torch.tensor([7, 4, 1, 0, 6, 7])
+    packed, _ = run_direction(rnn, x, lengths, reverse=reverse)
+    fast = run_direction_outputs(rnn, x, lengths, reverse=reverse)
+    inside = torch.arange(7)[None, :] < lengths[:, None]
+    torch.testing.assert_close(fast[inside], packed[inside], atol=1e-6, rtol=1e-6)
+    assert torch.isfinite(fast).all()
+
+
 @pytest.mark.parametrize("patch", [1, 3, 5])
 def test_encoder_valid_convolutions_patch_vs_image(patch: int) -> None:
     torch.manual_seed(0)
@@ -184,6 +199,14 @@ def test_predict_image_equals_predict_proba(tmp_path, patch: int, head: str, enc
     prob_seq = pred.predict_proba(patches, np.tile(doy, (hh * ww, 1)))
     np.testing.assert_allclose(prob_img.reshape(4, -1).T, prob_seq, atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(prob_img[:, 3, 4], 0.25, atol=1e-6)  # never observed -> uniform
+    # A mask sends only its pixels through the recurrent core: same numbers there, NaN elsewhere.
+    mask = np.zeros((hh, ww), bool)
+    mask[1, 1:4] = mask[4, 5] = True
+    masked = pred.predict_image(img, doy, mask=mask, batch_size=2, max_block_bytes=t * 6 * ww * 4 * 2)
+    np.testing.assert_allclose(masked[:, mask], prob_img[:, mask], atol=1e-5, rtol=1e-5)
+    assert np.isnan(masked[:, ~mask]).all()
+    with pytest.raises(CropseqError, match="mask"):
+        pred.predict_image(img, doy, mask=mask[:, :-1])
 
 
 def test_predictor_band_check_and_shapes(tmp_path) -> None:

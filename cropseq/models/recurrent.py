@@ -221,6 +221,27 @@ def run_direction(
     return out, state_n
 
 
+def run_direction_outputs(rnn: nn.RNNBase, x: torch.Tensor, lengths: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """Outputs of one direction from a zero state, without packing.
+
+    Same outputs as :func:`run_direction` at every step ``< lengths[i]`` (the only steps any
+    head reads: steps at or beyond a row's length are never valid), but the padded tail is
+    simply run through the cell instead of being skipped, and the final state is not
+    returned. A forward output depends only on earlier steps, and the per-row reversal puts
+    a row's valid steps first, so the extra tail steps cannot reach a valid output. Packed
+    sequences cost ~1.3-1.6x more on the CPU (measured on 9,216 x 23-step GRU batches), and
+    whole-image batches are ragged wherever the last date is cloudy.
+
+    Returns:
+        ``(N, S, H)``; finite but unspecified at steps ``>= lengths[i]``.
+    """
+    lengths = lengths.to(torch.int64)
+    if reverse:
+        x = reverse_padded(x, lengths)
+    out, _ = rnn(x)
+    return reverse_padded(out, lengths) if reverse else out
+
+
 def sequence_lengths(valid: torch.Tensor) -> torch.Tensor:
     """Per-row length = index of the last valid step + 1 (0 when none is valid)."""
     t = torch.arange(1, valid.shape[1] + 1, device=valid.device)
@@ -348,18 +369,24 @@ class SequenceClassifier(nn.Module):
     # -- recurrent core and head ---------------------------------------------------
 
     def recurrent(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Full-sequence recurrent pass -> last layer's ``(N, T, H * n_dirs)`` outputs."""
+        """Full-sequence recurrent pass -> last layer's ``(N, T, H * n_dirs)`` outputs.
+
+        Outputs at steps at or beyond a row's length are zero, as with packed sequences
+        (the layers run unpacked, :func:`run_direction_outputs`; only the last layer's tail
+        needs clearing, because a tail step never reaches a valid step's output).
+        """
         h = inputs
         for layer in range(self.arch.num_layers):
             if layer > 0:
                 h = self.drop(h)
-            out_f, _ = run_direction(self.fwd[layer], h, lengths)
+            out_f = run_direction_outputs(self.fwd[layer], h, lengths)
             if self.arch.bidirectional:
-                out_b, _ = run_direction(self.bwd[layer], h, lengths, reverse=True)
+                out_b = run_direction_outputs(self.bwd[layer], h, lengths, reverse=True)
                 h = torch.cat([out_f, out_b], dim=-1)
             else:
                 h = out_f
-        return h
+        tail = torch.arange(h.shape[1], device=h.device)[None, :] >= lengths.to(h.device)[:, None]
+        return h.masked_fill(tail.unsqueeze(-1), 0.0)
 
     def pool(self, out: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Masked ``[mean, max]`` over valid steps of ``out (N, T, H)`` -> ``(N, 2H)``."""

@@ -17,8 +17,8 @@ rule train:
         ),
     params:
         arch=config["train"]["arch"],
-        epochs=config["train"]["epochs"],
-        batch_size=config["train"]["batch_size"],
+        epochs=opt("--epochs", config["train"]["epochs"]),
+        batch_size=opt("--batch-size", config["train"]["batch_size"]),
         seed=config["train"]["seed"],
         options=train_options_yaml(),
         classes=lambda wc, input: opt("--classes", input.get("classes")),
@@ -38,7 +38,7 @@ rule train:
         "printf '%s' {params.options:q} > {output.options:q}"
         " && cropseq train --samples {input.train:q} --val-samples {input.val:q}"
         " --out {output.model:q} --config {output.options:q} --arch {params.arch}"
-        " --epochs {params.epochs} --batch-size {params.batch_size} --seed {params.seed}"
+        " {params.epochs} {params.batch_size} --seed {params.seed}"
         " --device {params.device} {params.classes} --history {output.history:q}"
         " --plot {output.curves:q} --quiet {params.extra} > {log:q} 2>&1"
 
