@@ -117,7 +117,8 @@ def test_shipped_configs_validate(name):
     cfg = yaml.safe_load((REPO / "config" / name).read_text())
     validate(cfg, str(SCHEMA))
     # defaults were filled in
-    assert cfg["train"]["epochs"] >= 1 and cfg["tile"]["size"] >= 8 and "outdir" in cfg
+    assert (cfg["train"]["epochs"] is None or cfg["train"]["epochs"] >= 1) and cfg["tile"]["size"] >= 8 and "outdir" in cfg
+    assert "batch_size" in cfg["train"] and "seed" in cfg["train"]
     for scene in cfg["scenes"].values():
         assert "class_column" in scene
 

@@ -233,6 +233,5 @@ class DeepPredictor:
             if keep is None:
                 out[:, r0:r1, :] = probs_np.T.reshape(k, r1 - r0, W)
             else:
-                rows_out = out[:, r0:r1, :].reshape(k, -1)  # a view: writes land in `out`
-                rows_out[:, keep.cpu().numpy()] = probs_np.T
+                out[:, r0:r1, :][:, mask[r0:r1]] = probs_np.T  # row-major order, as `keep`
         return out
