@@ -638,7 +638,7 @@ def _chunk_bytes(plan: PredictionPlan, n_bands: int) -> int:
 #: Working memory of one model call beyond the chunk itself, by predictor kind. Measured:
 #: the default deep model (CNN + 2-layer BiGRU 128) on the CPU works in 64 MiB feature row
 #: blocks and 1,024-pixel recurrent batches, ~0.6 GiB per predict_image call (it was 2.2 GiB
-#: with 16,384-pixel batches); a whole 1-worker prediction of a 512² scene peaked at 1.3 GiB
+#: with 16,384-pixel batches); a whole 1-worker prediction of a 512² scene peaked at 1.5 GiB
 #: for the process tree. The RandomForest stays well under 1 GiB.
 MODEL_WORKING_BYTES = {"deep": 2**30, "rf": 2**30}
 
