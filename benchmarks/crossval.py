@@ -244,7 +244,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             pd.DataFrame(rows).to_csv(csv_path, index=False)
         plot_confusion_matrix(
             metrics_from_confusion(pooled, classes.names),
-            OUT / f"crossval_{args.dataset}_{model}.confusion.png",
+            # Named after the tag, so a study never overwrites the reported runs' figure.
+            OUT / (f"crossval_{args.tag}_{model}.confusion.png" if args.tag else f"crossval_{args.dataset}_{model}.confusion.png"),
             title=f"{args.dataset} {model}: {len(splits)} folds pooled",
         )
     df = pd.DataFrame(rows)

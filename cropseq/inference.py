@@ -78,6 +78,7 @@ from dask.base import tokenize
 
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
+from cropseq.io import read_with_halo, window_reader
 from cropseq.predictor import Predictor, load_predictor
 
 #: Default chunk edge in pixels (the cube contract's chunking).
@@ -481,11 +482,17 @@ def plan_prediction(
 
     ny, nx = int(cube.sizes["y"]), int(cube.sizes["x"])
     ych, xch = _axis_chunks(ny, chunk, halo), _axis_chunks(nx, chunk, halo)
-    data = cube.data
-    if not isinstance(data, da.Array):
-        data = da.from_array(np.asarray(data), chunks=(-1, -1, ych, xch))
-    data = data.astype(np.float32, copy=False).rechunk(((n_dates,), (len(bands),), ych, xch))
-    if halo:
+    reader = window_reader(cube) if halo else None
+    if reader is not None:
+        # Each chunk reads its own halo: chunks do not depend on each other, so memory
+        # stays flat as the scene grows (overlap would hold neighbours' reads).
+        data = read_with_halo(reader, ych, xch, halo)
+    else:
+        data = cube.data
+        if not isinstance(data, da.Array):
+            data = da.from_array(np.asarray(data), chunks=(-1, -1, ych, xch))
+        data = data.astype(np.float32, copy=False).rechunk(((n_dates,), (len(bands),), ych, xch))
+    if halo and reader is None:
         data = da.overlap.overlap(
             data,
             depth={0: 0, 1: 0, 2: halo, 3: halo},

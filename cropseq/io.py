@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +94,56 @@ class _StackReader:
             bad = (m != 0) if self.mask_invalid == "nonzero" else (m == 0)
             out[np.broadcast_to(bad[:, None], out.shape)] = np.nan
         return out
+
+    def select(self, times: Sequence[int], bands: Sequence[int]) -> _StackReader:
+        """The reader of a subset of this reader's dates and bands (indices, in output order)."""
+        return _StackReader(
+            tuple(replace(self.bands[b], reads=tuple(self.bands[b].reads[t] for t in times)) for b in bands),
+            tuple(self.masks[t] for t in times) if self.masks else (),
+            self.mask_invalid,
+            len(times),
+        )
+
+
+@dataclass(frozen=True)
+class WindowReader:
+    """Picklable reader of any window of a stack's cube; NaN (missing) beyond the edges.
+
+    Made by :func:`window_reader`. Calling it with ``(row_off, col_off, height, width)``
+    returns the float32 ``(time, band, height, width)`` block the cube holds there, read
+    and masked exactly as :func:`open_stack` does; rows/columns outside the raster are NaN.
+    """
+
+    reader: _StackReader
+    shape: tuple[int, int]
+
+    def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        ny, nx = self.shape
+        r0, c0 = max(row_off, 0), max(col_off, 0)
+        r1, c1 = min(row_off + height, ny), min(col_off + width, nx)
+        if (r0, c0, r1, c1) == (row_off, col_off, row_off + height, col_off + width):
+            return self.reader(row_off, col_off, height, width)
+        out = np.full((self.reader.n_time, len(self.reader.bands), height, width), np.nan, dtype=np.float32)
+        if r1 > r0 and c1 > c0:
+            out[:, :, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = self.reader(r0, c0, r1 - r0, c1 - c0)
+        return out
+
+
+@dataclass(frozen=True)
+class _Opened:
+    """What :func:`window_reader` needs to know about a cube made by :func:`open_stack`."""
+
+    reader: _StackReader
+    times: pd.DatetimeIndex
+    bands: tuple[str, ...]
+    shape: tuple[int, int]
+
+
+# Cubes opened in this process, by the name of their Dask read layer. Bounded: an entry
+# only lets later work skip the overlap graph; losing it just means the general path.
+_OPENED: OrderedDict[str, _Opened] = OrderedDict()
+_OPENED_LOCK = threading.Lock()
+_OPENED_MAX = 64
 
 
 def _equals(raw: np.ndarray, nodata: float) -> np.ndarray:
@@ -227,6 +279,11 @@ def _build_cube(
         r0 += h
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     arr = da.Array(graph, name, chunks=((len(times),), (len(bands),), ych, xch), dtype=np.float32)
+    with _OPENED_LOCK:
+        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), tuple(shape))
+        _OPENED.move_to_end(name)
+        while len(_OPENED) > _OPENED_MAX:
+            _OPENED.popitem(last=False)
     y, x = _coords(transform, shape)
     cube = xr.DataArray(
         arr,
@@ -241,6 +298,73 @@ def _build_cube(
 
 
 # ----------------------------------------------------------------------------- public API
+
+
+def window_reader(cube: xr.DataArray) -> WindowReader | None:
+    """A direct reader of ``cube``'s windows, when the cube is a selection of an opened stack.
+
+    Works for a cube returned by :func:`open_stack` from a manifest, or one derived from it
+    by selecting dates and/or bands only (``sel``/``isel`` on ``time``/``band``), with the
+    full spatial extent. For anything else (Zarr tiles, computed or spatially cropped
+    cubes) it returns None, and callers fall back to the cube's own Dask graph.
+
+    Why: whole-scene inference needs every chunk with a halo of neighbouring pixels. With
+    ``dask.array.overlap`` each chunk depends on its eight neighbours' reads, so reads stay
+    in memory until all their neighbours are done, a band of chunks whose size grows with
+    the scene's width. Reading each chunk's window *with* its halo in one task (see
+    :func:`read_with_halo`) makes chunks independent, and memory flat in the scene size.
+    """
+    data = getattr(cube, "data", None)
+    if not isinstance(data, da.Array) or tuple(cube.dims) != DIMS:
+        return None
+    layers = data.__dask_graph__().layers
+    with _OPENED_LOCK:
+        roots = [n for n in layers if n in _OPENED]
+        opened = _OPENED.get(roots[0]) if len(roots) == 1 else None
+    # Only selections on top of the read layer: anything else changes the values.
+    if opened is None or any(n != roots[0] and not n.startswith("getitem-") for n in layers):
+        return None
+    if (cube.sizes["y"], cube.sizes["x"]) != opened.shape:
+        return None
+    t_idx = opened.times.get_indexer(pd.DatetimeIndex(cube["time"].values))
+    b_idx = pd.Index(opened.bands).get_indexer([str(b) for b in cube["band"].values])
+    if (t_idx < 0).any() or (b_idx < 0).any():
+        return None
+    return WindowReader(opened.reader.select([int(i) for i in t_idx], [int(i) for i in b_idx]), opened.shape)
+
+
+def read_with_halo(
+    reader: WindowReader, row_chunks: Sequence[int], col_chunks: Sequence[int], halo: int
+) -> da.Array:
+    """Dask array of overlapping blocks: each chunk's window grown by ``halo`` on every side.
+
+    Block ``(i, j)`` is read in one task with no dependency on any other, NaN beyond the
+    raster's edges, the same blocks ``dask.array.overlap.overlap(cube, depth=halo,
+    boundary=nan)`` gives over the same chunks, without holding neighbours' reads.
+
+    Args:
+        reader: From :func:`window_reader`.
+        row_chunks: Core chunk heights (summing to the raster height).
+        col_chunks: Core chunk widths (summing to the raster width).
+        halo: Pixels added on each side.
+    """
+    name = "read-with-halo-" + tokenize(reader, tuple(row_chunks), tuple(col_chunks), halo)
+    dsk: dict[Any, Any] = {}
+    r0 = 0
+    for i, h in enumerate(row_chunks):
+        c0 = 0
+        for j, w in enumerate(col_chunks):
+            dsk[(name, 0, 0, i, j)] = (reader, r0 - halo, c0 - halo, h + 2 * halo, w + 2 * halo)
+            c0 += w
+        r0 += h
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    chunks = (
+        (reader.reader.n_time,),
+        (len(reader.reader.bands),),
+        tuple(h + 2 * halo for h in row_chunks),
+        tuple(w + 2 * halo for w in col_chunks),
+    )
+    return da.Array(graph, name, chunks=chunks, dtype=np.float32)
 
 
 def is_tile_store(path: str | os.PathLike[str]) -> bool:

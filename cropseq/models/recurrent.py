@@ -72,7 +72,9 @@ DAYS_PER_YEAR = 365.25
 class ArchConfig:
     """Every hyper-parameter needed to rebuild a :class:`SequenceClassifier`.
 
-    Stored as the checkpoint's ``arch`` record.
+    Stored as the checkpoint's ``arch`` record. The defaults are what a record that lacks a
+    key means (checkpoints written before the option existed), not the training defaults,
+    which live in :class:`cropseq.training.TrainConfig` (see its ``arch_config``).
 
     Attributes:
         n_bands: Input bands ``C``.

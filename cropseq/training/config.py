@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from cropseq.errors import CropseqError
-from cropseq.models.recurrent import CELLS, HEADS
+from cropseq.models.recurrent import CELLS, HEADS, ArchConfig
 from cropseq.models.tbptt import check_k
 from cropseq.training.normalization import METHODS
 
@@ -30,6 +30,8 @@ WEIGHTINGS = ("none", "sqrt", "balanced")
 SAMPLINGS = ("shuffle", "balanced")
 MONITORS = ("val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
+#: Options passed unchanged to :class:`~cropseq.models.recurrent.ArchConfig` (``arch`` maps to ``cell``).
+MODEL_OPTIONS = ("bidirectional", "hidden_size", "num_layers", "dropout", "encoder_width", "encoder_dim", "encoder_time", "head")
 
 
 @dataclass
@@ -228,6 +230,29 @@ class TrainConfig:
         if self.threads is not None and self.threads < 1:
             bad(f"threads must be >= 1, got {self.threads}")
         return self
+
+    def arch_config(self, n_bands: int, n_classes: int, patch: int, period_steps: int) -> ArchConfig:
+        """The model record these options build (the checkpoint's ``arch``).
+
+        The model options are declared twice on purpose: here with the *training* defaults,
+        in :class:`~cropseq.models.recurrent.ArchConfig` with the values that a checkpoint
+        written before an option existed implies (e.g. ``encoder_time=False``). This method
+        is the one place that maps one onto the other.
+
+        Args:
+            n_bands: Input bands of the training data.
+            n_classes: Classes of the class table.
+            patch: Patch size of the training data (after any centre crop).
+            period_steps: Steps per season, for the step-index fallback of the date encoding.
+        """
+        return ArchConfig(
+            n_bands=n_bands,
+            n_classes=n_classes,
+            patch=patch,
+            cell=self.arch,
+            period_steps=period_steps,
+            **{name: getattr(self, name) for name in MODEL_OPTIONS},
+        )
 
     def resolved_epochs(self, batches_per_epoch: int) -> int:
         """The epoch count to train for (see ``epochs``)."""

@@ -363,21 +363,7 @@ def train_model(
     n_tr, t_len = x_tr.shape[:2]
 
     centre, scale = band_statistics(x_tr, cfg.normalization, seed=cfg.seed)
-    arch = ArchConfig(
-        n_bands=len(bands),
-        n_classes=len(classes),
-        patch=train.patch,
-        cell=cfg.arch,
-        bidirectional=cfg.bidirectional,
-        hidden_size=cfg.hidden_size,
-        num_layers=cfg.num_layers,
-        dropout=cfg.dropout,
-        encoder_width=cfg.encoder_width,
-        encoder_dim=cfg.encoder_dim,
-        encoder_time=cfg.encoder_time,
-        head=cfg.head,
-        period_steps=t_len,
-    )
+    arch = cfg.arch_config(len(bands), len(classes), train.patch, t_len)
     torch.manual_seed(cfg.seed)
     model = SequenceClassifier(arch, torch.from_numpy(centre), torch.from_numpy(scale)).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
