@@ -6,11 +6,17 @@ How a cube becomes a crop map:
    window (``start``/``end``), its bands are selected and reordered by name to the model's
    bands, and it is rechunked to ``chunk x chunk`` pixels with the whole time axis in each
    chunk.
-2. Each chunk gets a halo of ``h = predictor.patch // 2`` pixels from its neighbours
-   (:func:`dask.array.overlap.overlap`; NaN beyond the scene edge, which models treat as
-   missing) and goes through ``predictor.predict_image`` once. Because every output pixel
-   sees exactly its own ``patch x patch`` neighbourhood, the map does not depend on the
-   chunk size.
+2. Each chunk gets a halo of ``h = predictor.patch // 2`` pixels of its neighbours (NaN
+   beyond the scene edge, which models treat as missing) and goes through
+   ``predictor.predict_image`` once. Because every output pixel sees exactly its own
+   ``patch x patch`` neighbourhood, the map does not depend on the chunk size. A cube
+   opened from a stack manifest (and cut to dates/bands only) reads each chunk's window
+   *with* its halo in one task (:func:`cropseq.io.read_with_halo`), so chunks do not depend
+   on each other and memory does not grow with the scene; any other cube gets the halo
+   from :func:`dask.array.overlap.overlap`, which holds a chunk's read until its eight
+   neighbours are read (measured: +50 % peak memory from a 512² to a 2048² scene).
+   Reading the halo decodes the neighbouring blocks of tiled rasters too: ~5 % of the
+   default deep model's time, measured on 256-pixel tiles and chunks.
 3. Pixels with fewer than ``min_valid`` valid observations (a date is valid at a pixel
    when all model bands are finite there) are nodata: class 0, confidence NaN. A chunk
    without any such pixel is not sent to the model at all.

@@ -761,6 +761,40 @@ def _format_times(times: np.ndarray) -> list[str]:
 # splitting
 
 
+def cap_per_group(df: pd.DataFrame, max_per_group: int, seed: int = 0, where: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Keep at most ``max_per_group`` random samples of each group (field), seeded.
+
+    Polygon labels give one sample per pixel: a 512 x 512 px scene has ~120,000 labelled
+    pixels in ~200 fields, far more (and far more redundant: neighbouring pixels of a field
+    are nearly identical) than a CPU needs to train on. Capping per field keeps every field
+    and every class, and a later split stays grouped.
+
+    Args:
+        df: Samples table (long form, with a ``group`` column).
+        max_per_group: Samples kept per group, at most (>= 1).
+        seed: Seed of the random choice.
+        where: The table's path, for error messages.
+
+    Returns:
+        The rows of the kept samples, in the input order.
+
+    Raises:
+        CropseqError: no ``group`` column, or ``max_per_group < 1``.
+    """
+    if max_per_group < 1:
+        raise CropseqError(f"--max-per-group must be >= 1, got {max_per_group}", where)
+    if "group" not in df.columns:
+        raise CropseqError("the samples table has no group column to cap samples per group", where)
+    ids = df.drop_duplicates("sample_id")[["sample_id", "group"]]
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, g in ids.groupby("group", sort=True):
+        sid = g["sample_id"].to_numpy()
+        keep.append(sid if len(sid) <= max_per_group else rng.choice(sid, size=max_per_group, replace=False))
+    kept = np.concatenate(keep) if keep else np.array([], dtype=np.int64)
+    return df[df["sample_id"].isin(kept)]
+
+
 def assign_split(
     labels: Sequence[str] | np.ndarray,
     groups: Sequence[Any] | np.ndarray,

@@ -97,6 +97,22 @@ def test_samples_and_split(tmp_path: Path, stack: Path, points: Path, capsys: py
     assert sum(map(len, ids)) == 8 and not (ids[0] & ids[1]) and not (ids[1] & ids[2])
 
 
+def test_samples_max_per_group(tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pts = pd.read_csv(points).iloc[:8]
+    pts["field"] = list("AAABBCCC")
+    pts.to_csv(tmp_path / "fields.csv", index=False)
+    out = tmp_path / "capped.csv"
+    args = ["samples", "--stack", str(stack), "--labels", str(tmp_path / "fields.csv"), "--out", str(out),
+            "--class-column", "crop", "--id-column", "field", "--max-per-group", "2"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "6 of 8 samples kept (at most 2 per group)" in capsys.readouterr().out
+    per = pd.read_csv(out).drop_duplicates("sample_id")
+    assert per.groupby("group").size().to_dict() == {"A": 2, "B": 2, "C": 2}
+    assert main([*args, "--out", str(tmp_path / "again.csv")]) == 0  # same seed, same samples
+    assert pd.read_csv(tmp_path / "again.csv").equals(pd.read_csv(out))
+    _one_line_error(capsys, main([*args[:-1], "0"]), "--max-per-group")
+
+
 def test_samples_with_class_table(tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cls = tmp_path / "classes.yaml"
     cls.write_text(yaml.safe_dump({"classes": [{"code": 7, "name": "maize", "color": "#ff0000"}]}))

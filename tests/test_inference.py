@@ -544,6 +544,30 @@ def test_tiles_from_tiling_match_whole_scene(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got, full)
 
 
+def test_stack_chunks_read_with_their_halo(tmp_path: Path) -> None:
+    """From a stack on disk, chunks read their own halo (no overlap graph, no dependency
+    between chunks) and predict exactly what the overlap path predicts."""
+    from _data_fixtures import write_stack
+
+    from cropseq.io import open_stack
+
+    path, _ = write_stack(tmp_path, "per-date", bands=BANDS, n_dates=6, shape=(40, 37), masks=True, seed=3)
+    cube = open_stack(path, chunks=16)
+    pred = CentroidPredictor(BANDS, CLASSES, PROFILES * 1000.0, patch=3)
+    plan = inference.plan_prediction(cube, pred, chunk=16, min_valid=5)
+    layers = plan.probs.__dask_graph__().layers
+    assert not any(name.startswith(("overlap", "getitem", "open_stack")) for name in layers)
+    assert any(name.startswith("read-with-halo") for name in layers)
+    direct = predict_cube(cube, pred, chunk=16, min_valid=5, probabilities=True).compute()
+    # The same cube through a graph the direct reader must not take (values * 1): overlap.
+    general = cube.copy(data=cube.data * 1.0)
+    assert inference.window_reader(general) is None
+    ref = predict_cube(general, pred, chunk=16, min_valid=5, probabilities=True).compute()
+    np.testing.assert_array_equal(direct["class"].values, ref["class"].values)
+    np.testing.assert_array_equal(direct["probabilities"].values, ref["probabilities"].values)
+    assert (direct["class"].values > 0).any() and (direct["class"].values == 0).any()
+
+
 def test_random_forest_end_to_end(tmp_path: Path) -> None:
     """The real baseline through the default loader (``*.skops`` path)."""
     from cropseq.baseline import train_random_forest

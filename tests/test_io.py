@@ -11,7 +11,7 @@ import yaml
 from _data_fixtures import TINY_RES, tiny_dates, write_raster, write_stack
 
 from cropseq.errors import CropseqError
-from cropseq.io import open_stack, stack_summary
+from cropseq.io import open_stack, read_with_halo, stack_summary, window_reader
 
 
 @pytest.mark.parametrize("layout", ["per-band", "per-date"])
@@ -103,6 +103,41 @@ def test_per_date_band_count_mismatch(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CropseqError, match="2 raster bands but 3 bands listed"):
         open_stack(path)
+
+
+@pytest.mark.parametrize("layout", ["per-band", "per-date"])
+def test_read_with_halo_equals_dask_overlap(tmp_path: Path, layout: str) -> None:
+    """Chunks read with their halo == dask's overlap of the cube (NaN beyond the edges),
+    after a date and band selection, in shuffled order, with masks and nodata."""
+    path, _ = write_stack(tmp_path, layout, masks=True, nodata=-9999.0, shuffle_dates=True, shape=(11, 13))
+    cube = open_stack(path, chunks=4)
+    sub = cube.isel(time=[4, 0, 2]).sel(band=["nir", "red"])
+    reader = window_reader(sub)
+    assert reader is not None
+    ych, xch, halo = (5, 4, 2), (6, 7), 2
+    got = read_with_halo(reader, ych, xch, halo)
+    assert got.chunks[2:] == ((9, 8, 6), (10, 11))
+    # No read depends on another one: that is what keeps memory flat.
+    graph = got.__dask_graph__()
+    assert all(not deps for deps in graph.dependencies.values())
+    ref = da.overlap.overlap(
+        sub.data.rechunk((-1, -1, ych, xch)),
+        depth={0: 0, 1: 0, 2: halo, 3: halo},
+        boundary={0: "none", 1: "none", 2: np.nan, 3: np.nan},
+    )
+    np.testing.assert_array_equal(got.compute(), ref.compute())
+    assert np.isnan(got.compute()).any() and np.isfinite(got.compute()).any()
+
+
+def test_window_reader_only_for_plain_selections(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", masks=True)
+    cube = open_stack(path, chunks=4)
+    assert window_reader(cube) is not None
+    assert window_reader(cube.sel(band="nir", drop=False).expand_dims("band", 1)) is None  # reshaped
+    assert window_reader(cube.copy(data=cube.data * 2)) is None  # values changed
+    assert window_reader(cube.isel(x=slice(1, None))) is None  # spatial crop
+    assert window_reader(cube.compute()) is None  # in memory
+    assert window_reader(cube.transpose("band", "time", "y", "x")) is None
 
 
 def test_stack_summary(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from cropseq.labels import read_labels
 from cropseq.samples import (
     assign_split,
     band_columns,
+    cap_per_group,
     extract_samples,
     grouped_stratified_split,
     read_samples,
@@ -237,6 +238,22 @@ def test_extract_polygons(tiny: tuple[xr.DataArray, np.ndarray, Path]) -> None:
     assert rep.outside == [1]
     last = df[df["sample_id"] == 5]
     np.testing.assert_array_equal(last["red"].to_numpy(), expected[:, 0, 2, 4])
+
+
+def test_cap_per_group() -> None:
+    df = make_samples_table(n_samples=12, n_steps=3)
+    ids = sorted(df["sample_id"].unique())
+    df["group"] = df["sample_id"].map({i: "big" if k < 9 else f"small{k}" for k, i in enumerate(ids)})
+    capped = cap_per_group(df, 4, seed=1)
+    per = capped.drop_duplicates("sample_id")
+    assert per.groupby("group").size().to_dict() == {"big": 4, "small10": 1, "small11": 1, "small9": 1}
+    assert (capped.groupby("sample_id").size() == 3).all()  # whole sequences, never single dates
+    assert capped.equals(cap_per_group(df, 4, seed=1)) and not capped.equals(cap_per_group(df, 4, seed=2))
+    assert cap_per_group(df, 100).equals(df)
+    with pytest.raises(CropseqError, match="no group column"):
+        cap_per_group(df.drop(columns="group"), 2)
+    with pytest.raises(CropseqError, match=">= 1"):
+        cap_per_group(df, 0)
 
 
 def test_extract_patch_border_and_values(tiny: tuple[xr.DataArray, np.ndarray, Path]) -> None:

@@ -89,6 +89,11 @@ def samples_cmd(
     classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML; unknown labels are an error."),
     start: Optional[str] = typer.Option(None, "--start", help="First date kept (YYYY-MM-DD, inclusive)."),
     end: Optional[str] = typer.Option(None, "--end", help="End date (YYYY-MM-DD, exclusive)."),
+    max_per_group: Optional[int] = typer.Option(
+        None, "--max-per-group", min=1,
+        help="Keep at most N random samples per field (group): polygons give one sample per pixel.",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed of --max-per-group."),
 ) -> None:
     """Extract labelled pixel time series into a samples table.
 
@@ -98,7 +103,7 @@ def samples_cmd(
     from cropseq.classes import ClassTable
     from cropseq.io import open_stack
     from cropseq.labels import read_labels
-    from cropseq.samples import check_patch, table_format, extract_samples, write_samples
+    from cropseq.samples import cap_per_group, check_patch, extract_samples, table_format, write_samples
 
     # Fail fast on options before reading anything.
     table_format(out)
@@ -114,6 +119,10 @@ def samples_cmd(
     df, report = extract_samples(cube, label_set, patch=patch, start=start, end=end)
     for w in report.warnings():
         _warn(w)
+    if max_per_group is not None:
+        n_all = df["sample_id"].nunique()
+        df = cap_per_group(df, max_per_group, seed=seed)
+        print(f"{df['sample_id'].nunique()} of {n_all} samples kept (at most {max_per_group} per group)")
     write_samples(df, out)
     class_path = out.with_name(f"{out.stem}.classes.yaml")
     with atomic_path(class_path) as tmp:
