@@ -14,9 +14,10 @@ How a cube becomes a crop map:
    *with* its halo in one task (:func:`cropseq.io.read_with_halo`), so chunks do not depend
    on each other and memory does not grow with the scene; any other cube gets the halo
    from :func:`dask.array.overlap.overlap`, which holds a chunk's read until its eight
-   neighbours are read (measured: +50 % peak memory from a 512² to a 2048² scene).
-   Reading the halo decodes the neighbouring blocks of tiled rasters too: ~5 % of the
-   default deep model's time, measured on 256-pixel tiles and chunks.
+   neighbours are read (measured with 2 workers and the default deep model: +33 % peak
+   memory from a 512² to a 2048² scene, against +7 % with the direct reads). Reading the
+   halo decodes the neighbouring blocks of tiled rasters once more: about 6 % of the
+   default deep model's time on 256-pixel tiles and chunks (``benchmarks/README.md``).
 3. Pixels with fewer than ``min_valid`` valid observations (a date is valid at a pixel
    when all model bands are finite there) are nodata: class 0, confidence NaN. A chunk
    without any such pixel is not sent to the model at all.
@@ -498,12 +499,12 @@ def plan_prediction(
         if not isinstance(data, da.Array):
             data = da.from_array(np.asarray(data), chunks=(-1, -1, ych, xch))
         data = data.astype(np.float32, copy=False).rechunk(((n_dates,), (len(bands),), ych, xch))
-    if halo and reader is None:
-        data = da.overlap.overlap(
-            data,
-            depth={0: 0, 1: 0, 2: halo, 3: halo},
-            boundary={0: "none", 1: "none", 2: np.nan, 3: np.nan},  # beyond the edge = missing
-        )
+        if halo:
+            data = da.overlap.overlap(
+                data,
+                depth={0: 0, 1: 0, 2: halo, 3: halo},
+                boundary={0: "none", 1: "none", 2: np.nan, 3: np.nan},  # beyond the edge = missing
+            )
     k = len(classes)
     name = "cropseq-predict-" + tokenize(data.name, ref.token(), doy.tobytes(), halo, min_valid, k)
     probs = data.map_blocks(

@@ -137,6 +137,8 @@ class _Opened:
     times: pd.DatetimeIndex
     bands: tuple[str, ...]
     shape: tuple[int, int]
+    y: np.ndarray
+    x: np.ndarray
 
 
 # Cubes opened in this process, by the name of their Dask read layer. Bounded: an entry
@@ -279,12 +281,12 @@ def _build_cube(
         r0 += h
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     arr = da.Array(graph, name, chunks=((len(times),), (len(bands),), ych, xch), dtype=np.float32)
+    y, x = _coords(transform, shape)
     with _OPENED_LOCK:
-        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), tuple(shape))
+        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), tuple(shape), y, x)
         _OPENED.move_to_end(name)
         while len(_OPENED) > _OPENED_MAX:
             _OPENED.popitem(last=False)
-    y, x = _coords(transform, shape)
     cube = xr.DataArray(
         arr,
         dims=DIMS,
@@ -324,7 +326,10 @@ def window_reader(cube: xr.DataArray) -> WindowReader | None:
     # Only selections on top of the read layer: anything else changes the values.
     if opened is None or any(n != roots[0] and not n.startswith("getitem-") for n in layers):
         return None
-    if (cube.sizes["y"], cube.sizes["x"]) != opened.shape:
+    # The whole raster, in its own order (a flipped or permuted axis keeps its size).
+    if (cube.sizes["y"], cube.sizes["x"]) != opened.shape or not (
+        np.array_equal(cube["y"].values, opened.y) and np.array_equal(cube["x"].values, opened.x)
+    ):
         return None
     t_idx = opened.times.get_indexer(pd.DatetimeIndex(cube["time"].values))
     b_idx = pd.Index(opened.bands).get_indexer([str(b) for b in cube["band"].values])

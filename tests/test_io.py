@@ -136,6 +136,7 @@ def test_window_reader_only_for_plain_selections(tmp_path: Path) -> None:
     assert window_reader(cube.sel(band="nir", drop=False).expand_dims("band", 1)) is None  # reshaped
     assert window_reader(cube.copy(data=cube.data * 2)) is None  # values changed
     assert window_reader(cube.isel(x=slice(1, None))) is None  # spatial crop
+    assert window_reader(cube.isel(y=slice(None, None, -1))) is None  # flipped, same size
     assert window_reader(cube.compute()) is None  # in memory
     assert window_reader(cube.transpose("band", "time", "y", "x")) is None
 
