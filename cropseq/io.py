@@ -136,8 +136,7 @@ class _Opened:
     reader: _StackReader
     times: pd.DatetimeIndex
     bands: tuple[str, ...]
-    shape: tuple[int, int]
-    y: np.ndarray
+    y: np.ndarray  # pixel-centre coordinates of the whole raster (its shape is theirs)
     x: np.ndarray
 
 
@@ -283,7 +282,7 @@ def _build_cube(
     arr = da.Array(graph, name, chunks=((len(times),), (len(bands),), ych, xch), dtype=np.float32)
     y, x = _coords(transform, shape)
     with _OPENED_LOCK:
-        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), tuple(shape), y, x)
+        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x)
         _OPENED.move_to_end(name)
         while len(_OPENED) > _OPENED_MAX:
             _OPENED.popitem(last=False)
@@ -327,15 +326,14 @@ def window_reader(cube: xr.DataArray) -> WindowReader | None:
     if opened is None or any(n != roots[0] and not n.startswith("getitem-") for n in layers):
         return None
     # The whole raster, in its own order (a flipped or permuted axis keeps its size).
-    if (cube.sizes["y"], cube.sizes["x"]) != opened.shape or not (
-        np.array_equal(cube["y"].values, opened.y) and np.array_equal(cube["x"].values, opened.x)
-    ):
+    if not (np.array_equal(cube["y"].values, opened.y) and np.array_equal(cube["x"].values, opened.x)):
         return None
     t_idx = opened.times.get_indexer(pd.DatetimeIndex(cube["time"].values))
     b_idx = pd.Index(opened.bands).get_indexer([str(b) for b in cube["band"].values])
     if (t_idx < 0).any() or (b_idx < 0).any():
         return None
-    return WindowReader(opened.reader.select([int(i) for i in t_idx], [int(i) for i in b_idx]), opened.shape)
+    shape = (len(opened.y), len(opened.x))
+    return WindowReader(opened.reader.select([int(i) for i in t_idx], [int(i) for i in b_idx]), shape)
 
 
 def read_with_halo(
