@@ -41,17 +41,14 @@ def _child(args: argparse.Namespace) -> None:
     import psutil
     import torch
 
-    from cropseq.models.recurrent import ArchConfig, SequenceClassifier
+    from cropseq.models.recurrent import SequenceClassifier
     from cropseq.models.tbptt import is_full_bptt, tbptt_windows
     from cropseq.training import TrainConfig
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     d = TrainConfig()
-    arch = ArchConfig(n_bands=6, n_classes=9, patch=args.patch, cell=d.arch, bidirectional=d.bidirectional,
-                      hidden_size=d.hidden_size, num_layers=d.num_layers, dropout=d.dropout,
-                      encoder_width=d.encoder_width, encoder_dim=d.encoder_dim, head=d.head, period_steps=23,
-                      encoder_time=d.encoder_time)
+    arch = d.arch_config(n_bands=6, n_classes=9, patch=args.patch, period_steps=23)
     model = SequenceClassifier(arch).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)

@@ -146,10 +146,10 @@ def train_benchmark_model(kind: str, stack: Path, out_dir: Path, epochs: int, tr
     from cropseq.io import open_stack
     from cropseq.sequences import SequenceArrays
 
-    # The deep file name carries the default cell, so a change of defaults retrains it.
+    # The deep file name carries the default cell and pooling, so a change of defaults retrains it.
     from cropseq.training import TrainConfig as _TC
 
-    path = out_dir / (f"rf{trees}.skops" if kind == "rf" else f"{kind}_{_TC().arch}_e{epochs}.pt")
+    path = out_dir / (f"rf{trees}.skops" if kind == "rf" else f"{kind}_{_TC().arch}_{_TC().pooling}_e{epochs}.pt")
     if path.is_file():
         return path
     scene = stack.parent

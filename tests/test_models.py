@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -15,13 +17,17 @@ from cropseq.models import ArchConfig, DeepPredictor, PatchEncoder, SequenceClas
 from cropseq.models.recurrent import reverse_padded, run_direction, run_direction_outputs, sequence_lengths
 
 NAN = float("nan")
+#: Heads under test: many-to-one with each pooling ("many-to-one" = season bins), and many-to-many.
+HEADS = ["many-to-one", "mean-max", "many-to-many"]
 
 
 def _model(patch: int = 1, cell: str = "lstm", bi: bool = True, head: str = "many-to-one", layers: int = 2, k: int = 4,
            c: int = 3, encoder_time: bool = False) -> SequenceClassifier:
     torch.manual_seed(0)
     arch = ArchConfig(n_bands=c, n_classes=k, patch=patch, cell=cell, bidirectional=bi, hidden_size=8,
-                      num_layers=layers, dropout=0.0, encoder_width=8, encoder_dim=6, head=head, period_steps=12,
+                      num_layers=layers, dropout=0.0, encoder_width=8, encoder_dim=6,
+                      head="many-to-many" if head == "many-to-many" else "many-to-one",
+                      pooling="mean-max" if head == "mean-max" else "season", period_steps=12,
                       encoder_time=encoder_time)
     return SequenceClassifier(arch, torch.tensor([0.5] * c), torch.tensor([2.0] * c)).eval()
 
@@ -34,20 +40,20 @@ def _data(n: int = 5, t: int = 12, c: int = 3, p: int = 1, seed: int = 0) -> tup
 
 
 @pytest.mark.parametrize(
-    "patch,cell,bi,head", list(itertools.product([1, 3], ["lstm", "gru"], [True, False], ["many-to-one", "many-to-many"]))
+    "patch,cell,bi,head", list(itertools.product([1, 3], ["lstm", "gru"], [True, False], HEADS))
 )
 def test_shapes_and_probabilities(patch: int, cell: str, bi: bool, head: str) -> None:
     m = _model(patch, cell, bi, head)
     x, doy = _data(p=patch)
     logits = m(x, doy)
-    assert logits.shape == ((5, 4) if head == "many-to-one" else (5, 12, 4))
+    assert logits.shape == ((5, 4) if head != "many-to-many" else (5, 12, 4))
     p = m.sequence_proba(logits, m.valid_mask(x))
     assert p.shape == (5, 4)
     torch.testing.assert_close(p.sum(1), torch.ones(5))
     assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("head", ["many-to-one", "many-to-many"])
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("bi,encoder_time", [(True, False), (False, False), (True, True)])
 def test_masked_step_values_do_not_matter(head: str, bi: bool, encoder_time: bool) -> None:
     """A NaN observation and the same step holding other values but marked missing agree."""
@@ -80,7 +86,7 @@ def test_nan_neighbour_of_valid_centre_is_zero_filled() -> None:
     assert m.valid_mask(y)[0, 2]
 
 
-@pytest.mark.parametrize("head", ["many-to-one", "many-to-many"])
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_different_lengths_batch_like_single_sequences(head: str, cell: str) -> None:
     """Padding (NaN steps after the end) never changes a sequence's result."""
@@ -95,7 +101,7 @@ def test_different_lengths_batch_like_single_sequences(head: str, cell: str) -> 
     batched = m(batch_x, batch_doy)
     for i, ln in enumerate(lengths):
         alone = m(x[i : i + 1, :ln], doy[i : i + 1, :ln])
-        if head == "many-to-one":
+        if head != "many-to-many":
             torch.testing.assert_close(batched[i], alone[0], atol=1e-6, rtol=1e-5)
         else:
             torch.testing.assert_close(batched[i, :ln], alone[0], atol=1e-6, rtol=1e-5)
@@ -119,6 +125,41 @@ def test_unknown_doy_falls_back_to_step_index() -> None:
     # step t has phase 2*pi*t/period_steps (period_steps = 12 here)
     torch.testing.assert_close(tf[0, 3], torch.tensor([1.0, 0.0]), atol=1e-6, rtol=0)
     assert torch.isfinite(m(x, nan_doy)).all()
+
+
+def test_season_bins_pool_by_date() -> None:
+    """Each seasonal bin holds the outputs of the dates near its centre; a gap takes its neighbours'."""
+    m = _model()
+    b = 12
+    m.arch = dataclasses.replace(m.arch, season_bins=b, season_sigma=2.0)  # narrow bins: one date each
+    out = torch.randn(2, b, 5)
+    phase = torch.arange(b, dtype=torch.float32).repeat(2, 1) * (2 * math.pi / b)  # one date per centre
+    valid = torch.ones(2, b, dtype=torch.bool)
+    valid[1, 3] = False  # cloudy date: bin 3 falls back to dates 2 and 4 (equally far)
+    bins = m.season_bins(out, valid, phase).view(2, b, 5)
+    torch.testing.assert_close(bins[0], out[0])
+    torch.testing.assert_close(bins[1, 3], (out[1, 2] + out[1, 4]) / 2, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(bins[1, 5], out[1, 5])
+    # Circular: a date just before the new year sits in the first bin, not the last.
+    phase2 = torch.tensor([[2 * math.pi - 0.01, math.pi]])
+    bins2 = m.season_bins(out[:1, :2], torch.ones(1, 2, dtype=torch.bool), phase2).view(b, 5)
+    torch.testing.assert_close(bins2[0], out[0, 0])
+    # No valid step at all: every bin is zero (and finite).
+    none = m.season_bins(out[:1], torch.zeros(1, b, dtype=torch.bool), phase[:1])
+    assert torch.equal(none, torch.zeros_like(none))
+
+
+def test_arch_records_without_pooling_keep_mean_max() -> None:
+    """Checkpoints written before ``pooling`` existed rebuild the mean+max head they were trained with."""
+    record = _model(head="mean-max").arch.to_dict()
+    for key in ("pooling", "season_bins", "season_sigma"):
+        del record[key]
+    m = SequenceClassifier(ArchConfig.from_dict(record))
+    assert m.arch.pooling == "mean-max"
+    assert m.head.in_features == 2 * m.out_dim
+    assert _model().head.in_features == (1 + _model().arch.season_bins) * m.out_dim
+    with pytest.raises(CropseqError, match="pooling"):
+        ArchConfig(n_bands=3, n_classes=2, pooling="median")
 
 
 def test_reverse_padded_and_run_direction() -> None:
@@ -180,7 +221,8 @@ def _save(tmp_path, m: SequenceClassifier, bands: list[str]) -> str:
 
 @pytest.mark.parametrize(
     "patch,head,encoder_time",
-    [(1, "many-to-one", False), (3, "many-to-one", False), (3, "many-to-many", False), (5, "many-to-one", True), (1, "many-to-one", True)],
+    [(1, "many-to-one", False), (3, "many-to-one", False), (3, "mean-max", False), (3, "many-to-many", False),
+     (5, "many-to-one", True), (1, "many-to-one", True)],
 )
 def test_predict_image_equals_predict_proba(tmp_path, patch: int, head: str, encoder_time: bool) -> None:
     m = _model(patch=patch, head=head, encoder_time=encoder_time)

@@ -10,12 +10,16 @@ from cropseq.models import ArchConfig, SequenceClassifier
 from cropseq.models.tbptt import check_k, is_full_bptt, tbptt_windows, window_bounds
 
 NAN = float("nan")
+#: Heads under test: many-to-one with each pooling ("many-to-one" = season bins), and many-to-many.
+HEADS = ["many-to-one", "mean-max", "many-to-many"]
 
 
 def _model(cell: str = "lstm", bi: bool = True, head: str = "many-to-many", layers: int = 2, et: bool = False) -> SequenceClassifier:
     torch.manual_seed(1)
     arch = ArchConfig(n_bands=2, n_classes=3, patch=1, cell=cell, bidirectional=bi, hidden_size=6,
-                      num_layers=layers, dropout=0.0, encoder_width=6, encoder_dim=4, head=head, period_steps=20,
+                      num_layers=layers, dropout=0.0, encoder_width=6, encoder_dim=4,
+                      head="many-to-many" if head == "many-to-many" else "many-to-one",
+                      pooling="mean-max" if head == "mean-max" else "season", period_steps=20,
                       encoder_time=et)
     return SequenceClassifier(arch).eval()
 
@@ -44,7 +48,7 @@ def test_window_bounds_and_k_checks() -> None:
     assert not is_full_bptt(23, 23, 5) and not is_full_bptt(23, 10, 10)
 
 
-@pytest.mark.parametrize("head", ["many-to-many", "many-to-one"])
+@pytest.mark.parametrize("head", HEADS)
 @pytest.mark.parametrize("cell,bi,layers,et", [("lstm", True, 2, False), ("gru", True, 1, True), ("lstm", False, 2, False)])
 @pytest.mark.parametrize("k1,k2", [(5, 5), (6, 2), (20, 7), (7, 3)])
 def test_windows_reproduce_the_full_forward(head: str, cell: str, bi: bool, layers: int, et: bool, k1: int, k2: int) -> None:

@@ -152,6 +152,10 @@ def test_bad_inputs(tmp_path) -> None:
         TrainConfig(epochs=0).validate()
     with pytest.raises(CropseqError, match="patch"):
         TrainConfig(patch=4).validate()
+    with pytest.raises(CropseqError, match="pooling"):
+        TrainConfig(pooling="median").validate()
+    with pytest.raises(CropseqError, match="season_bins"):
+        TrainConfig(season_sigma=0).validate()
     with pytest.raises(CropseqError, match="wheat"):
         from cropseq.classes import ClassTable
 
@@ -166,6 +170,17 @@ def test_bad_inputs(tmp_path) -> None:
     unlabeled = SequenceArrays(x=data.x, doy=data.doy, present=data.present, bands=data.bands)
     with pytest.raises(CropseqError, match="labels"):
         train_model(unlabeled, None, TrainConfig(epochs=1), tmp_path / "m.pt")
+
+
+def test_model_options_reach_the_checkpoint(tmp_path) -> None:
+    """Every model option of TrainConfig lands in the checkpoint's arch record."""
+    arch = TrainConfig().arch_config(n_bands=2, n_classes=3, patch=1, period_steps=12)
+    assert (arch.pooling, arch.season_bins, arch.season_sigma) == ("season", 72, 6.0)
+    cfg = TrainConfig(**{**FAST, "epochs": 1, "pooling": "mean-max", "hidden_size": 12})
+    train_model(toy_sequences(n=20), None, cfg, tmp_path / "m.pt")
+    model = DeepPredictor.load(tmp_path / "m.pt", device="cpu").model
+    assert (model.arch.pooling, model.arch.hidden_size) == ("mean-max", 12)
+    assert model.head.in_features == 2 * 2 * 12  # [mean, max] of both directions
 
 
 def test_config_yaml_and_coercion(tmp_path) -> None:

@@ -19,10 +19,10 @@ updates. Within a window ``[s, e)``:
 - **Stacked layers** do the same per layer. On the no-grad prefix, layer ``l + 1`` reads layer
   ``l``'s forward outputs (just computed) and its backward outputs from the sweep.
 - **Loss per window**: *many-to-many* -- the per-date losses at the valid dates in
-  ``[e - k2, e)``; *many-to-one* -- the sequence label applied to the head's masked mean/max
-  pooling over **all** valid steps of the sequence, where the window's ``k2`` steps come from
-  the gradient computation and every other step contributes its detached output from the
-  no-grad sweep. So every window's loss is the real sequence loss, and its gradient is the
+  ``[e - k2, e)``; *many-to-one* -- the sequence label applied to the head's pooling
+  (seasonal bins or mean/max) over **all** valid steps of the sequence, where the window's
+  ``k2`` steps come from the gradient computation and every other step contributes its
+  detached output from the no-grad sweep. So every window's loss is the real sequence loss, and its gradient is the
   part that flows through the window's steps.
 - The no-grad context computations (sweep and prefixes) run without dropout.
 
@@ -177,6 +177,7 @@ def tbptt_windows(
     with torch.no_grad():
         full_inputs = model.step_inputs(model.encode(x, valid, doy), valid, doy)
     bwd_out, bwd_state, last = _context_sweep(model, full_inputs, lengths, bounds)
+    phase = model.season_phase(doy)
     n_layers = model.arch.num_layers
     fstate: list[State | None] = [None] * n_layers
 
@@ -215,7 +216,7 @@ def tbptt_windows(
         if model.arch.head == "many-to-one":
             # Whole-sequence pooling: window steps with gradient, all others detached.
             out_all = torch.cat([last[:, :g], grad_in, last[:, e:]], dim=1)
-            logits = model.head_logits(out_all, valid)
+            logits = model.head_logits(out_all, valid, phase)
         else:
             logits = model.head_logits(grad_in, v)
         yield Window(start=s, grad_start=g, end=e, logits=logits, valid=v)
