@@ -110,9 +110,9 @@ class ArchConfig:
             February" differs from "green in May" before any pooling).
         pooling: Many-to-one pooling, ``"season"`` (mean + seasonal bins) or
             ``"mean-max"``; see the module docstring.
-        season_bins: Bins over the seasonal cycle (``"season"`` pooling). With
-            ``pooling``, these defaults are the training defaults (no older record has
-            season pooling).
+        season_bins: Bins over the seasonal cycle (``"season"`` pooling). This default and
+            ``season_sigma``'s are the training defaults: no record written before these
+            keys existed has season pooling.
         season_sigma: Width (standard deviation, days) of a bin's Gaussian weights.
     """
 

@@ -22,8 +22,8 @@ updates. Within a window ``[s, e)``:
   ``[e - k2, e)``; *many-to-one* -- the sequence label applied to the head's pooling
   (seasonal bins or mean/max) over **all** valid steps of the sequence, where the window's
   ``k2`` steps come from the gradient computation and every other step contributes its
-  detached output from the no-grad sweep. So every window's loss is the real sequence loss, and its gradient is the
-  part that flows through the window's steps.
+  detached output from the no-grad sweep. So every window's loss is the real sequence loss,
+  and its gradient is the part that flows through the window's steps.
 - The no-grad context computations (sweep and prefixes) run without dropout.
 
 Consequence: a window's loss has exactly zero gradient with respect to inputs outside
