@@ -95,6 +95,12 @@ def save_checkpoint(
     return Path(path)
 
 
+def _first_sentence(text: str, limit: int = 200) -> str:
+    """The first sentence of a library's error message (torch appends paragraphs of advice)."""
+    line = text.strip().split("\n", 1)[0]
+    return re.split(r"(?<=[.!?])\s", line, maxsplit=1)[0].rstrip(".")[:limit]
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint with ``weights_only=True`` and check its format.
 
@@ -120,10 +126,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             ) from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", msg)
         reason = detail.group(1) if detail else "not a torch checkpoint"
-        raise CropseqError(f"not a readable cropseq checkpoint ({reason[:200]})", path) from None
+        raise CropseqError(f"not a readable cropseq checkpoint ({_first_sentence(reason)})", path) from None
     except Exception as e:  # noqa: BLE001 - any other unpickling/zip error means "not a checkpoint"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CropseqError(f"not a readable cropseq checkpoint ({first[:200]})", path) from None
+        reason = _first_sentence(str(e)) or type(e).__name__
+        raise CropseqError(f"not a readable cropseq checkpoint ({reason})", path) from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CropseqError("not a cropseq checkpoint (missing format tag)", path)
     version = raw.get("format_version")

@@ -67,6 +67,11 @@ def test_bad_files(tmp_path) -> None:
     with pytest.raises(CropseqError, match="junk.pt") as e:
         load_checkpoint(junk)
     assert "\n" not in str(e.value)
+    cut = tmp_path / "cut.pt"  # a truncated real file: torch's message is cut to its first sentence
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, cut)
+    cut.write_bytes(cut.read_bytes()[:2000])
+    with pytest.raises(CropseqError, match=r"not a readable cropseq checkpoint \(PytorchStreamReader[^.()]*\)$"):
+        load_checkpoint(cut)
     other = tmp_path / "other.pt"
     torch.save({"state_dict": {}}, other)
     with pytest.raises(CropseqError, match="format tag"):
