@@ -14,8 +14,13 @@
 # runs only the dtwSat scene; --config KEY=VALUE still overrides single values.
 
 import os
+import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+from config_check import short_config_error
 
 min_version("9.0")
 
@@ -32,7 +37,12 @@ if not workflow.overwrite_configfiles:
         configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# A failure is one line naming the key and what is allowed there (Snakemake's own message
+# carries the whole schema).
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+except WorkflowError as e:
+    raise WorkflowError(short_config_error(e)) from None
 
 
 report: "workflow/report/workflow.rst"

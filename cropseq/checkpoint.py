@@ -8,6 +8,10 @@ Format (``docs/ARCHITECTURE.md``): a dict saved with ``torch.save``::
      "optimizer": {...},                            # optional: training state for --resume
      "rng": {...}}                                  # optional: RNG states for --resume
 
+While training runs, the state after each epoch goes to ``<model>.partial``
+(:func:`partial_path`, ``"complete": false`` in the metadata); the model's own name is written
+only when training has finished.
+
 Only tensors, strings, numbers, lists and dicts are stored, so
 ``torch.load(path, map_location="cpu", weights_only=True)`` reads it. The metadata travels as a
 JSON *string* so that loading it never depends on pickling rules for nested Python objects.
@@ -35,6 +39,8 @@ from cropseq.errors import CropseqError
 FORMAT = "cropseq-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_META = ("arch", "bands", "patch", "norm", "classes", "temporal_encoding", "head")
+#: Suffix of the resumable state of an unfinished training run (``model.pt.partial``).
+PARTIAL_SUFFIX = ".partial"
 
 
 @dataclass
@@ -95,6 +101,21 @@ def save_checkpoint(
     return Path(path)
 
 
+def partial_path(path: str | os.PathLike[str]) -> Path:
+    """Where training keeps the resumable state of an unfinished run of model ``path``.
+
+    ``model.pt`` -> ``model.pt.partial``: the model's own name appears only when training
+    has finished, so nothing mistakes a half-trained model for the delivered one.
+    """
+    path = Path(path)
+    return path.with_name(path.name + PARTIAL_SUFFIX)
+
+
+def is_complete(meta: dict[str, Any]) -> bool:
+    """Whether a checkpoint's training finished (records without the key predate it: yes)."""
+    return meta.get("complete", True) is not False
+
+
 def _first_sentence(text: str, limit: int = 200) -> str:
     """The first sentence of a library's error message (torch appends paragraphs of advice)."""
     line = text.strip().split("\n", 1)[0]
@@ -133,7 +154,12 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CropseqError("not a cropseq checkpoint (missing format tag)", path)
     version = raw.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CropseqError(
+            f"checkpoint format version {version!r} is not a valid version (a whole number >= 1; this cropseq "
+            f"reads up to {FORMAT_VERSION})", path
+        )
+    if version > FORMAT_VERSION:
         raise CropseqError(
             f"checkpoint format version {version} is newer than this cropseq supports ({FORMAT_VERSION})", path
         )
@@ -141,6 +167,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         meta = json.loads(raw["meta_json"])
     except (KeyError, TypeError, ValueError):
         raise CropseqError("checkpoint metadata (meta_json) is missing or not JSON", path) from None
+    if not isinstance(meta, dict):
+        raise CropseqError("checkpoint metadata (meta_json) is not a JSON object", path)
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise CropseqError(f"checkpoint metadata lacks {', '.join(missing)}", path)

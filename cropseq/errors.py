@@ -31,3 +31,25 @@ def require(condition: bool, message: str, path: str | PathLike[str] | None = No
     """Raise :class:`CropseqError` unless ``condition`` holds."""
     if not condition:
         raise CropseqError(message, path)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or another termination signal) received: unwinds like Ctrl-C.
+
+    Being a :class:`KeyboardInterrupt`, it runs every ``finally`` block and context
+    manager exit on the way out (temporary files are removed), and ``except Exception``
+    handlers do not swallow it.
+
+    Args:
+        signum: The signal number (exit code ``128 + signum``).
+    """
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"signal {signum}")
+
+
+class DataWarning(UserWarning):
+    """Input data that is probably wrong but still usable (a fill value without a nodata
+    tag, values on another scale than the model's training data). The CLI shows it as one
+    line ``cropseq: warning: <message>``; the Python API emits it through :mod:`warnings`."""

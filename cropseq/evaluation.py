@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from cropseq.atomic import atomic_path
+from cropseq.atomic import atomic_path, register_input
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.predictor import Predictor
@@ -287,6 +287,71 @@ def align_arrays(predictor: Predictor, arrays: SequenceArrays, where: str | None
     return x
 
 
+#: An input band whose median lies this many training standard deviations (and a factor
+#: of 10 or more) away from the training mean is on another scale.
+SCALE_SIGMAS = 20.0
+
+
+def training_norm(predictor: Predictor) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-band training mean and std of a predictor's raw inputs, when it records them.
+
+    Deep checkpoints keep them as ``norm``; RandomForest files as ``input_norm``.
+    """
+    meta = getattr(predictor, "meta", None) or {}
+    norm = meta.get("norm") or meta.get("input_norm")
+    try:
+        mean = np.asarray(norm["mean"], np.float64)
+        std = np.asarray([np.nan if v is None else v for v in norm["std"]], np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    n = len(predictor.bands)
+    return (mean, std) if mean.shape == (n,) and std.shape == (n,) else None
+
+
+def warn_if_off_scale(predictor: Predictor, values: np.ndarray, where: str | None = None) -> list[str]:
+    """Warn (:class:`~cropseq.errors.DataWarning`, one per band) about input bands on another
+    scale than the model's training data, e.g. raw digital numbers (reflectance x 10000)
+    scored against a model trained on reflectance.
+
+    Args:
+        predictor: The model (its bands, and :func:`training_norm`).
+        values: Input values with the bands on axis ``-2`` or ``2`` in the model's order:
+            ``(N, T, C, ...)`` sequences or ``(T, C, M)`` sampled cube pixels.
+        where: The input named in the warning.
+
+    Returns:
+        The warning messages (also emitted).
+    """
+    import warnings
+
+    from cropseq.errors import DataWarning
+
+    norm = training_norm(predictor)
+    if norm is None:
+        return []
+    mean, std = norm
+    v = np.asarray(values, np.float64)
+    v = np.moveaxis(v, 1 if v.ndim == 3 else 2, 0).reshape(len(predictor.bands), -1)
+    out = []
+    for b, band in enumerate(predictor.bands):
+        finite = v[b][np.isfinite(v[b])]
+        if finite.size == 0 or not np.isfinite(mean[b]):
+            continue
+        med = float(np.median(finite))
+        spread = std[b] if np.isfinite(std[b]) and std[b] > 0 else abs(mean[b]) or 1.0
+        ratio = abs(med) / max(abs(mean[b]), 1e-12)
+        if abs(med - mean[b]) > SCALE_SIGMAS * spread and (ratio >= 10 or ratio <= 0.1):
+            factor = 10 ** round(np.log10(ratio)) if ratio > 0 else 0
+            msg = (
+                f"{where + ': ' if where else ''}band {band} has values around {med:.4g} but the model was trained on "
+                f"{mean[b]:.4g} +- {std[b]:.2g}: a scale factor (x{factor:g})? set scale in stack.yaml "
+                "(e.g. scale: 0.0001 for reflectance x 10000) or rescale the table"
+            )
+            warnings.warn(msg, DataWarning, stacklevel=2)
+            out.append(msg)
+    return out
+
+
 def evaluate_samples(
     predictor: Predictor,
     arrays: SequenceArrays,
@@ -316,6 +381,8 @@ def evaluate_samples(
         raise CropseqError("no samples to score", where)
     x = align_arrays(predictor, arrays, where)
     proba = np.asarray(predictor.predict_proba(x, arrays.doy, batch_size=batch_size))
+    c = x.shape[3] // 2
+    warn_if_off_scale(predictor, x[:, :, :, c, c], where)  # after the model's own refusals
     names = predictor.classes.names
     y_pred = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
     y_true = np.asarray(arrays.labels).astype(str)
@@ -447,6 +514,7 @@ def _count_raster_pairs(
 
     if not t_path.is_file():
         raise CropseqError("truth raster not found", t_path)
+    register_input(t_path, what="truth raster")
     try:
         t_ds = rasterio.open(t_path)
     except rasterio.errors.RasterioIOError:
@@ -523,6 +591,7 @@ def score_map(
     map_path = Path(map_path)
     if not map_path.is_file():
         raise CropseqError("crop map not found", map_path)
+    register_input(map_path, what="crop map")  # outputs may not replace an input
     try:
         map_ds = rasterio.open(map_path)
     except rasterio.errors.RasterioIOError:

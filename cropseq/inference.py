@@ -85,7 +85,7 @@ from dask.base import tokenize
 
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
-from cropseq.io import read_with_halo, window_reader
+from cropseq.io import BlockWindows, WindowReader, read_with_halo, window_reader
 from cropseq.predictor import Predictor, load_predictor
 
 #: Default chunk edge in pixels (the cube contract's chunking).
@@ -279,7 +279,7 @@ def select_season(cube: xr.DataArray, start: Any = None, end: Any = None) -> xr.
             f"no dates between {start or 'the start'} and {end or 'the end'} (the stack spans {first} to {last})",
             src,
         )
-    return cube.isel(time=np.flatnonzero(keep))
+    return cube.isel(time=_index(np.flatnonzero(keep)))
 
 
 def select_bands(cube: xr.DataArray, bands: list[str]) -> xr.DataArray:
@@ -297,7 +297,16 @@ def select_bands(cube: xr.DataArray, bands: list[str]) -> xr.DataArray:
             _source(cube),
         )
     idx = [have.index(b) for b in bands]
-    return cube.isel(band=idx)
+    return cube.isel(band=_index(idx))
+
+
+def _index(idx: Any) -> slice | list[int]:
+    """A consecutive ascending index as a slice: Dask slices any number of chunks lazily,
+    while a list ("take") builds one task per chunk, unbounded for a huge scene."""
+    idx = [int(i) for i in idx]
+    if idx and idx == list(range(idx[0], idx[-1] + 1)):
+        return slice(idx[0], idx[-1] + 1)
+    return idx
 
 
 def day_of_year(cube: xr.DataArray) -> np.ndarray:
@@ -398,6 +407,20 @@ def _finish_block(probs: np.ndarray, codes: np.ndarray, want_probs: bool) -> tup
     return _class_block(probs, codes), _confidence_block(probs), (probs if want_probs else None)
 
 
+@dataclass(frozen=True)
+class DirectBlocks:
+    """Everything one chunk task needs, independent of every other chunk (picklable)."""
+
+    reader: WindowReader
+    windows: BlockWindows
+    predict: dict[str, Any]  # keyword arguments of _predict_block
+
+    def finish(self, i: int, j: int, codes: np.ndarray, want_probs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Class codes, confidence and (if wanted) probabilities of chunk ``(i, j)``."""
+        block = self.reader(*self.windows.window(i, j))
+        return _finish_block(_predict_block(block, **self.predict), codes, want_probs)
+
+
 # --------------------------------------------------------------------------- the plan
 @dataclass
 class PredictionPlan:
@@ -415,6 +438,9 @@ class PredictionPlan:
         halo: Halo in pixels (``patch // 2``).
         bands: The model's bands (the cube's order after selection).
         kind: The predictor's kind (``deep``, ``rf``...).
+        direct: For a stack opened from a manifest: each chunk as one independent task
+            (read with halo, predict, finish), so :func:`run_prediction` can submit chunks
+            a few at a time instead of building a graph of the whole scene.
     """
 
     probs: da.Array
@@ -429,6 +455,7 @@ class PredictionPlan:
     halo: int
     bands: list[str]
     kind: str = "deep"
+    direct: DirectBlocks | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -486,11 +513,24 @@ def plan_prediction(
             src,
         )
     doy = day_of_year(cube)
+    check_timeline = getattr(predictor, "check_timeline", None)
+    if callable(check_timeline):  # in the client, before any chunk runs (RandomForest: per-date features)
+        check_timeline(np.asarray(cube["time"].values), src)
 
+    from cropseq.evaluation import warn_if_off_scale
+    from cropseq.io import sample_cube
+
+    warn_if_off_scale(predictor, sample_cube(cube), src)  # a bounded sample of pixels
     ny, nx = int(cube.sizes["y"]), int(cube.sizes["x"])
     ych, xch = _axis_chunks(ny, chunk, halo), _axis_chunks(nx, chunk, halo)
-    reader = window_reader(cube) if halo else None
+    reader = window_reader(cube)
+    direct = None
     if reader is not None:
+        direct = DirectBlocks(
+            reader, BlockWindows.from_chunks(ych, xch, halo),
+            {"model": ref, "doy": doy, "halo": halo, "min_valid": min_valid, "n_classes": len(classes)},
+        )  # fmt: skip
+    if reader is not None and halo:
         # Each chunk reads its own halo: chunks do not depend on each other, so memory
         # stays flat as the scene grows (overlap would hold neighbours' reads).
         data = read_with_halo(reader, ych, xch, halo)
@@ -548,6 +588,7 @@ def plan_prediction(
         halo=halo,
         bands=bands,
         kind=str(getattr(predictor, "kind", "deep")),
+        direct=direct if core is None else None,
     )
 
 
@@ -724,14 +765,58 @@ def dask_client(
     # the recurrent batches is a fresh mmap and page-faulted in again: measured 1,339 vs
     # 1,936 px/s for the default model. The working set is bounded by the chunk size anyway.
     # (A value the user exports in the environment still wins.)
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), LocalCluster(
-        n_workers=int(workers),
-        threads_per_worker=int(threads),
-        processes=True,
-        dashboard_address=":0",  # any free port: never collides with another cluster on 8787
-        silence_logs=logging.ERROR,
-    ) as cluster, Client(cluster) as client:
-        yield client
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _workers_ignore_sigint():
+        cluster = LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=int(threads),
+            processes=True,
+            dashboard_address=":0",  # any free port: never collides with another cluster on 8787
+            silence_logs=logging.ERROR,
+        )
+    try:
+        with Client(cluster) as client:
+            yield client
+    except BaseException:
+        _close_cluster_now(cluster)
+        raise
+    cluster.close()
+
+
+@contextlib.contextmanager
+def _workers_ignore_sigint() -> Iterator[None]:
+    """Start worker processes with SIGINT ignored (inherited through the spawn).
+
+    Ctrl-C reaches every process of the terminal's process group: the workers would die
+    with a traceback each. Only this process handles it, and shuts the workers down.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _close_cluster_now(cluster: Any) -> None:
+    """Shut a LocalCluster down at once after an error or interruption.
+
+    A graceful close waits for the running chunk tasks (tens of seconds for a large chunk
+    of a deep model); their results are not wanted any more, so the worker processes are
+    killed first and the cluster's bookkeeping is closed after them.
+    """
+    import multiprocessing
+
+    pids = {getattr(nanny, "pid", None) for nanny in getattr(cluster, "workers", {}).values()}
+    for proc in multiprocessing.active_children():  # only this cluster's worker processes
+        if proc.pid in pids:
+            with contextlib.suppress(Exception):
+                proc.kill()
+    with contextlib.suppress(Exception):
+        cluster.close(timeout=2)
 
 
 def _write_task(writer: Any, row: int, col: int, probs: np.ndarray, codes: np.ndarray, want_probs: bool) -> None:
@@ -739,7 +824,96 @@ def _write_task(writer: Any, row: int, col: int, probs: np.ndarray, codes: np.nd
     writer.write_block(row, col, cls, conf, p)
 
 
+#: Chunks in flight per worker thread: enough to keep every thread busy while finished
+#: chunks are written, few enough that memory and start-up time do not grow with the scene.
+IN_FLIGHT_PER_THREAD = 2
+
+
+def _direct_write(direct: DirectBlocks, writer: Any, i: int, j: int, r: int, c: int, codes: np.ndarray, want_probs: bool) -> None:
+    writer.write_block(r, c, *direct.finish(i, j, codes, want_probs))
+
+
+def _reap(pending: set[Any]) -> set[Any]:
+    """Wait a little for chunk futures; re-raise a finished chunk's error; return the rest.
+
+    The short timeout keeps the main thread waking up: a signal (Ctrl-C, SIGTERM) that the
+    kernel delivers to a worker thread is only acted upon when the main thread runs Python.
+    """
+    import concurrent.futures as cf
+
+    done, rest = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+    for f in done:
+        f.result()
+    return rest
+
+
+def _run_threaded_direct(plan: PredictionPlan, writer: Any, threads: int, want_probs: bool) -> None:
+    """Chunks through a thread pool, at most ``IN_FLIGHT_PER_THREAD * threads`` at a time."""
+    import concurrent.futures as cf
+
+    assert plan.direct is not None
+    limit = max(1, IN_FLIGHT_PER_THREAD * threads)
+    pool = cf.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="cropseq-chunk")
+    pending: set[cf.Future[None]] = set()
+    try:
+        with _torch_threads(threads):
+            for i, j, r, c in plan.offsets():
+                while len(pending) >= limit:
+                    pending = _reap(pending)
+                pending.add(pool.submit(_direct_write, plan.direct, writer, i, j, r, c, plan.codes, want_probs))
+            while pending:
+                pending = _reap(pending)
+    except BaseException:
+        # Do not wait for the chunks being computed (seconds each): the writer's lock keeps
+        # a late block from racing its close, and the CLI ends the process after cleanup.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want_probs: bool, retries: int) -> None:
+    """Chunks on a cluster, a bounded window of them in flight (two per worker thread)."""
+    from distributed import as_completed
+
+    assert plan.direct is not None
+    threads = sum(int(w.get("nthreads", 1)) for w in client.scheduler_info().get("workers", {}).values())
+    limit = max(2, IN_FLIGHT_PER_THREAD * max(threads, 1))
+    direct = client.scatter(plan.direct, broadcast=True)  # shipped once, not with every task
+    offsets = plan.offsets()
+    pos: dict[str, tuple[int, int]] = {}
+    flying = as_completed()
+
+    def submit_next() -> bool:
+        nxt = next(offsets, None)
+        if nxt is None:
+            return False
+        i, j, r, c = nxt
+        fut = client.submit(DirectBlocks.finish, direct, i, j, plan.codes, want_probs, retries=retries, pure=False)
+        pos[fut.key] = (r, c)
+        flying.add(fut)
+        return True
+
+    try:
+        for _ in range(limit):
+            if not submit_next():
+                break
+        # Finished chunks (class + confidence: 5 bytes a pixel) are written as they arrive
+        # and released; each one frees a slot for the next chunk.
+        for fut in flying:
+            cls, conf, probs = fut.result()
+            r, c = pos.pop(fut.key)
+            writer.write_block(r, c, cls, conf, probs)
+            fut.release()
+            submit_next()
+    except BaseException:
+        client.cancel(list(flying.futures))
+        raise
+
+
 def _run_threaded(plan: PredictionPlan, writer: Any, threads: int, want_probs: bool) -> None:
+    if plan.direct is not None:
+        _run_threaded_direct(plan, writer, threads, want_probs)
+        return
     blocks = plan.probs.to_delayed()  # one optimised graph shared by all blocks
     codes = plan.codes
     write = dask.delayed(_write_task, pure=False)
@@ -753,6 +927,9 @@ def _run_threaded(plan: PredictionPlan, writer: Any, threads: int, want_probs: b
 def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want_probs: bool, retries: int) -> None:
     from distributed import as_completed
 
+    if plan.direct is not None:
+        _run_distributed_direct(client, plan, writer, want_probs, retries)
+        return
     blocks = plan.probs.to_delayed()
     codes = plan.codes
     finish = dask.delayed(_finish_block, pure=False)
@@ -774,6 +951,42 @@ def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want_probs:
     except BaseException:
         client.cancel(futures)
         raise
+
+
+#: Refuse a prediction whose uncompressed outputs exceed the free disk space this many
+#: times: compression of a crop map rarely exceeds it, so it could not finish anyway.
+MAX_COMPRESSION_HOPE = 20
+
+
+def _check_output_size(out: Path, pixels: int, confidence: bool, n_probs: int) -> None:
+    """Refuse, before any work, outputs the output folder cannot possibly hold.
+
+    A tiny file can claim a huge raster (a VRT or TIFF header of 10^6 x 10^6 px): better one
+    line now than hours of work ending in a full disk.
+    """
+    import shutil
+
+    per_px = 1 + (4 if confidence else 0) + 4 * n_probs
+    need = pixels * per_px
+    try:
+        free = shutil.disk_usage(out.parent if str(out.parent) else Path(".")).free
+    except OSError:
+        return
+    if need > MAX_COMPRESSION_HOPE * free:
+        raise CropseqError(
+            f"the outputs would take {_size(need)} uncompressed ({pixels:,} px x {per_px} bytes), over "
+            f"{MAX_COMPRESSION_HOPE} times the {_size(free)} free there; predict a smaller area "
+            "(cropseq tile, a smaller stack) or write to a larger disk",
+            out,
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1000
+    return f"{n:.1f} PB"  # pragma: no cover
 
 
 @dataclass
@@ -934,6 +1147,7 @@ def run_prediction(
         if progress is not None:
             progress(n, total)
 
+    _check_output_size(out, len(plan.x) * len(plan.y), conf_path is not None, len(plan.classes) if prob_path else 0)
     grid = Grid(width=len(plan.x), height=len(plan.y), transform=plan.transform, crs=plan.crs)
     writer = CropMapWriter(
         out, grid, plan.classes, confidence=conf_path, probabilities=prob_path, area=area_path,

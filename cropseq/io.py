@@ -16,6 +16,7 @@ values outside ``valid_range`` or not finite become NaN; the result is float32.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -34,10 +35,10 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from dask.base import tokenize
-from dask.highlevelgraph import HighLevelGraph
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from cropseq.atomic import register_input
 from cropseq.errors import CropseqError
 from cropseq.manifest import StackManifest, load_manifest
 
@@ -186,6 +187,8 @@ class _Header:
     transform: Affine
     shape: tuple[int, int]
     nodata: float | None
+    georeferenced: bool = True
+    dtype: str = "float32"
 
 
 def _gdal_message(e: BaseException) -> str:
@@ -222,7 +225,10 @@ def _header(path: Path, manifest: Path) -> _Header:
         raise CropseqError(f"cannot read raster named in {manifest.name} (empty file, 0 bytes)", path)
     try:
         with _quiet_rasterio(), rasterio.open(path) as src:
-            return _Header(path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata)
+            georef = src.transform != Affine.identity() or bool(src.gcps[0]) or src.rpcs is not None
+            return _Header(
+                path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata, georef, src.dtypes[0]
+            )
     except rasterio.errors.RasterioError as e:
         raise CropseqError(f"cannot read raster named in {manifest.name} ({_gdal_message(e)})", path) from None
     except OSError as e:  # permission denied and friends
@@ -270,16 +276,7 @@ def _build_cube(
 ) -> xr.DataArray:
     ych, xch = _spatial_chunks(shape[0], chunks), _spatial_chunks(shape[1], chunks)
     name = "open_stack-" + tokenize(reader, chunks, shape)
-    dsk: dict[Any, Any] = {}
-    r0 = 0
-    for i, h in enumerate(ych):
-        c0 = 0
-        for j, w in enumerate(xch):
-            dsk[(name, 0, 0, i, j)] = (reader, r0, c0, h, w)
-            c0 += w
-        r0 += h
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
-    arr = da.Array(graph, name, chunks=((len(times),), (len(bands),), ych, xch), dtype=np.float32)
+    arr = _lazy_blocks(reader, ych, xch, 0, (len(times), len(bands)), name)
     y, x = _coords(transform, shape)
     with _OPENED_LOCK:
         _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x)
@@ -352,22 +349,68 @@ def read_with_halo(
         halo: Pixels added on each side.
     """
     name = "read-with-halo-" + tokenize(reader, tuple(row_chunks), tuple(col_chunks), halo)
-    dsk: dict[Any, Any] = {}
-    r0 = 0
-    for i, h in enumerate(row_chunks):
-        c0 = 0
-        for j, w in enumerate(col_chunks):
-            dsk[(name, 0, 0, i, j)] = (reader, r0 - halo, c0 - halo, h + 2 * halo, w + 2 * halo)
-            c0 += w
-        r0 += h
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return _lazy_blocks(reader, row_chunks, col_chunks, halo, (reader.reader.n_time, len(reader.reader.bands)), name)
+
+
+@dataclass(frozen=True)
+class BlockWindows:
+    """Picklable: block ``(i, j)`` of a grid of chunks -> its window, grown by ``halo``.
+
+    Holds only the chunk offsets (one entry per row and per column of chunks), so its
+    size is linear in the scene's edge, never in its number of chunks.
+    """
+
+    rows: tuple[int, ...]  # offsets, one more than chunks (the last is the raster size)
+    cols: tuple[int, ...]
+    halo: int
+
+    @classmethod
+    def from_chunks(cls, row_chunks: Sequence[int], col_chunks: Sequence[int], halo: int) -> BlockWindows:
+        """From chunk sizes along each axis."""
+        return cls(
+            tuple(int(v) for v in np.concatenate([[0], np.cumsum(row_chunks)])),
+            tuple(int(v) for v in np.concatenate([[0], np.cumsum(col_chunks)])),
+            int(halo),
+        )
+
+    def window(self, i: int, j: int) -> tuple[int, int, int, int]:
+        """``(row_off, col_off, height, width)`` of block ``(i, j)`` with its halo."""
+        h = self.halo
+        r0, r1, c0, c1 = self.rows[i], self.rows[i + 1], self.cols[j], self.cols[j + 1]
+        return r0 - h, c0 - h, r1 - r0 + 2 * h, c1 - c0 + 2 * h
+
+
+@dataclass(frozen=True)
+class _BlockRead:
+    """A Dask block function: reads the window of the block it is asked for."""
+
+    reader: Any  # _StackReader or WindowReader: (row_off, col_off, height, width) -> array
+    windows: BlockWindows
+
+    def __call__(self, block_id: tuple[int, ...] | None = None) -> np.ndarray:
+        assert block_id is not None
+        return self.reader(*self.windows.window(block_id[2], block_id[3]))
+
+
+def _lazy_blocks(
+    reader: Any, row_chunks: Sequence[int], col_chunks: Sequence[int], halo: int, lead: tuple[int, int], name: str
+) -> da.Array:
+    """A ``(time, band, y, x)`` Dask array whose block ``(i, j)`` is read by ``reader``.
+
+    The graph is one Blockwise layer (materialised only for the blocks computed): its
+    size does not grow with the number of chunks, so a header claiming 10^12 pixels
+    costs no more to open than a small scene.
+    """
+    windows = BlockWindows.from_chunks(row_chunks, col_chunks, halo)
     chunks = (
-        (reader.reader.n_time,),
-        (len(reader.reader.bands),),
-        tuple(h + 2 * halo for h in row_chunks),
-        tuple(w + 2 * halo for w in col_chunks),
+        (lead[0],),
+        (lead[1],),
+        tuple(int(h) + 2 * halo for h in row_chunks),
+        tuple(int(w) + 2 * halo for w in col_chunks),
     )
-    return da.Array(graph, name, chunks=chunks, dtype=np.float32)
+    return da.map_blocks(
+        _BlockRead(reader, windows), chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32), name=name
+    )
 
 
 def is_tile_store(path: str | os.PathLike[str]) -> bool:
@@ -399,8 +442,11 @@ def open_stack(path: str | os.PathLike[str], chunks: int = 512) -> xr.DataArray:
     if not p.exists():
         raise CropseqError("stack not found", p)
     if is_tile_store(p) and not (p / "stack.yaml").is_file():
+        register_input(p, what="tile store")  # outputs may not replace an input (cropseq.atomic)
         return _open_zarr(p, chunks)
-    return _open_manifest(load_manifest(p), chunks)
+    m = load_manifest(p)
+    register_input(m.path, *m.band_files.values(), *m.files, *m.masks, what="part of the stack")
+    return _open_manifest(m, chunks)
 
 
 def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
@@ -411,6 +457,8 @@ def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
     for f in m.raster_files():
         if f not in headers:
             headers[f] = _header(f, mname)
+    for h in headers.values():
+        _assign_georeferencing(h, m)
     ref = headers[m.raster_files()[0]]
     for h in headers.values():
         _check_grid(h, ref)
@@ -443,7 +491,8 @@ def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
                 )
         for c, b in enumerate(m.bands):
             reads = tuple((str(m.files[i]), c + 1) for i in order)
-            nd = {headers[m.files[i]].nodata for i in order}
+            # NaN nodata is one value here (NaN != NaN would make every file "disagree").
+            nd = {_nodata_key(headers[m.files[i]].nodata) for i in order}
             if m.nodata.get(b) is None and len(nd) > 1:
                 raise CropseqError(f"files disagree on the nodata value ({sorted(map(str, nd))}); set nodata in the manifest", mname)
             sources.append(_band_source(m, b, reads, next(iter(nd))))
@@ -455,9 +504,78 @@ def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
             masks = tuple((str(m.masks[i]), 1) for i in order)
 
     reader = _StackReader(tuple(sources), masks, m.mask_invalid, n_t)
+    _warn_fill_values(sources, {str(f): h.dtype for f, h in headers.items()}, ref.shape, m.path)
     return _build_cube(
         reader, m.sorted_dates, list(m.bands), ref.crs, ref.transform, ref.shape, chunks, str(m.path)
     )
+
+
+def _assign_georeferencing(h: _Header, m: StackManifest) -> None:
+    """Apply the manifest's ``crs`` / ``transform``; refuse a raster without georeferencing
+    unless the manifest says how to read it (a pixel grid silently mapped to 0..W, 0..H
+    would put every output in the wrong place)."""
+    if not h.georeferenced and m.transform is None and m.crs != "none":
+        raise CropseqError(
+            f"raster has no georeferencing (no geotransform); set crs: none in {m.path.name} to read it in "
+            "pixel coordinates, or crs: EPSG:... and transform: [a, b, c, d, e, f] to assign a grid",
+            h.path,
+        )
+    if m.transform is not None:
+        h.transform = Affine(*m.transform)
+    if m.crs == "none":
+        h.crs = None
+    elif m.crs is not None:
+        try:
+            h.crs = CRS.from_user_input(m.crs)
+        except rasterio.errors.CRSError as e:
+            raise CropseqError(f"crs {m.crs!r} is not a CRS rasterio knows ({e})", m.path) from None
+
+
+#: Share of sampled pixels at an integer type's maximum/minimum that looks like a fill value.
+FILL_SHARE = 0.1
+
+
+def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], shape: tuple[int, int], mpath: Path) -> None:
+    """Warn (one :class:`~cropseq.errors.DataWarning` per band) when an integer band without
+    a nodata value holds its type's maximum or minimum in a large share of pixels: a fill
+    value (65535 in a uint16 stack's gaps) that would otherwise be classified as data.
+
+    Reads a bounded sample (:func:`sample_windows`, up to 4 dates), never the scene.
+    """
+    from cropseq.errors import DataWarning
+
+    for band in sources:
+        dtype = np.dtype(dtypes.get(band.reads[0][0], "float32"))
+        if dtype.kind not in "iu" or band.nodata is not None:
+            continue
+        picks = sorted({int(k) for k in np.linspace(0, len(band.reads) - 1, min(4, len(band.reads)))})
+        reads = tuple(band.reads[k] for k in picks)
+        try:
+            with _quiet_rasterio():
+                raw = np.concatenate(
+                    [_read_many(reads, Window(c, r, w, h)).ravel() for r, c, h, w in sample_windows(shape, 3, 32)]
+                )
+        except (CropseqError, rasterio.errors.RasterioError, OSError, ValueError):
+            continue  # reading reports its own error later, with the file named
+        info = np.iinfo(dtype)
+        for value, what in ((info.max, "maximum"), (info.min, "minimum")):
+            phys = value * band.scale + band.offset
+            if band.valid_range is not None and not band.valid_range[0] <= phys <= band.valid_range[1]:
+                continue  # already excluded as invalid
+            share = float(np.mean(raw == value)) if raw.size else 0.0
+            if share >= FILL_SHARE:
+                warnings.warn(
+                    f"{mpath}: band {band.name}: {100 * share:.0f} % of sampled pixels hold {value}, the {what} of "
+                    f"{dtype.name}, and there is no nodata value: a fill value? set nodata: {{{band.name}: {value}}} "
+                    "(or valid_range) in the manifest, else it is classified as data",
+                    DataWarning,
+                    stacklevel=4,
+                )
+
+
+def _nodata_key(value: float | None) -> float | None:
+    """A nodata value that compares equal to itself: every NaN becomes the one ``math.nan``."""
+    return math.nan if value is not None and math.isnan(value) else value
 
 
 def _band_source(m: StackManifest, band: str, reads: tuple[tuple[str, int], ...], file_nodata: float | None) -> _BandSource:
@@ -537,6 +655,44 @@ def format_time(times: np.ndarray | pd.DatetimeIndex) -> list[str]:
     return [t.isoformat() for t in idx]
 
 
+#: Above this many chunks, ``inspect`` estimates missing shares from a sample of windows.
+EXACT_SUMMARY_MAX_CHUNKS = 1024
+
+
+def sample_windows(shape: tuple[int, int], per_side: int = 4, size: int = 64) -> list[tuple[int, int, int, int]]:
+    """``(row_off, col_off, height, width)`` of a bounded, evenly spread set of windows.
+
+    The whole raster when it is small; else a ``per_side x per_side`` grid of
+    ``size``-pixel windows centred in equal cells (deterministic: the same stack always
+    gives the same sample).
+    """
+    ny, nx = int(shape[0]), int(shape[1])
+    if ny * nx <= (per_side * size) ** 2:
+        return [(0, 0, ny, nx)]
+    h, w = min(size, ny), min(size, nx)
+    rows = [int((k + 0.5) * ny / per_side - h / 2) for k in range(per_side)]
+    cols = [int((k + 0.5) * nx / per_side - w / 2) for k in range(per_side)]
+    return [(max(0, min(r, ny - h)), max(0, min(c, nx - w)), h, w) for r in rows for c in cols]
+
+
+def sample_cube(cube: xr.DataArray, per_side: int = 4, size: int = 64) -> np.ndarray:
+    """Cube values in :func:`sample_windows`: float32 ``(time, band, pixels)``.
+
+    Reads only those windows (directly from the rasters for a cube from
+    :func:`open_stack`), so the cost is bounded whatever the scene's size.
+    """
+    wins = sample_windows((cube.sizes["y"], cube.sizes["x"]), per_side, size)
+    reader = window_reader(cube)
+    parts = []
+    for r, c, h, w in wins:
+        if reader is not None:
+            block = reader(r, c, h, w)
+        else:
+            block = np.asarray(cube.isel(y=slice(r, r + h), x=slice(c, c + w)).transpose(*DIMS).values, np.float32)
+        parts.append(block.reshape(block.shape[0], block.shape[1], -1))
+    return np.concatenate(parts, axis=2)
+
+
 def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
     """What ``cropseq inspect`` prints: dates, bands, grid and missing fractions.
 
@@ -547,15 +703,25 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         A JSON-ready dict: ``source``, ``dates`` (ISO strings), ``bands``, ``crs`` (authority
         string when there is one, else WKT), ``crs_name`` (human-readable), ``crs_wkt``,
         ``resolution`` ``[xres, yres]`` (positive), ``bounds`` ``[left, bottom, right, top]``,
-        ``shape`` ``{time, band, y, x}``, ``missing_fraction`` ``{band: fraction of NaN}``
-        (computed with Dask, chunk by chunk).
+        ``shape`` ``{time, band, y, x}``, ``missing_fraction`` ``{band: fraction of NaN}``,
+        ``missing_sampled_px``: None when the fractions count every pixel (up to
+        :data:`EXACT_SUMMARY_MAX_CHUNKS` chunks), else the pixels of the bounded sample
+        (:func:`sample_cube`) they were estimated from. Either way the cost is bounded:
+        no per-chunk graph is built for a large scene.
     """
     crs = cube_crs(cube)
     t = cube.rio.transform()
     h, w = cube.sizes["y"], cube.sizes["x"]
     left, top = t.c, t.f
     right, bottom = t.c + w * t.a, t.f + h * t.e
-    missing = cube.isnull().mean(dim=("time", "y", "x")).compute()
+    n_chunks = int(np.prod(cube.data.numblocks)) if isinstance(cube.data, da.Array) else 1
+    if n_chunks <= EXACT_SUMMARY_MAX_CHUNKS:
+        missing = cube.isnull().mean(dim=("time", "y", "x")).compute().values
+        sampled = None
+    else:
+        values = sample_cube(cube)
+        missing = np.isnan(values).mean(axis=(0, 2))
+        sampled = int(values.shape[2])
     epsg = crs.to_epsg() if crs is not None else None
     return {
         "source": cube.attrs.get("source"),
@@ -567,6 +733,7 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         "resolution": [abs(float(t.a)), abs(float(t.e))],
         "bounds": [float(min(left, right)), float(min(bottom, top)), float(max(left, right)), float(max(bottom, top))],
         "shape": {"time": cube.sizes["time"], "band": cube.sizes["band"], "y": h, "x": w},
-        "missing_fraction": {str(b): float(v) for b, v in zip(cube["band"].values, missing.values, strict=True)},
+        "missing_fraction": {str(b): float(v) for b, v in zip(cube["band"].values, missing, strict=True)},
+        "missing_sampled_px": sampled,
     }
 

@@ -9,6 +9,12 @@
   in the stack CRS) columns, a class column, and optional ``from``/``to`` validity dates
   (a point labelled for one season, ``[from, to)``) — like dtwSat's ``samples.csv``.
 
+The class table (codes, names, colours) is, in this order: the one given; the labels' own
+table — ``<labels stem>.classes.yaml`` or ``classes.yaml`` beside the labels file (as
+``cropseq simulate`` writes), else ``code`` (and optional ``color``) columns of the file; else
+derived from the class names (sorted, codes 1..K). The samples table stores it, so codes and
+colours follow the labels however the model is trained.
+
 Each feature gets a ``sample_id`` = its 0-based row (feature) number in the file, so that
 published splits map one to one, and a ``group``: the ``id_column`` value when given, else
 the row number (extraction replaces a point's group by its pixel, see
@@ -25,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cropseq.atomic import register_input
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
@@ -43,12 +50,15 @@ class LabelSet:
         classes: The class table (given, or derived from the labels' names).
         path: The file read.
         id_column: The column the groups came from (None: groups are row numbers).
+        classes_source: Where the class table came from: a YAML path, ``"column 'code'"``,
+            ``"given"``, or None when it was derived from the class names.
     """
 
     features: Any  # geopandas.GeoDataFrame (typed loosely: geopandas is imported lazily)
     classes: ClassTable
     path: Path
     id_column: str | None = None
+    classes_source: str | None = None
 
     @property
     def n(self) -> int:
@@ -203,6 +213,51 @@ def _read_vector(path: Path, class_column: str) -> Any:
     return out, pd.DataFrame(gdf.drop(columns="geometry"))
 
 
+def own_class_table_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Class-table files that belong to a labels file: ``<stem>.classes.yaml``, then
+    ``classes.yaml`` in its folder (the first that exists is used)."""
+    p = Path(path)
+    return [p.with_name(f"{p.stem}.classes.yaml"), p.with_name("classes.yaml")]
+
+
+def _code_column_table(table: pd.DataFrame, labels: pd.Series, class_column: str, where: Path) -> ClassTable | None:
+    """A class table from ``code`` (and optional ``color``/``colour``) columns, or None."""
+    cols = list(map(str, table.columns))
+    code_col = _find_column(cols, "code")
+    if code_col is None or code_col == _find_column(cols, class_column):
+        return None
+    codes = pd.to_numeric(table[code_col], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    bad = ~np.isfinite(codes) | (codes % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise CropseqError(f"row {i}: class code {_show(table[code_col].iloc[i])} in column {code_col!r} is not an integer", where)
+    colour_col = _find_column(cols, "color") or _find_column(cols, "colour")
+    pairs = pd.DataFrame({"name": labels.to_numpy(), "code": codes.astype(np.int64)})
+    if colour_col is not None:
+        pairs["color"] = table[colour_col].to_numpy()
+    for key, other in (("name", "code"), ("code", "name")):
+        n = pairs.groupby(key)[other].nunique()
+        if (n > 1).any():
+            k = n[n > 1].index[0]
+            raise CropseqError(f"{key} {k!r} has more than one {other} in columns {class_column!r}/{code_col!r}", where)
+    first = pairs.drop_duplicates("name").sort_values("code")
+    records = [{k: v for k, v in r.items() if not (k == "color" and pd.isna(v))} for r in first.to_dict("records")]
+    return ClassTable.from_records(records, str(where))
+
+
+def _labels_class_table(
+    path: Path, table: pd.DataFrame, labels: pd.Series, class_column: str
+) -> tuple[ClassTable | None, str | None]:
+    """The labels' own class table and where it came from (see the module docstring)."""
+    for candidate in own_class_table_files(path):
+        if candidate.is_file():
+            return ClassTable.from_yaml(candidate), str(candidate)
+    from_column = _code_column_table(table, labels, class_column, path)
+    if from_column is not None:
+        return from_column, "column 'code'"
+    return None, None
+
+
 def read_labels(
     path: str | os.PathLike[str],
     crs: Any,
@@ -219,8 +274,10 @@ def read_labels(
         class_column: Column holding the class names (case-insensitive match).
         id_column: Column holding a field/parcel id, used as the sample ``group`` (default:
             the feature's row number).
-        classes: A class table; labels it does not know are an error. Default: derived from
-            the label names (``ClassTable.from_names``: sorted, codes 1..K).
+        classes: A class table; labels it does not know are an error. Default: the labels'
+            own table (``<stem>.classes.yaml`` or ``classes.yaml`` beside the file, or
+            ``code``/``color`` columns), else derived from the label names
+            (``ClassTable.from_names``: sorted, codes 1..K).
 
     Returns:
         A :class:`LabelSet`.
@@ -234,12 +291,16 @@ def read_labels(
     path = Path(path)
     if not path.exists():
         raise CropseqError("labels file not found", path)
+    register_input(path, what="labels file")  # outputs may not replace an input
     if path.suffix.lower() in (".csv", ".txt"):
         gdf, table = _read_csv_points(path, crs, class_column)
     else:
         gdf, table = _read_vector(path, class_column)
     if len(gdf) == 0:
         raise CropseqError("labels file holds no features", path)
+    source: str | None = "given"
+    if classes is None:
+        classes, source = _labels_class_table(path, table, gdf["label"], class_column)
 
     if id_column is not None:
         col = _find_column(list(map(str, table.columns)), id_column)
@@ -272,8 +333,9 @@ def read_labels(
     else:
         unknown = [n for n in names if n not in classes.names]
         if unknown:
+            origin = "" if source in (None, "given") else f" of {source}; pass --classes to use another"
             raise CropseqError(
-                f"unknown class(es) {', '.join(map(repr, unknown))} not in the class table "
+                f"unknown class(es) {', '.join(map(repr, unknown))} not in the class table{origin} "
                 f"(known: {', '.join(classes.names)})",
                 path,
             )
@@ -282,4 +344,4 @@ def read_labels(
         geometry=gdf.geometry.reset_index(drop=True),
         crs=gdf.crs,
     )
-    return LabelSet(features=feats, classes=classes, path=path, id_column=id_column)
+    return LabelSet(features=feats, classes=classes, path=path, id_column=id_column, classes_source=source)

@@ -22,6 +22,11 @@ Resolution rules (beyond ARCHITECTURE.md, which they refine):
   order.
 - ``valid_range`` is applied after ``scale``/``offset`` (physical units); a single
   ``[lo, hi]`` applies to every band.
+- ``crs`` / ``transform`` assign georeferencing (like ``gdal_translate -a_srs/-a_ullr``):
+  ``crs: none`` reads rasters without georeferencing in pixel coordinates; ``crs: EPSG:32633``
+  plus ``transform: [a, b, c, d, e, f]`` (the affine ``x = a*col + b*row + c``,
+  ``y = d*col + e*row + f``) gives them a grid. Without them a raster lacking georeferencing
+  is an error.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from cropseq.errors import CropseqError
 MANIFEST_NAME = "stack.yaml"
 _KEYS = {
     "layout", "bands", "dates", "files", "date_pattern", "masks", "mask_invalid",
-    "nodata", "valid_range", "scale", "offset",
+    "nodata", "valid_range", "scale", "offset", "crs", "transform",
 }  # fmt: skip
 _GENERIC_DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2}|\d{8})(?!\d)")
 
@@ -69,6 +74,9 @@ class StackManifest:
         scale: band -> scale factor (default 1).
         offset: band -> offset (default 0).
         dates_source: Where the dates came from (named in errors).
+        crs: CRS to assign (any string rasterio reads, e.g. ``EPSG:32633``), ``"none"`` to
+            accept rasters without georeferencing, or None (use the files').
+        transform: Affine ``(a, b, c, d, e, f)`` to assign, or None (use the files').
     """
 
     path: Path
@@ -84,6 +92,8 @@ class StackManifest:
     scale: dict[str, float] = field(default_factory=dict)
     offset: dict[str, float] = field(default_factory=dict)
     dates_source: str = ""
+    crs: str | None = None
+    transform: tuple[float, float, float, float, float, float] | None = None
 
     @property
     def root(self) -> Path:
@@ -384,7 +394,26 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         scale={b: float(v) for b, v in _per_band_values(data.get("scale"), "scale", bands, mpath, 1.0).items()},  # type: ignore[arg-type]
         offset={b: float(v) for b, v in _per_band_values(data.get("offset"), "offset", bands, mpath, 0.0).items()},  # type: ignore[arg-type]
         dates_source=source,
+        **_georeferencing(data, mpath),
     )
+
+
+def _georeferencing(data: dict[str, Any], mpath: Path) -> dict[str, Any]:
+    """The ``crs`` / ``transform`` keys, checked (the CRS string is parsed by the reader)."""
+    crs, transform = data.get("crs"), data.get("transform")
+    if crs is not None:
+        if not isinstance(crs, str) or not crs.strip():
+            raise CropseqError(f"crs must be a CRS string (EPSG:32633) or 'none', not {crs!r}", mpath)
+        crs = "none" if crs.strip().lower() == "none" else crs.strip()
+    if transform is not None:
+        if not isinstance(transform, list) or len(transform) != 6:
+            raise CropseqError(f"transform must be a list [a, b, c, d, e, f], not {transform!r}", mpath)
+        transform = tuple(_number(v, f"transform[{i}]", mpath) for i, v in enumerate(transform))
+        if transform[0] * transform[4] - transform[1] * transform[3] == 0:
+            raise CropseqError(f"transform {list(transform)} is degenerate (zero pixel size)", mpath)
+        if crs == "none":
+            raise CropseqError("crs: none and a transform contradict each other (give the transform's CRS)", mpath)
+    return {"crs": crs, "transform": transform}
 
 
 def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestamp], str]:

@@ -41,7 +41,6 @@ import json
 import math
 import os
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from cropseq.atomic import atomic_path, check_writable
+from cropseq.atomic import atomic_path, check_writable, no_space_error, register_input, temp_sibling
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 
@@ -69,6 +68,39 @@ AUTHALIC_RADIUS_M = 6_371_007.2
 # GDAL must not leave .aux.xml sidecars beside temporary names (they would survive the
 # rename under the wrong name); everything we need fits in the TIFF itself.
 _GDAL_ENV = {"GDAL_PAM_ENABLED": "NO", "GDAL_NUM_THREADS": "2"}
+
+
+_LIBTIFF_QUIET = False
+
+
+def quiet_libtiff() -> None:
+    """Stop libtiff's default error handler from printing raw lines on stderr.
+
+    GDAL routes most libtiff errors into its own error handling (and rasterio turns them
+    into exceptions), but libtiff's file I/O callbacks report through the global default
+    handler, which prints e.g. ``_tiffWriteProc: No space left on device.`` once per failed
+    write straight to the terminal. The same failure is raised as an exception anyway, so
+    the global handler is unset (once, for the libtiff GDAL loaded; Linux only, else a no-op).
+    """
+    global _LIBTIFF_QUIET
+    if _LIBTIFF_QUIET:
+        return
+    _LIBTIFF_QUIET = True
+    import ctypes
+
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            libs = {line.split()[-1] for line in f if "/libtiff" in line and ".so" in line}
+    except OSError:
+        return
+    for lib in libs:
+        try:
+            tiff = ctypes.CDLL(lib, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_GLOBAL)
+            tiff.TIFFSetErrorHandler.restype = ctypes.c_void_p
+            tiff.TIFFSetErrorHandler.argtypes = [ctypes.c_void_p]
+            tiff.TIFFSetErrorHandler(None)
+        except (OSError, AttributeError):
+            continue
 
 
 # --------------------------------------------------------------------------- paths
@@ -113,6 +145,7 @@ def read_class_table(map_path: str | os.PathLike[str]) -> ClassTable:
     path = Path(map_path)
     if not path.is_file():
         raise CropseqError("crop map not found", path)
+    register_input(path, what="crop map")
     try:
         with rasterio.open(path) as src:
             raw = src.tags().get(CLASSES_TAG)
@@ -256,6 +289,7 @@ def write_area_csv(path: str | os.PathLike[str], stats: AreaStats) -> Path:
 def area_stats(map_path: str | os.PathLike[str], classes: ClassTable | None = None) -> AreaStats:
     """Per-class areas of an existing crop map, read block by block."""
     path = Path(map_path)
+    register_input(path, what="crop map")
     classes = classes or read_class_table(path)
     with rasterio.open(path) as src:
         area = _PixelArea(src.transform, src.crs)
@@ -302,6 +336,7 @@ def to_cog(
     }
     if not categorical:
         opts["PREDICTOR"] = "YES"  # floating-point predictor: much smaller float rasters
+    quiet_libtiff()
     with rasterio.Env(**_GDAL_ENV):
         rasterio.shutil.copy(str(src), str(dst), driver="COG", **opts)
 
@@ -377,11 +412,13 @@ class CropMapWriter:
             "area": None if area is None else Path(area),
             "qml": None if qml is None else Path(qml),
         }
+        for p in self.paths.values():
+            if p is not None:
+                # Before any compute: missing or read-only folder, symlink loop, an input.
+                check_writable(p)
         finals = [p.resolve() for p in self.paths.values() if p is not None]
         if len(set(finals)) != len(finals):
             raise CropseqError("two outputs share one path", self.paths["map"])
-        for p in finals:
-            check_writable(p)  # fail before any compute: missing or read-only folder
         if grid.width <= 0 or grid.height <= 0:
             raise CropseqError(f"empty output grid ({grid.width} x {grid.height} px)", self.paths["map"])
         self._area = _PixelArea(grid.transform, grid.crs)
@@ -394,26 +431,37 @@ class CropMapWriter:
 
     # -- lifecycle
     def __enter__(self) -> CropMapWriter:
+        quiet_libtiff()
         try:
             self._open_parts()
-        except BaseException:
-            self._close(remove=True)
+        except BaseException as e:
+            self._fail(e)
             raise
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None:
-            self._close(remove=True)
+        if exc is not None:
+            self._fail(exc)
             return
         try:
             self._close(remove=False)
             self.result = self._finish()
+        except BaseException as e:
+            self._fail(e)
+            raise
         finally:
             self._remove_parts()
 
+    def _fail(self, exc: BaseException) -> None:
+        """Remove every part file; a full disk becomes one :class:`CropseqError`."""
+        full = no_space_error(exc, self.paths["map"])  # type: ignore[arg-type]
+        self._close(remove=True, check=False)
+        if full is not None:
+            raise full from None
+
     def _part_path(self, final: Path) -> Path:
         # Hidden, unique, same folder (same filesystem: no cross-device copies).
-        return final.with_name(f".{final.stem}.part-{uuid.uuid4().hex[:8]}.tif")
+        return temp_sibling(final, "part", ".tif")
 
     def _open_parts(self) -> None:
         g = self.grid
@@ -454,13 +502,22 @@ class CropMapWriter:
                     ds.update_tags(i, CLASS_CODE=str(c.code))
                 ds.update_tags(**dataset_tags)
 
-    def _close(self, remove: bool) -> None:
-        for ds in self._ds.values():
-            with contextlib.suppress(Exception):
-                ds.close()
+    def _close(self, remove: bool, check: bool = True) -> None:
+        # Closing flushes GDAL's block cache: on the success path a failed flush (disk full)
+        # must surface, not leave a truncated part to be converted.
+        errors: list[Exception] = []
+        # Under the write lock: after an interruption a worker thread may still be writing.
+        with self._lock, rasterio.Env(**_GDAL_ENV):
+            for ds in self._ds.values():
+                try:
+                    ds.close()
+                except Exception as e:  # noqa: BLE001 - close every dataset, re-raise the first
+                    errors.append(e)
         self._ds.clear()
         if remove:
             self._remove_parts()
+        if check and errors:
+            raise errors[0]
 
     def _remove_parts(self) -> None:
         for p in self._parts.values():
@@ -489,6 +546,8 @@ class CropMapWriter:
         h, w = cls.shape
         win = Window(col_off, row_off, w, h)
         with self._lock:
+            if not self._ds:
+                raise RuntimeError("the crop map writer is closed")  # a chunk finishing after an interruption
             self._ds["map"].write(cls, 1, window=win)
             if "confidence" in self._ds:
                 if confidence is None:
@@ -583,6 +642,7 @@ class _TileInfo:
 
 def _tile_layout(paths: list[Path]) -> tuple[list[_TileInfo], Grid, dict[str, Any]]:
     """Place tiles on a common grid; check CRS, pixel size, alignment, bands, no overlap."""
+    register_input(*paths, what="tile map")
     try:
         first_ctx = rasterio.open(paths[0])
     except rasterio.errors.RasterioIOError as e:
@@ -623,6 +683,23 @@ def _tile_layout(paths: list[Path]) -> tuple[list[_TileInfo], Grid, dict[str, An
     return tiles, grid, ref
 
 
+def partition_tile_rasters(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], list[Path]]:
+    """Split ``mosaic`` inputs into crop-map tiles and the confidence rasters among them.
+
+    ``cropseq predict`` writes ``STEM.confidence.tif`` beside each tile map ``STEM.tif``, so a
+    glob such as ``tiles_maps/*.tif`` catches both. An input is a confidence raster when it
+    is the confidence sidecar of another input (matched by path, so a tile named
+    ``x.confidence.tif`` on its own is mosaicked like any raster).
+
+    Returns:
+        ``(maps, confidences)``, each in input order.
+    """
+    given = [Path(p) for p in paths]
+    sidecars = {sidecar_paths(p)["confidence"].resolve() for p in given}
+    is_conf = [p.resolve() in sidecars for p in given]
+    return [p for p, c in zip(given, is_conf) if not c], [p for p, c in zip(given, is_conf) if c]
+
+
 def mosaic_maps(
     tile_maps: Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
@@ -638,12 +715,17 @@ def mosaic_maps(
     names and QML; float rasters (confidence or probabilities tiles) give a float COG with
     NaN nodata and the first tile's band descriptions. Tiles are copied block by block into
     the union of their extents (pixels no tile covers are nodata): memory is one block.
+    Confidence sidecars among ``tile_maps`` (``predict``'s ``STEM.confidence.tif`` beside a
+    listed ``STEM.tif``, as a ``*.tif`` glob catches them; see :func:`partition_tile_rasters`)
+    are not tiles of the map: they are mosaicked into the confidence COG.
 
     Args:
-        tile_maps: Per-tile crop maps (or per-tile confidence/probability rasters).
+        tile_maps: Per-tile crop maps, optionally with their confidence sidecars (or only
+            per-tile confidence/probability rasters).
         out: The mosaic COG.
         confidence: Crop maps only. A path (or ``True`` for ``OUT_STEM.confidence.tif``):
-            also mosaic every tile's ``STEM.confidence.tif`` sidecar; None: don't.
+            also mosaic every tile's ``STEM.confidence.tif`` sidecar; None: do so (into
+            ``OUT_STEM.confidence.tif``) when ``tile_maps`` lists the sidecars; False: don't.
         area: Crop maps only. A path (or ``True`` for ``OUT_STEM.area.csv``): write the
             per-class area table; None: don't.
         qml: Crop maps only. ``True`` (default): ``OUT_STEM.qml``; a path; or None.
@@ -656,10 +738,12 @@ def mosaic_maps(
     """
     if not tile_maps:
         raise CropseqError("no tile maps to mosaic", out)
-    paths = [Path(p) for p in tile_maps]
-    for p in paths:
+    for p in map(Path, tile_maps):
         if not p.is_file():
             raise CropseqError("tile map not found", p)
+    paths, listed_confidences = partition_tile_rasters(tile_maps)
+    if listed_confidences and confidence is None:
+        confidence = True
     check_writable(out)
     tiles, grid, ref = _tile_layout(paths)
     if ref["dtype"] != "uint8":
@@ -695,7 +779,8 @@ def mosaic_maps(
 
 def _mosaic_continuous(tiles: list[_TileInfo], grid: Grid, ref: dict[str, Any], out: Path, on_block: Any) -> WrittenOutputs:
     """Mosaic float rasters (confidence, probabilities) into a float32 COG, NaN nodata."""
-    part = out.with_name(f".{out.stem}.part-{uuid.uuid4().hex[:8]}.tif")
+    part = temp_sibling(out, "part", ".tif")
+    quiet_libtiff()
     try:
         with rasterio.Env(**_GDAL_ENV):
             with rasterio.open(tiles[0].path) as first:
@@ -725,9 +810,14 @@ def _mosaic_continuous(tiles: list[_TileInfo], grid: Grid, ref: dict[str, Any], 
                                 on_block()
         with atomic_path(out) as tmp:
             to_cog(part, tmp, categorical=False)
+    except Exception as e:
+        full = no_space_error(e, out)
+        part.unlink(missing_ok=True)
+        if full is not None:
+            raise full from None
+        raise
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            part.unlink()
+        part.unlink(missing_ok=True)
     return WrittenOutputs(map=out, blocks=0)
 
 

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from cropseq.atomic import register_input
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
@@ -64,22 +65,53 @@ class Predictor(Protocol):
         ...
 
 
-def load_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+def missing_model_error(path: str | os.PathLike[str]) -> CropseqError:
+    """"model file not found", pointing at an unfinished run's ``.partial`` file when there is one."""
+    from cropseq.checkpoint import partial_path
+
+    partial = partial_path(path)
+    if partial.is_file():
+        return CropseqError(
+            f"model file not found: its training is unfinished ({partial.name} holds the last epoch); finish it "
+            f"with `cropseq train ... --resume`, or pass --model {partial} --allow-incomplete to use it as it is",
+            path,
+        )
+    return CropseqError("model file not found", path)
+
+
+def load_predictor(path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False) -> Predictor:
     """Load a trained model file as a :class:`Predictor`.
 
     ``*.skops`` files are RandomForest baselines; anything else is a deep-model checkpoint.
     Neither path executes pickled code.
 
+    Args:
+        path: The model file.
+        device: ``auto``, ``cpu`` or ``cuda`` (deep models).
+        allow_incomplete: Accept the checkpoint of an unfinished training run
+            (``model.pt.partial``); refused by default.
+
     Raises:
-        CropseqError: if the file is missing or is not a cropseq model.
+        CropseqError: if the file is missing, is not a cropseq model, or is unfinished
+            (unless allowed).
     """
     path = Path(path)
     if not path.is_file():
-        raise CropseqError("model file not found", path)
+        raise missing_model_error(path)
+    register_input(path, what="model")  # outputs may not replace an input (cropseq.atomic)
     if path.suffix == ".skops":
         from cropseq.baseline import RandomForestPredictor
 
         return RandomForestPredictor.load(path)
     from cropseq.models.predictor import DeepPredictor
 
-    return DeepPredictor.load(path, device=device)
+    return DeepPredictor.load(path, device=device, allow_incomplete=allow_incomplete)
+
+
+def load_incomplete_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+    """:func:`load_predictor` that accepts unfinished runs (``--allow-incomplete``).
+
+    A module-level function so that it can serve as the picklable ``loader`` of
+    :func:`cropseq.inference.run_prediction` on distributed workers.
+    """
+    return load_predictor(path, device=device, allow_incomplete=True)

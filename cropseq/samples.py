@@ -12,6 +12,10 @@ CSV or Parquet. This module owns its rules:
 - **Patch columns**: ``{band}@r{i}c{j}`` for a square odd patch ``p`` (all ``i, j`` in
   ``0..p-1`` for every band), holding the patch around the centre pixel.
 - **One label per sample**; **no duplicate** ``(sample_id, date)`` or ``(sample_id, t)``.
+- **Class table** (codes, names, colours): stored with the table — in the Parquet schema
+  metadata (key :data:`CLASSES_METADATA_KEY`), or for CSV in the sidecar
+  ``<stem>.classes.yaml`` — so a model trained on the table maps each class to the same code
+  and colour however the table was made (:func:`write_samples`, :func:`read_samples_classes`).
 - **Ragged sequences**: samples may have different numbers of steps (real stacks and seasons
   differ; :func:`table_to_arrays` pads them). What is an error ("ragged" in the messages) is a
   sample whose ``t`` values are not exactly ``0..n-1`` (a gap or a step that does not start at 0),
@@ -20,6 +24,7 @@ CSV or Parquet. This module owns its rules:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -30,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from cropseq.atomic import atomic_path
+from cropseq.atomic import atomic_path, register_input
+from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.sequences import SequenceArrays
 
@@ -41,6 +47,9 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in rasterio/xarray/g
 
 #: Column names that are never bands.
 RESERVED: frozenset[str] = frozenset({"sample_id", "label", "date", "t", "group", "x", "y", "row", "col", "doy"})
+
+#: Parquet schema-metadata key holding the class table (JSON records ``[{code, name, color}]``).
+CLASSES_METADATA_KEY = b"cropseq.classes"
 
 _PATCH_RE = re.compile(r"^(?P<band>.+)@r(?P<i>\d+)c(?P<j>\d+)$")
 _CSV_SUFFIXES = {".csv"}
@@ -298,6 +307,7 @@ def read_samples(path: str | os.PathLike[str], *, require_label: bool = True) ->
     fmt = table_format(path)
     if not path.is_file():
         raise CropseqError("samples table not found", path)
+    register_input(path, what="samples table")  # outputs may not replace an input
     try:
         if fmt == "csv":
             # Keep ids and dates as text: '001' groups and ISO dates must survive unchanged.
@@ -312,30 +322,109 @@ def read_samples(path: str | os.PathLike[str], *, require_label: bool = True) ->
     return _normalise(df)
 
 
-def write_samples(df: pd.DataFrame, path: str | os.PathLike[str], *, require_label: bool = True) -> Path:
+def classes_sidecar(path: str | os.PathLike[str]) -> Path:
+    """``DIR/STEM.classes.yaml``: where a CSV samples table keeps its class table."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.classes.yaml")
+
+
+def _check_table_classes(df: pd.DataFrame, classes: ClassTable, where: Path) -> None:
+    """Every label of ``df`` must be a class of ``classes``."""
+    if "label" not in df.columns:
+        return
+    unknown = sorted(set(df["label"].astype(str)) - set(classes.names))
+    if unknown:
+        raise CropseqError(
+            f"label(s) {', '.join(map(repr, unknown))} not in the class table (classes: {', '.join(classes.names)})", where
+        )
+
+
+def write_samples(
+    df: pd.DataFrame,
+    path: str | os.PathLike[str],
+    *,
+    require_label: bool = True,
+    classes: ClassTable | None = None,
+) -> Path:
     """Validate and write a samples table atomically (CSV or Parquet by suffix).
 
     Args:
         df: The table (not modified).
         path: Output ``*.csv`` or ``*.parquet``.
         require_label: Whether a ``label`` column is required.
+        classes: The class table to store with the table: in the Parquet schema metadata, or
+            for CSV in ``<stem>.classes.yaml`` (see :func:`read_samples_classes`). None: no
+            table is stored (and a CSV's stale sidecar is removed).
 
     Returns:
         The output path.
 
     Raises:
-        CropseqError: unknown suffix, unwritable folder, or an invalid table.
+        CropseqError: unknown suffix, unwritable folder, an invalid table, or labels that
+            ``classes`` does not know.
     """
     path = Path(path)
     fmt = table_format(path)
     validate_samples(df, path, require_label=require_label)
+    if classes is not None:
+        _check_table_classes(df, classes, path)
     out = _normalise(df)
     with atomic_path(path) as tmp:
         if fmt == "csv":
             out.to_csv(tmp, index=False)
         else:
-            out.to_parquet(tmp, index=False)
+            _write_parquet(out, tmp, classes)
+    if fmt == "csv":
+        sidecar = classes_sidecar(path)
+        if classes is not None:
+            with atomic_path(sidecar) as tmp:
+                classes.to_yaml(tmp)
+        else:  # a sidecar left from an earlier table of that name would describe another table
+            sidecar.unlink(missing_ok=True)
     return path
+
+
+def _write_parquet(df: pd.DataFrame, path: Path, classes: ClassTable | None) -> None:
+    """``df.to_parquet`` plus the class table in the schema metadata."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if classes is not None:
+        meta = {**(table.schema.metadata or {}), CLASSES_METADATA_KEY: json.dumps(classes.to_records()).encode()}
+        table = table.replace_schema_metadata(meta)
+    pq.write_table(table, path)
+
+
+def read_samples_classes(path: str | os.PathLike[str]) -> ClassTable | None:
+    """The class table stored with a samples table, or None when it has none.
+
+    Parquet tables keep it in their schema metadata, CSV tables in ``<stem>.classes.yaml``
+    beside them (written by :func:`write_samples`, hence by ``cropseq samples`` and ``split``).
+
+    Raises:
+        CropseqError: an unreadable file or a damaged class table.
+    """
+    path = Path(path)
+    if table_format(path) == "csv":
+        sidecar = classes_sidecar(path)
+        return ClassTable.from_yaml(sidecar) if sidecar.is_file() else None
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception as e:  # pyarrow raises its own error types for corrupt Parquet
+        raise CropseqError(f"cannot read samples table ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
+    raw = meta.get(CLASSES_METADATA_KEY)
+    if raw is None:
+        return None
+    try:
+        records = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CropseqError(f"damaged class table in the Parquet metadata ({e})", path) from None
+    if not isinstance(records, list):
+        raise CropseqError("damaged class table in the Parquet metadata (not a list of classes)", path)
+    return ClassTable.from_records(records, str(path))
 
 
 # --------------------------------------------------------------------------------------
@@ -461,6 +550,12 @@ class ExtractionReport:
     no_dates: list[int] = field(default_factory=list)
     skipped_bands: list[str] = field(default_factory=list)
     patch: int = 1
+
+    def recount(self, df: pd.DataFrame) -> None:
+        """Set the sample and observation counts to those of ``df`` (the table written,
+        e.g. after :func:`cap_per_group`), so the summary reports what the file holds."""
+        self.n_samples = int(df["sample_id"].nunique())
+        self.n_observations = len(df)
 
     def summary(self) -> str:
         """One line: samples, observations, classes, skipped features."""

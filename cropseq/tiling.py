@@ -26,7 +26,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 
-from cropseq.atomic import atomic_path
+from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
 from cropseq.io import CUBE_NAME, DIMS, cube_crs
 
@@ -278,8 +278,7 @@ def tile_stack(
         raise CropseqError("output exists and is not a folder", out)
     tiles = make_tiles(cube, size, halo)
     if not out.exists():
-        if not out.parent.is_dir():
-            raise CropseqError(f"output folder {out.parent} does not exist", out)
+        check_writable(out)  # missing or read-only parent, a symlink loop, one of the inputs
         out.mkdir()
     entries = []
     for t in tiles:

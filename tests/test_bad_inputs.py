@@ -628,7 +628,8 @@ def test_mixed_utc_offsets_and_inf_values_in_a_table(tmp_path: Path, models: dic
     assert str(arr.dates[0, 0]) == "2021-03-01"
     res = run_cli(["train", "--samples", table, "--out", tmp_path / "m.skops", "--arch", "rf"])
     assert res.rc == 0, res
-    res = run_cli(["evaluate", "--model", models["rf"], "--samples", table, "--out", tmp_path / "e.json"])
+    # The forest just trained on this table (the session's forest has another timeline).
+    res = run_cli(["evaluate", "--model", tmp_path / "m.skops", "--samples", table, "--out", tmp_path / "e.json"])
     assert res.rc == 0, res
 
 
@@ -647,6 +648,8 @@ def test_ragged_lengths_with_dates_are_legal(tmp_path: Path, models: dict[str, P
     table = _table(tmp_path, df)
     for cmd in ("train-rf", "evaluate", "split"):
         argv, outs = _table_commands(table, tmp_path, models)[cmd]
+        if cmd == "evaluate":  # the forest trained on this table: the session's has other dates
+            argv[2] = tmp_path / "out" / "m.skops"
         res = run_cli(argv)
         assert res.rc == 0, res
         assert outs[0].is_file(), res
@@ -659,6 +662,8 @@ def test_all_nan_sample_trains(tmp_path: Path, models: dict[str, Path]) -> None:
     table = _table(tmp_path, df)
     for cmd in ("train-rf", "train-deep", "evaluate"):
         argv, outs = _table_commands(table, tmp_path, models)[cmd]
+        if cmd == "evaluate":  # the forest trained on this table: the session's has other dates
+            argv[2] = tmp_path / "out" / "m.skops"
         res = run_cli(argv)
         assert res.rc == 0, res
         assert outs[0].is_file()
@@ -950,3 +955,108 @@ def test_console_one_line_no_traceback_no_warning(tmp_path: Path, models: dict[s
         assert proc.returncode == 2 and len(lines) == 1, (argv, proc.stderr)
         assert lines[0].startswith("cropseq") and needle in lines[0], (argv, proc.stderr)
     assert not (tmp_path / "s.csv").exists() and not (tmp_path / "m.pt").exists()
+
+
+# ======================================================================================
+# 10. outputs that are symlink loops or one of the command's own inputs (issue 12, items 4, 5)
+
+
+@pytest.mark.parametrize("cmd", ["tile", "samples", "split", "train-rf", "train-deep", "evaluate", "predict",
+                                 "mosaic", "area", "simulate"])  # fmt: skip
+def test_output_is_a_symlink_loop(cmd: str, tmp_path: Path, models: dict[str, Path]) -> None:
+    argv, out = _output_commands(models, tmp_path)[cmd]
+    other = out.with_name(f"{out.name}.other")
+    out.symlink_to(other)
+    other.symlink_to(out)
+    msg = assert_user_error(run_cli(argv), str(out))
+    assert "symbolic link loop" in msg or "Too many levels of symbolic links" in msg, msg
+    assert out.is_symlink() and other.is_symlink()  # left as they were
+
+
+def test_output_folder_is_a_symlink_loop(tmp_path: Path, models: dict[str, Path]) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    argv, _ = _output_commands(models, loop)["predict"]
+    assert_user_error(run_cli(argv), "output folder", "symbolic link loop")
+
+
+def _fingerprint(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+@pytest.mark.parametrize("case", ["predict-out-is-a-stack-raster", "predict-confidence-is-a-stack-raster",
+                                  "predict-area-is-the-manifest", "split-train-is-samples", "split-val-is-samples",
+                                  "evaluate-out-is-truth", "evaluate-plot-is-the-model", "train-out-is-samples",
+                                  "samples-out-is-labels", "area-out-is-the-map", "hard-link-to-a-stack-raster"])  # fmt: skip
+def test_output_may_not_overwrite_an_input(case: str, tmp_path: Path, models: dict[str, Path]) -> None:
+    stack = tmp_path / "stack"
+    shutil.copytree(models["stack"].parent, stack)
+    red = stack / "red.tif"
+    samples = tmp_path / "samples.csv"
+    shutil.copy(models["samples"], samples)
+    model = tmp_path / "rf.skops"
+    shutil.copy(models["rf"], model)
+    truth = tmp_path / "truth.tif"
+    assert run_cli(["predict", "--model", model, "--stack", stack, "--out", truth, *PREDICT_OPTS]).rc == 0
+    labels = tmp_path / "points.csv"
+    shutil.copy(models["labels"], labels)
+    predict = ["predict", "--model", model, "--stack", stack, *PREDICT_OPTS]
+    cases = {
+        "predict-out-is-a-stack-raster": ([*predict, "--out", red], red),
+        "predict-confidence-is-a-stack-raster": ([*predict, "--out", tmp_path / "m.tif", "--confidence", red], red),
+        "predict-area-is-the-manifest": ([*predict, "--out", tmp_path / "m.tif", "--area", stack / "stack.yaml"],
+                                         stack / "stack.yaml"),
+        "split-train-is-samples": (["split", "--samples", samples, "--train", samples, "--val", tmp_path / "v.csv"],
+                                   samples),
+        "split-val-is-samples": (["split", "--samples", samples, "--train", tmp_path / "t.csv", "--val", samples],
+                                 samples),
+        "evaluate-out-is-truth": (["evaluate", "--map", truth, "--truth", truth, "--out", truth], truth),
+        "evaluate-plot-is-the-model": (["evaluate", "--model", model, "--samples", samples, "--out",
+                                        tmp_path / "e.json", "--plot", model], model),
+        "train-out-is-samples": (["train", "--samples", samples, "--out", samples, "--arch", "rf"], samples),
+        "samples-out-is-labels": (["samples", "--stack", stack, "--labels", labels, "--out", labels], labels),
+        "area-out-is-the-map": (["area", truth, "--out", truth], truth),
+    }  # fmt: skip
+    if case == "hard-link-to-a-stack-raster":
+        link = tmp_path / "link.tif"
+        os.link(red, link)
+        argv, victim = [*predict, "--out", link], red
+    else:
+        argv, victim = cases[case]
+    before = _fingerprint(victim)
+    files_before = sorted(p.name for p in tmp_path.rglob("*"))
+    msg = assert_user_error(run_cli(argv), "is also an input", "choose another output name")
+    assert _fingerprint(victim) == before
+    assert sorted(p.name for p in tmp_path.rglob("*")) == files_before  # nothing written, nothing left
+    if case == "hard-link-to-a-stack-raster":
+        assert str(red) in msg  # names the input it would overwrite
+
+
+def test_inputs_are_scoped_to_one_command(tmp_path: Path, models: dict[str, Path]) -> None:
+    """Reading a file in one command does not stop the next command from writing it."""
+    from cropseq.atomic import atomic_path, inputs_scope, register_input
+    from cropseq.errors import CropseqError
+
+    samples = tmp_path / "s.csv"
+    shutil.copy(models["samples"], samples)
+    assert run_cli(["split", "--samples", samples, "--train", tmp_path / "t.csv", "--val", tmp_path / "v.csv"]).rc == 0
+    assert run_cli(["split", "--samples", tmp_path / "t.csv", "--train", samples, "--val", tmp_path / "w.csv"]).rc == 0
+    register_input(samples, what="x")  # outside a scope: a no-op (the Python API)
+    with atomic_path(samples) as tmp:
+        tmp.write_text("fine")
+    with inputs_scope():
+        register_input(samples, what="samples table")
+        with pytest.raises(CropseqError, match="is also an input"), atomic_path(samples) as tmp:
+            tmp.write_text("no")
+    assert samples.read_text() == "fine"
+
+
+def test_version_option() -> None:
+    from cropseq import __version__
+
+    for flag in ("--version", "-V"):
+        res = run_cli([flag])
+        assert res.rc == 0, res
+        assert res.out.strip() == f"cropseq {__version__}"
+    assert run_cli(["version"]).out.strip() == __version__

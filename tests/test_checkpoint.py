@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -95,3 +96,86 @@ def test_bad_files(tmp_path) -> None:
         load_checkpoint(evil)
     with pytest.raises(CropseqError, match="not JSON"):
         save_checkpoint(tmp_path / "x.pt", {}, {"a": object()})
+
+
+def _edit_meta(key: str, value: object) -> object:
+    """An edit of the metadata record: set ``key`` (dotted) to ``value`` (a callable edits in place)."""
+
+    def edit(meta: dict) -> None:
+        *parents, last = key.split(".")
+        d = meta
+        for p in parents:
+            d = d[p]
+        if callable(value):
+            value(d[last])
+        else:
+            d[last] = value
+
+    return edit
+
+
+META_EDITS = {
+    "one class fewer": (_edit_meta("classes", lambda c: c.pop()), r"2 classes but the model has 3 outputs"),
+    "one class more": (_edit_meta("classes", lambda c: c.append({"code": 9, "name": "x"})), r"4 classes but the model has 3"),
+    "classes not a list": (_edit_meta("classes", "crop0,crop1"), r"classes must be a list"),
+    "bad class code": (_edit_meta("classes", lambda c: c[0].update(code="one")), r"classes: invalid literal"),
+    "one band fewer": (_edit_meta("bands", lambda b: b.pop()), r"1 bands \(ndvi\) but the model takes 2"),
+    "bands a string": (_edit_meta("bands", "ndvi,swir"), r"bands must be a list of distinct band names"),
+    "duplicate band": (_edit_meta("bands", ["ndvi", "ndvi"]), r"distinct band names"),
+    "norm length": (_edit_meta("norm.mean", lambda m: m.pop()), r"norm\.mean has 1 values for 2 bands"),
+    "norm values": (_edit_meta("norm.std", [9.0, 9.0]), r"norm\.std disagrees with the normalisation stored in the weights"),
+    "arch a string": (_edit_meta("arch", "gru"), r"arch must be a record of hyper-parameters, got str 'gru'"),
+    "arch type": (_edit_meta("arch.hidden_size", "16"), r"arch\.hidden_size must be of type int, got '16'"),
+    "arch bool": (_edit_meta("arch.bidirectional", "yes"), r"arch\.bidirectional must be of type bool"),
+    "arch n_bands": (_edit_meta("arch.n_bands", 3), r"2 bands \(ndvi, swir\) but the model takes 3"),
+    "arch cell": (_edit_meta("arch.cell", "lstm"), r"weights do not match its architecture record \(fwd\.0\.weight_ih_l0 has shape"),
+    "arch hidden": (_edit_meta("arch.hidden_size", 32), r"weights do not match its architecture record \(.* has shape"),
+    "arch unknown cell": (_edit_meta("arch.cell", "rnn"), r"unknown recurrent cell 'rnn'"),
+    "patch": (_edit_meta("patch", 5), r"patch 5 but the model's patch is 3"),
+    "head": (_edit_meta("head", "many-to-many"), r"head 'many-to-many' but the model's head is 'many-to-one'"),
+}
+
+
+@pytest.mark.parametrize("edit,pattern", list(META_EDITS.values()), ids=list(META_EDITS))
+def test_metadata_that_disagrees_with_the_weights_is_one_line(trained, tmp_path, capsys, edit, pattern) -> None:
+    """An edited meta_json fails at load time, naming the file and the field, not deep in torch/numpy."""
+    from cropseq.cli import main
+
+    res, data = trained
+    raw = torch.load(res.path, map_location="cpu", weights_only=True)
+    meta = json.loads(raw["meta_json"])
+    edit(meta)
+    bad = tmp_path / "edited.pt"
+    torch.save({**raw, "meta_json": json.dumps(meta)}, bad)
+    with pytest.raises(CropseqError, match=pattern) as e:
+        load_predictor(bad, device="cpu")
+    assert str(e.value).startswith(f"{bad}: checkpoint ") and "\n" not in str(e.value)
+    table = tmp_path / "t.csv"
+    _write_table(table, data)
+    rc = main(["evaluate", "--model", str(bad), "--samples", str(table), "--out", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err and re.search(pattern, err), err
+
+
+@pytest.mark.parametrize("version", ["1", 1.0, True, 0, None, [1]])
+def test_format_version_that_is_not_a_version(tmp_path, version) -> None:
+    """``"1"`` (a string) is not a valid version; it must not read as "newer"."""
+    path = tmp_path / "v.pt"
+    torch.save({"format": FORMAT, "format_version": version, "meta_json": "{}", "state_dict": {}}, path)
+    with pytest.raises(CropseqError, match=r"checkpoint format version .* is not a valid version") as e:
+        load_checkpoint(path)
+    assert "newer" not in str(e.value)
+
+
+def _write_table(path, data) -> None:
+    """Sequences of the toy data (patch 3) as a samples table with patch columns."""
+    import pandas as pd
+
+    n, t, c, p, _ = data.x.shape
+    cols = {"sample_id": np.repeat(np.arange(n), t), "label": np.repeat(data.labels, t), "t": np.tile(np.arange(t), n)}
+    for k, band in enumerate(data.bands):
+        cols[band] = data.x[:, :, k, p // 2, p // 2].ravel()
+        for i in range(p):
+            for j in range(p):
+                cols[f"{band}@r{i}c{j}"] = data.x[:, :, k, i, j].ravel()
+    pd.DataFrame(cols).to_csv(path, index=False)

@@ -84,8 +84,11 @@ def test_samples_and_split(tmp_path: Path, stack: Path, points: Path, capsys: py
     assert "skipped 1 labels outside the stack" in cap.err and "sample ids 8" in cap.err
     df = pd.read_parquet(table)
     assert df["sample_id"].nunique() == 8 and "nir@r2c2" in df.columns and df["date"].min() == "2021-04-11"
-    classes = ClassTable.from_yaml(tmp_path / "s.classes.yaml")
-    assert classes.names == ["maize", "wheat"]
+    from cropseq.samples import read_samples_classes
+
+    classes = read_samples_classes(table)  # in the Parquet metadata (no sidecar to lose)
+    assert classes is not None and classes.names == ["maize", "wheat"]
+    assert not (tmp_path / "s.classes.yaml").exists()
 
     tr, va, te = (tmp_path / f"{n}.csv" for n in ("train", "val", "test"))
     rc = main(["split", "--samples", str(table), "--train", str(tr), "--val", str(va), "--test", str(te),
@@ -95,6 +98,9 @@ def test_samples_and_split(tmp_path: Path, stack: Path, points: Path, capsys: py
     parts = [pd.read_csv(p) for p in (tr, va, te)]
     ids = [set(p["sample_id"]) for p in parts]
     assert sum(map(len, ids)) == 8 and not (ids[0] & ids[1]) and not (ids[1] & ids[2])
+    # every part carries the class table (CSV: <stem>.classes.yaml beside it)
+    assert all(read_samples_classes(p) == classes for p in (tr, va, te))
+    assert ClassTable.from_yaml(tmp_path / "train.classes.yaml") == classes
 
 
 def test_samples_max_per_group(tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -105,7 +111,10 @@ def test_samples_max_per_group(tmp_path: Path, stack: Path, points: Path, capsys
     args = ["samples", "--stack", str(stack), "--labels", str(tmp_path / "fields.csv"), "--out", str(out),
             "--class-column", "crop", "--id-column", "field", "--max-per-group", "2"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
-    assert "6 of 8 samples kept (at most 2 per group)" in capsys.readouterr().out
+    out_lines = capsys.readouterr().out.splitlines()
+    assert "6 of 8 samples kept (at most 2 per group)" in out_lines
+    # the summary counts what the file holds, not what was extracted before the cap
+    assert out_lines[-1].startswith("6 samples, 30 observations, 2 classes"), out_lines
     per = pd.read_csv(out).drop_duplicates("sample_id")
     assert per.groupby("group").size().to_dict() == {"A": 2, "B": 2, "C": 2}
     assert main([*args, "--out", str(tmp_path / "again.csv")]) == 0  # same seed, same samples
@@ -120,6 +129,69 @@ def test_samples_with_class_table(tmp_path: Path, stack: Path, points: Path, cap
                "--class-column", "crop", "--classes", str(cls)])  # fmt: skip
     _one_line_error(capsys, rc, "unknown class(es) 'wheat'")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_samples_take_the_labels_own_class_table(
+    tmp_path: Path, stack: Path, points: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """classes.yaml beside the labels, or code/color columns, fix the codes without --classes."""
+    from cropseq.samples import read_samples_classes
+
+    own = ClassTable.from_records([{"code": 5, "name": "wheat", "color": "#f5deb3"}, {"code": 9, "name": "maize"}])
+    own.to_yaml(tmp_path / "classes.yaml")
+    args = ["samples", "--stack", str(stack), "--labels", str(points), "--class-column", "crop"]
+    assert main([*args, "--out", str(tmp_path / "a.csv")]) == 0, capsys.readouterr().err
+    assert f"class table from {tmp_path / 'classes.yaml'}" in capsys.readouterr().out
+    assert read_samples_classes(tmp_path / "a.csv") == own
+    # a table of the labels' own name wins over the folder's classes.yaml
+    (tmp_path / "points.classes.yaml").write_text(yaml.safe_dump({"classes": [{"code": 1, "name": "maize"}]}))
+    _one_line_error(capsys, main([*args, "--out", str(tmp_path / "b.csv")]), "unknown class(es) 'wheat' not in the class table of")
+    (tmp_path / "points.classes.yaml").unlink()
+    (tmp_path / "classes.yaml").unlink()
+    # code and color columns of the labels
+    pts = pd.read_csv(points)
+    pts["code"] = pts["crop"].map({"maize": 3, "wheat": 4})
+    pts["color"] = pts["crop"].map({"maize": "#fdae61", "wheat": "#123456"})
+    pts.to_csv(tmp_path / "coded.csv", index=False)
+    coded = ["samples", "--stack", str(stack), "--labels", str(tmp_path / "coded.csv"), "--class-column", "crop"]
+    assert main([*coded, "--out", str(tmp_path / "c.parquet")]) == 0, capsys.readouterr().err
+    assert read_samples_classes(tmp_path / "c.parquet").to_records() == [
+        {"code": 3, "name": "maize", "color": "#fdae61"}, {"code": 4, "name": "wheat", "color": "#123456"}]
+    pts.loc[0, "code"] = 4  # maize is 3 elsewhere
+    pts.to_csv(tmp_path / "coded.csv", index=False)
+    capsys.readouterr()
+    _one_line_error(capsys, main([*coded, "--out", str(tmp_path / "d.csv")]), "has more than one code")
+
+
+def test_class_codes_do_not_depend_on_classes_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI walkthrough (no --classes) and the workflow (--classes) give one code and one
+    colour per class, in the model and the map: the simulator's (winter_wheat is 1)."""
+    from _data_fixtures import TINY_TRAIN_CONFIG
+
+    from cropseq.outputs import read_class_table
+    from cropseq.predictor import load_predictor
+
+    demo = tmp_path / "demo"
+    assert main(["simulate", str(demo), "--size", "32", "--dates", "8", "--field-size", "8"]) == 0
+    truth = ClassTable.from_yaml(demo / "classes.yaml")
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_TRAIN_CONFIG))
+    models = {}
+    for name, extra in (("cli", []), ("workflow", ["--classes", str(demo / "classes.yaml")])):
+        table = tmp_path / f"{name}.parquet"
+        rc = main(["samples", "--stack", str(demo / "stack.yaml"), "--labels", str(demo / "labels.gpkg"),
+                   "--out", str(table), "--max-per-group", "3", *extra])  # fmt: skip
+        assert rc == 0, capsys.readouterr().err
+        models[name] = tmp_path / f"{name}.pt"
+        rc = main(["train", "--samples", str(table), "--out", str(models[name]), "--config", str(config), "-q"])
+        assert rc == 0, capsys.readouterr().err
+        assert load_predictor(models[name]).classes == truth, name
+    rc = main(["predict", "--model", str(models["cli"]), "--stack", str(demo / "stack.yaml"), "--out",
+               str(tmp_path / "map.tif"), "--workers", "0", "-q"])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert read_class_table(tmp_path / "map.tif") == truth
+    wheat = next(c for c in truth.classes if c.name == "winter_wheat")
+    assert (wheat.code, wheat.color) == (1, "#d8b365")
 
 
 @pytest.mark.parametrize(

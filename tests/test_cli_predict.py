@@ -85,10 +85,10 @@ def test_predict_happy_path(scene: dict[str, Path], tmp_path: Path, capsys: pyte
 def test_predict_options_and_local_cluster(scene: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ref = tmp_path / "ref.tif"
     assert run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", ref, "--workers", 0, "-q",
-                "--start", "2023-05-01", "--end", "2023-09-30", "--min-valid", 2], capsys)[0] == 0
+                "--start", "2023-01-01", "--end", "2024-01-01", "--min-valid", 2], capsys)[0] == 0
     out = tmp_path / "lc.tif"
     rc, stdout, stderr = run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", out,
-                              "--workers", 1, "--chunk", 16, "--start", "2023-05-01", "--end", "2023-09-30",
+                              "--workers", 1, "--chunk", 16, "--start", "2023-01-01", "--end", "2024-01-01",
                               "--min-valid", 2, "--confidence", tmp_path / "c.tif", "--area", tmp_path / "a.csv",
                               "--probabilities", tmp_path / "p.tif", "--device", "cpu"], capsys)
     assert rc == 0, stderr

@@ -132,3 +132,43 @@ def test_file_errors_exit_2(tmp_path: Path, table: Path, capsys) -> None:
     assert "bad.yaml" in err
     rc = main(["train", "--samples", str(table), "--out", str(tmp_path / "m.pt"), "--config", str(tmp_path / "none.yaml")])
     _one_line_error(capsys, rc, "none.yaml")
+
+
+def test_interrupted_run_is_refused_until_finished(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A run killed after epoch 1 of 3: no model.pt; predict/evaluate refuse the .partial state unless
+    --allow-incomplete; --resume refuses swapped train/validation tables and finishes the same run."""
+    from _data_fixtures import run_cli, tiny_models
+
+    from cropseq.samples import read_samples, table_to_arrays
+    from cropseq.training import TrainConfig, train_model
+    from cropseq.training.config import load_yaml_options
+
+    m = tiny_models(tmp_path_factory)
+    tr, va = tmp_path / "train.csv", tmp_path / "val.csv"
+    assert run_cli(["split", "--samples", m["samples"], "--train", tr, "--val", va, "--val-fraction", "0.3"]).rc == 0
+    out, partial = tmp_path / "model.pt", tmp_path / "model.pt.partial"
+    cfg = TrainConfig.from_dict({**load_yaml_options(m["config"]), "epochs": 3})
+    arrays = [table_to_arrays(read_samples(p), where=p) for p in (tr, va)]
+    train_model(*arrays, cfg, out, progress=False, on_epoch_end=lambda row: row["epoch"] == 1)  # "killed" after epoch 1
+    assert partial.is_file() and not out.exists()
+
+    res = run_cli(["evaluate", "--model", out, "--samples", va, "--out", tmp_path / "e.json"])
+    assert res.rc == 2 and "model file not found: its training is unfinished (model.pt.partial" in res.err, res
+    for cmd in (["evaluate", "--model", partial, "--samples", va, "--out", tmp_path / "e.json"],
+                ["predict", "--model", partial, "--stack", m["stack"], "--out", tmp_path / "map.tif", "--workers", "0", "-q"]):
+        res = run_cli(cmd)
+        assert res.rc == 2 and res.err.count("\n") == 1, res
+        assert "incomplete checkpoint: training stopped after epoch 1 of 3" in res.err and "--allow-incomplete" in res.err, res
+        res = run_cli([*cmd, "--allow-incomplete"])
+        assert res.rc == 0, res
+    assert (tmp_path / "map.tif").is_file() and (tmp_path / "e.json").is_file()
+
+    base = ["train", "--config", m["config"], "--epochs", "3", "--out", out, "--resume", "-q"]
+    res = run_cli([*base, "--samples", va, "--val-samples", tr])  # swapped tables
+    assert res.rc == 2 and "model.pt.partial: cannot resume: training data differs" in res.err, res
+    assert "validation data differs" in res.err and not out.exists()
+    res = run_cli([*base, "--samples", tr, "--val-samples", va])
+    assert res.rc == 0, res
+    assert out.is_file() and not partial.exists()
+    assert len(pd.read_csv(tmp_path / "model.history.csv")) == 3
+    assert run_cli(["evaluate", "--model", out, "--samples", va, "--out", tmp_path / "e.json"]).rc == 0

@@ -54,6 +54,28 @@ def test_write_read_round_trip(tmp_path: Path, suffix: str) -> None:
     assert not list(tmp_path.glob(".*tmp*"))  # atomic write left no temporary
 
 
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_class_table_travels_with_the_table(tmp_path: Path, suffix: str) -> None:
+    """Parquet: schema metadata; CSV: <stem>.classes.yaml. Codes and colours survive."""
+    from cropseq.classes import ClassTable
+    from cropseq.samples import classes_sidecar, read_samples_classes
+
+    df = make_samples_table()
+    names = sorted(set(df["label"]))
+    table = ClassTable.from_records([{"code": 10 + i, "name": n, "color": "#0000ff"} for i, n in enumerate(names)])
+    out = write_samples(df, tmp_path / f"s{suffix}", classes=table)
+    assert read_samples_classes(out) == table
+    assert classes_sidecar(out).exists() == (suffix == ".csv")
+    read_samples(out)  # the metadata does not disturb reading
+    # rewritten without a table: none is read back (a CSV's stale sidecar is gone)
+    write_samples(df, out)
+    assert read_samples_classes(out) is None and not classes_sidecar(out).exists()
+    # a table that lacks a label of the samples is refused
+    short = ClassTable.from_records([{"code": 1, "name": names[0]}])
+    with pytest.raises(CropseqError, match="not in the class table"):
+        write_samples(df, tmp_path / f"t{suffix}", classes=short)
+
+
 def test_read_samples_errors(tmp_path: Path) -> None:
     with pytest.raises(CropseqError, match="not found"):
         read_samples(tmp_path / "none.csv")

@@ -78,6 +78,8 @@ def test_same_seed_same_weights_and_validation_split(tmp_path) -> None:
 
 @pytest.mark.parametrize("extra", [{}, {"k1": 4, "k2": 2, "head": "many-to-many", "average_last": 0.5}])
 def test_resume_equals_uninterrupted(tmp_path, extra) -> None:
+    from cropseq.checkpoint import partial_path
+
     data = toy_sequences(n=40)
     cfg = TrainConfig(epochs=4, **{**FAST, "date_dropout": 0.2, "doy_shift": 4.0, "dropout": 0.3, **extra})
     full = train_model(data, None, cfg, tmp_path / "full.pt", progress=False)
@@ -93,7 +95,9 @@ def test_resume_equals_uninterrupted(tmp_path, extra) -> None:
     part = tmp_path / "part.pt"
     with pytest.raises(Killed):
         train_model(data, None, cfg, part, progress=False, on_epoch_end=kill_after_2)
-    ck = torch.load(part, map_location="cpu", weights_only=True)
+    # Killed after epoch 2: the model's name does not exist yet, the resumable state sits beside it.
+    assert not part.exists()
+    ck = torch.load(partial_path(part), map_location="cpu", weights_only=True)
     assert "optimizer" in ck and "rng" in ck
     resumed = train_model(data, None, TrainConfig(**{**cfg.to_dict(), "resume": True}), part, progress=False)
     assert [r["epoch"] for r in resumed.history] == [1, 2, 3, 4]
@@ -103,6 +107,7 @@ def test_resume_equals_uninterrupted(tmp_path, extra) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
     # The delivered file holds no resume state; resuming a finished run is a no-op.
     assert "optimizer" not in torch.load(part, map_location="cpu", weights_only=True)
+    assert not partial_path(part).exists()
     again = train_model(data, None, TrainConfig(**{**cfg.to_dict(), "resume": True}), part, progress=False)
     assert again.extra.get("already_complete")
 
@@ -114,6 +119,73 @@ def test_resume_with_other_model_is_an_error(tmp_path) -> None:
     other = TrainConfig(**{**cfg.to_dict(), "hidden_size": 32, "resume": True})
     with pytest.raises(CropseqError, match="resume"):
         train_model(data, None, other, tmp_path / "m.pt", progress=False)
+
+
+def test_killed_run_leaves_no_model_under_its_name(tmp_path) -> None:
+    """A run stopped after epoch 2 of 4 leaves model.pt.partial only; loaders refuse it unless allowed."""
+    from cropseq.checkpoint import partial_path
+    from cropseq.predictor import load_predictor
+
+    out = tmp_path / "m.pt"
+    res = train_model(toy_sequences(n=24), None, TrainConfig(epochs=4, **FAST), out, progress=False,
+                      on_epoch_end=lambda r: r["epoch"] == 2)
+    assert res.path == partial_path(out) == tmp_path / "m.pt.partial"
+    assert not out.exists() and res.path.is_file()
+    with pytest.raises(CropseqError, match=r"m\.pt: model file not found: its training is unfinished .*--resume"):
+        load_predictor(out)
+    with pytest.raises(CropseqError, match=r"incomplete checkpoint: training stopped after epoch 2 of 4; .*--allow-incomplete"):
+        load_predictor(res.path)
+    assert load_predictor(res.path, allow_incomplete=True).meta["epoch"] == 2
+
+
+def _swap(train, val):
+    return val, train
+
+
+def _other_values(train, val):
+    x = train.x.copy()
+    x[0, 0, 0] += 0.01
+    from dataclasses import replace
+
+    return replace(train, x=x), val
+
+
+@pytest.mark.parametrize(
+    "change,options,pattern",
+    [
+        (_swap, {}, r"training data differs .*; validation data differs"),
+        (_other_values, {}, r"training data differs \(content hash [0-9a-f]{12}, the run used [0-9a-f]{12}\); train without --resume to start over$"),
+        (None, {"epochs": 5}, r"epochs 5 \(the run used 4\)"),
+        (None, {"bands": ["swir", "ndvi"]}, r"bands swir,ndvi \(the run used ndvi,swir\)"),
+        (None, {"lr": 0.01}, r"lr 0.01"),
+    ],
+)
+def test_resume_refuses_another_run(tmp_path, change, options, pattern) -> None:
+    """--resume continues only the same run: same data (content hash), bands and options."""
+    train, val = toy_sequences(n=24, seed=0), toy_sequences(n=12, seed=3)
+    cfg = TrainConfig(epochs=4, **FAST)
+    out = tmp_path / "m.pt"
+    train_model(train, val, cfg, out, progress=False, on_epoch_end=lambda r: r["epoch"] == 2)
+    if change is not None:
+        train, val = change(train, val)
+    again = TrainConfig(**{**cfg.to_dict(), **options, "resume": True, "threads": 2, "device": "cpu"})
+    with pytest.raises(CropseqError, match=r"m\.pt\.partial: cannot resume: " + pattern) as e:
+        train_model(train, val, again, out, progress=False)
+    assert "\n" not in str(e.value) and not out.exists()
+
+
+def test_resume_with_runtime_changes_finishes(tmp_path) -> None:
+    """Nothing that changes what is learnt differs: the run resumes and delivers the model."""
+    from cropseq.checkpoint import partial_path
+
+    train, val = toy_sequences(n=24, seed=0), toy_sequences(n=12, seed=3)
+    cfg = TrainConfig(epochs=3, **FAST)
+    out = tmp_path / "m.pt"
+    train_model(train, val, cfg, out, progress=False, on_epoch_end=lambda r: r["epoch"] == 1)
+    res = train_model(train, val, TrainConfig(**{**cfg.to_dict(), "resume": True, "threads": 2}), out, progress=False)
+    assert [r["epoch"] for r in res.history] == [1, 2, 3] and res.path == out
+    assert out.is_file() and not partial_path(out).exists()
+    assert DeepPredictor.load(out).meta["complete"] is True
 
 
 def test_early_stopping_restores_best(tmp_path) -> None:

@@ -145,7 +145,8 @@ def test_dtwsat_manifest_points_at_shared_data():
     "change, message",
     [
         ({"train": {"epochs": -3}}, "-3 is less than the minimum of 1"),
-        ({"trian": {"epochs": 3}}, "'trian' was unexpected"),
+        ({"trian": {"epochs": 3}}, "config: unknown key 'trian' at the top level (allowed keys: baseline, evaluate, gpu,"),
+        ({"train": {"epoch": 3}}, "config: unknown key 'epoch' in train (allowed keys: arch, batch_size, epochs,"),
         ({"scenes": {"a": {"type": "stack"}}}, "'stack' is a required property"),
         ({"scenes": {"bad name": {"type": "demo"}}}, "does not match"),
         ({"split": {"val_fraction": 1.5}}, "1.5 is greater than or equal to the maximum of 1"),
@@ -161,8 +162,36 @@ def test_bad_config_stops_before_any_rule(tmp_path, change, message):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert message in out, out[-3000:]
+    assert len(out.splitlines()) < 10, out[-3000:]  # the message, not the schema
     assert "Job stats" not in out and "rule simulate" not in out
     assert not (tmp_path / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def test_config_error_is_one_line_naming_key_and_allowed_keys():
+    """The formatter on its own: unknown keys at any depth, and other schema errors."""
+    sys.path.insert(0, str(REPO / "workflow" / "scripts"))
+    try:
+        from config_check import short_config_error
+    finally:
+        sys.path.remove(str(REPO / "workflow" / "scripts"))
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    def message(cfg):
+        try:
+            validate(cfg, str(SCHEMA))
+        except WorkflowError as e:
+            return short_config_error(e)
+        raise AssertionError("config validated")
+
+    base = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg = {**base, "scenes": {"tiny": {**base["scenes"]["tiny"], "simulate": {"size": 64, "dats": 8}}}}
+    line = message(cfg)
+    assert line.startswith("config: unknown key 'dats' in scenes.tiny.simulate (allowed keys: ")
+    assert "dates" in line and "\n" not in line
+    line = message({**base, "train": {"epochs": -3}})
+    assert line == "config: train.epochs: -3 is less than the minimum of 1"
+    assert message({**base, "tarin": 1, "trian": 2}).startswith("config: unknown keys 'tarin', 'trian' at the top level")
 
 
 def test_lint_is_clean(tmp_path):
@@ -231,6 +260,11 @@ def test_end_to_end_outputs(tiny_run):
     with rasterio.open(out / "map" / "cropmap.tif") as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 0 and (src.width, src.height) == (64, 64)
         assert src.colormap(1)
+    # the scene's class table reached the map through samples -> cap -> split -> train
+    from cropseq.classes import ClassTable
+    from cropseq.outputs import read_class_table
+
+    assert read_class_table(out / "map" / "cropmap.tif") == ClassTable.from_yaml(out / "scene" / "classes.yaml")
     for m in ("deep", "rf", "map"):
         metrics = json.loads((out / "eval" / f"{m}.json").read_text())
         assert 0.0 <= metrics["overall_accuracy"] <= 1.0

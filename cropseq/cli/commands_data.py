@@ -39,7 +39,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     grid.add_row("resolution", f"{s['resolution'][0]:.6g} x {s['resolution'][1]:.6g}")
     grid.add_row("bounds", "left {:.3f}, bottom {:.3f}, right {:.3f}, top {:.3f}".format(*s["bounds"]))
     console.print(grid)
-    miss = Table(title="Missing (NaN) share per band", title_justify="left")
+    sampled = s.get("missing_sampled_px")
+    note = f" (estimated from {sampled} sampled px)" if sampled else ""
+    miss = Table(title=f"Missing (NaN) share per band{note}", title_justify="left")
     miss.add_column("band")
     miss.add_column("missing", justify="right")
     for b, f in s["missing_fraction"].items():
@@ -86,7 +88,12 @@ def samples_cmd(
     patch: int = typer.Option(1, "--patch", help="Patch size (odd, >= 1)."),
     class_column: str = typer.Option("label", "--class-column", help="Column holding the class names."),
     id_column: Optional[str] = typer.Option(None, "--id-column", help="Column with a field id (the split group)."),
-    classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML; unknown labels are an error."),
+    classes: Optional[Path] = typer.Option(
+        None, "--classes",
+        help="Class table YAML (codes, names, colours); unknown labels are an error. Default: the labels' own "
+             "table (<labels stem>.classes.yaml or classes.yaml beside them, or code/color columns), else "
+             "the sorted class names.",
+    ),
     start: Optional[str] = typer.Option(None, "--start", help="First date kept (YYYY-MM-DD, inclusive)."),
     end: Optional[str] = typer.Option(None, "--end", help="End date (YYYY-MM-DD, exclusive)."),
     max_per_group: Optional[int] = typer.Option(
@@ -97,9 +104,10 @@ def samples_cmd(
 ) -> None:
     """Extract labelled pixel time series into a samples table.
 
-    Also writes the class table beside it as <OUT stem>.classes.yaml.
+    The class table (codes, names, colours) is stored with the table: in a Parquet file's
+    metadata, or beside a CSV as <OUT stem>.classes.yaml. `cropseq train` uses it.
     """
-    from cropseq.atomic import atomic_path, check_writable
+    from cropseq.atomic import check_writable
     from cropseq.classes import ClassTable
     from cropseq.io import open_stack
     from cropseq.labels import read_labels
@@ -122,11 +130,11 @@ def samples_cmd(
     if max_per_group is not None:
         n_all = df["sample_id"].nunique()
         df = cap_per_group(df, max_per_group, seed=seed)
-        print(f"{df['sample_id'].nunique()} of {n_all} samples kept (at most {max_per_group} per group)")
-    write_samples(df, out)
-    class_path = out.with_name(f"{out.stem}.classes.yaml")
-    with atomic_path(class_path) as tmp:
-        label_set.classes.to_yaml(tmp)
+        report.recount(df)
+        print(f"{report.n_samples} of {n_all} samples kept (at most {max_per_group} per group)")
+    write_samples(df, out, classes=label_set.classes)
+    if label_set.classes_source not in (None, "given"):
+        print(f"class table from {label_set.classes_source}")
     print(f"{report.summary()} -> {out}")
 
 
@@ -142,7 +150,7 @@ def split_cmd(
 ) -> None:
     """Split a samples table by group (fields stay on one side), stratified by class."""
     from cropseq.atomic import check_writable
-    from cropseq.samples import table_format, grouped_stratified_split, read_samples, write_samples
+    from cropseq.samples import grouped_stratified_split, read_samples, read_samples_classes, table_format, write_samples
 
     if test is not None and test_fraction <= 0:
         raise CropseqError("--test needs --test-fraction > 0", test)
@@ -155,6 +163,7 @@ def split_cmd(
     if len({p.resolve() for p in outs}) != len(outs):
         raise CropseqError("--train, --val and --test must be different files")
     df = read_samples(existing_path(samples, "samples table"))
+    classes = read_samples_classes(samples)  # carried over: every part keeps the same codes
     parts = grouped_stratified_split(df, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     named = [(n, part, path) for n, part, path in zip(("train", "val", "test"), parts, (train, val, test), strict=True)
              if path is not None]  # fmt: skip
@@ -164,6 +173,6 @@ def split_cmd(
             raise CropseqError(f"the {name} split is empty (too few groups for the fractions)", samples)
     counts = []
     for name, part, path in named:
-        write_samples(part, path)
+        write_samples(part, path, classes=classes)
         counts.append(f"{name} {part['sample_id'].nunique()} samples")
     print(", ".join(counts))

@@ -42,6 +42,9 @@ def evaluate_cmd(
         typer.Option("--valid-at", help="With --truth labels that carry from/to seasons: score only the labels "
                      "valid on this date (YYYY-MM-DD, a date inside the map's period)."),
     ] = None,
+    allow_incomplete: Annotated[
+        bool, typer.Option("--allow-incomplete", help="Accept the checkpoint of an unfinished training run (<model>.partial).")
+    ] = False,
 ) -> None:
     """Score a model on labelled samples, or a crop map against a truth raster or labels.
 
@@ -56,7 +59,7 @@ def evaluate_cmd(
         summary_line,
         write_metrics,
     )
-    from cropseq.predictor import load_predictor
+    from cropseq.predictor import load_predictor, missing_model_error
 
     if (samples is None) == (map_path is None):
         raise CropseqError("give exactly one of --samples or --map")
@@ -72,13 +75,13 @@ def evaluate_cmd(
     check_writable(out)
     check_writable(plot)
     if model is not None and not model.is_file():
-        raise CropseqError("model file not found", model)
+        raise missing_model_error(model)
 
     if samples is not None:
         from cropseq.samples import read_samples, table_to_arrays
 
         assert model is not None
-        predictor = load_predictor(model)
+        predictor = load_predictor(model, allow_incomplete=allow_incomplete)
         df = read_samples(samples)
         arrays = table_to_arrays(df, where=samples)
         metrics = evaluate_samples(predictor, arrays, where=str(samples))
@@ -87,7 +90,7 @@ def evaluate_cmd(
         title = f"{model.name} on {samples.name}"
     else:
         assert map_path is not None and truth is not None
-        classes = load_predictor(model).classes if model is not None else None
+        classes = load_predictor(model, allow_incomplete=allow_incomplete).classes if model is not None else None
         metrics = score_map(map_path, truth, class_column=class_column, classes=classes, valid_at=valid_at)
         if model is not None:
             metrics["model"] = str(model)

@@ -45,8 +45,8 @@ def train_cmd(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default 0)."),
     bands: Optional[str] = typer.Option(None, "--bands", help="Comma-separated bands to use, in order (default: all)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of training options (same keys; CLI wins)."),
-    classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML fixing codes/colours (default: from labels)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from the checkpoint at --out."),
+    classes: Optional[Path] = typer.Option(None, "--classes", help="Class table YAML fixing codes/colours (default: the one stored with the samples table, else from the labels)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from <MODEL>.partial (refused unless data, bands and options are the same)."),
     history: Optional[Path] = typer.Option(None, "--history", help="Metrics CSV (default <MODEL stem>.history.csv)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Training-curve PNG (default <MODEL stem>.curves.png)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
@@ -86,6 +86,10 @@ def train_cmd(
     table_classes = ClassTable.from_yaml(classes) if classes is not None else None
 
     train = _read_arrays(samples, cfg.bands, cfg.patch, "samples table")
+    if table_classes is None:  # the table `cropseq samples` stored: same codes/colours however trained
+        from cropseq.samples import read_samples_classes
+
+        table_classes = read_samples_classes(samples)
     val = None if val_samples is None else _read_arrays(val_samples, cfg.bands, cfg.patch, "validation table")
 
     if is_rf:

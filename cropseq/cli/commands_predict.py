@@ -8,14 +8,13 @@ print one line and exit 2, and no output is left behind.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 from cropseq.cli import app
+from cropseq.progress import progress_bar
 
 
 class Device(str, Enum):
@@ -24,37 +23,6 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-@contextmanager
-def _progress_bar(label: str, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar over chunks on stderr; yields ``update(done, total)``.
-
-    The bar appears on the first update, which prediction sends once its checks passed
-    and the scheduler is ready: a user error stays a single line on stderr.
-    """
-    state: dict[str, object] = {}
-    if not enabled:
-        yield lambda done, total: None
-        return
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in state:
-            from rich.console import Console
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
-
-            bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("chunks"),
-                           TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-            bar.start()
-            state["bar"], state["task"] = bar, bar.add_task(label, total=total)
-        state["bar"].update(state["task"], completed=done, total=total)  # type: ignore[attr-defined]
-
-    try:
-        yield update
-    finally:
-        if "bar" in state:
-            state["bar"].stop()  # type: ignore[attr-defined]
 
 
 @app.command("predict")
@@ -80,6 +48,8 @@ def predict_cmd(
         None, "--min-valid", min=1, help="Pixels with fewer valid observations are nodata (0). [default: 3, or the number of dates if fewer]"),
     device: Device = typer.Option(Device.auto, "--device", help="Where deep models run."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed chunk task on a Dask cluster."),
+    allow_incomplete: bool = typer.Option(
+        False, "--allow-incomplete", help="Accept the checkpoint of an unfinished training run (<model>.partial)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Map a whole stack (or one tile) with a trained model, chunk by chunk with Dask.
@@ -89,9 +59,12 @@ def predict_cmd(
     """
     from cropseq.inference import run_prediction
     from cropseq.outputs import sidecar_paths
+    from cropseq.predictor import load_incomplete_predictor, missing_model_error
 
+    if not model.is_file():
+        raise missing_model_error(model)  # names an unfinished run's .partial file, if any
     side = sidecar_paths(out)
-    with _progress_bar(f"predict {out.name}", not quiet) as update:
+    with progress_bar(f"predict {out.name}", not quiet, unit="chunks") as update:
         res = run_prediction(
             model,
             stack,
@@ -110,6 +83,7 @@ def predict_cmd(
             device=device.value,
             retries=retries,
             progress=update,
+            loader=load_incomplete_predictor if allow_incomplete else None,
         )
     o = res.outputs
     share = 100.0 * res.classified / res.pixels if res.pixels else 0.0
@@ -126,21 +100,26 @@ def predict_cmd(
 
 @app.command("mosaic")
 def mosaic_cmd(
-    tile_maps: list[Path] = typer.Argument(..., help="Per-tile crop maps from `cropseq predict` (or their confidence rasters)."),
+    tile_maps: list[Path] = typer.Argument(
+        ..., help="Per-tile crop maps from `cropseq predict`; their <stem>.confidence.tif may be listed too "
+                  "(a *.tif glob catches them) and go into the confidence mosaic. Or only confidence rasters."),
     out: Path = typer.Option(..., "--out", help="Mosaic to write (Cloud-Optimized GeoTIFF)."),
     confidence: Path | None = typer.Option(
-        None, "--confidence", help="Also mosaic each tile map's <stem>.confidence.tif into this COG."),
+        None, "--confidence",
+        help="Also mosaic each tile map's <stem>.confidence.tif into this COG "
+             "[default: <OUT stem>.confidence.tif when the confidence rasters are listed]."),
     area: Path | None = typer.Option(None, "--area", help="Also write the per-class area CSV of the mosaic."),
 ) -> None:
     """Merge per-tile crop maps (same grid, non-overlapping cores) into one COG.
 
-    Crop maps give a crop map with colour table, class names and a <stem>.qml style;
-    float rasters (per-tile confidences) give a float COG.
+    Crop maps give a crop map with colour table, class names and a <stem>.qml style, and
+    their listed confidence rasters a <OUT stem>.confidence.tif; float rasters alone (per-tile
+    confidences) give a float COG.
     """
-    from cropseq.outputs import mosaic_maps
+    from cropseq.outputs import mosaic_maps, partition_tile_rasters
 
     res = mosaic_maps(tile_maps, out, confidence=confidence, area=area)
-    print(f"mosaic: {res.map} ({len(tile_maps)} tiles)")
+    print(f"mosaic: {res.map} ({len(partition_tile_rasters(tile_maps)[0])} tiles)")
     for label, p in (("confidence", res.confidence), ("area", res.area), ("style", res.qml)):
         if p is not None:
             print(f"{label}: {p}")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cropseq.checkpoint import load_checkpoint
+from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.models.recurrent import SequenceClassifier, build_model
+from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 
 
 def resolve_inference_device(device: str) -> torch.device:
@@ -50,6 +51,107 @@ def check_bands(model_bands: Sequence[str], stack_bands: Sequence[str], where: s
     return [list(stack_bands).index(b) for b in model_bands]
 
 
+def incomplete_message(meta: dict[str, Any]) -> str:
+    """The refusal of an unfinished run's checkpoint: what it is and how to go on."""
+    tr = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    planned = tr.get("epochs_planned") or tr.get("epochs")
+    after = f"after epoch {meta.get('epoch', '?')}" + (f" of {planned}" if planned else "")
+    return (f"incomplete checkpoint: training stopped {after}; finish it with `cropseq train ... --resume` "
+            f"(same options), or pass --allow-incomplete to use it as it is")
+
+
+def _check_arch_types(arch: Any) -> ArchConfig:
+    """The ``arch`` record as an :class:`ArchConfig`, every field of the declared type."""
+    if not isinstance(arch, dict):
+        raise CropseqError(f"arch must be a record of hyper-parameters, got {type(arch).__name__} {arch!r:.40}")
+    for f in fields(ArchConfig):
+        if f.name not in arch:
+            continue
+        v, kind = arch[f.name], str(f.type)
+        ok = {"int": isinstance(v, int) and not isinstance(v, bool), "bool": isinstance(v, bool),
+              "str": isinstance(v, str), "float": isinstance(v, (int, float)) and not isinstance(v, bool)}.get(kind, True)
+        if not ok:
+            raise CropseqError(f"arch.{f.name} must be of type {kind}, got {v!r:.40}")
+    for name in ("n_bands", "n_classes"):
+        if name not in arch:
+            raise CropseqError(f"arch lacks {name}")
+    return ArchConfig.from_dict(arch)
+
+
+def _check_record(meta: dict[str, Any], arch: ArchConfig, state: dict[str, Any]) -> None:
+    """Bands, patch, head, classes and normalisation of the metadata against ``arch`` and the weights."""
+    bands, patch = meta["bands"], meta["patch"]
+    if not isinstance(bands, list) or not all(isinstance(b, str) for b in bands) or len(set(bands)) != len(bands):
+        raise CropseqError(f"bands must be a list of distinct band names, got {bands!r:.60}")
+    if len(bands) != arch.n_bands:
+        raise CropseqError(f"{len(bands)} bands ({', '.join(bands)}) but the model takes {arch.n_bands}")
+    if patch != arch.patch or isinstance(patch, bool):
+        raise CropseqError(f"patch {patch!r} but the model's patch is {arch.patch}")
+    if meta["head"] != arch.head:
+        raise CropseqError(f"head {meta['head']!r} but the model's head is {arch.head!r}")
+    if not isinstance(meta["classes"], list):
+        raise CropseqError("classes must be a list of {code, name, color} records")
+    try:
+        classes = ClassTable.from_records(meta["classes"])
+    except (TypeError, ValueError) as e:
+        raise CropseqError(f"classes: {e}") from None
+    if len(classes) != arch.n_classes:
+        raise CropseqError(f"{len(classes)} classes but the model has {arch.n_classes} outputs")
+    norm = meta["norm"]
+    for key, buf in (("mean", "norm_center"), ("std", "norm_scale")):
+        vals = norm.get(key) if isinstance(norm, dict) else None
+        if not isinstance(vals, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            raise CropseqError(f"norm.{key} must be a list of numbers")
+        if len(vals) != len(bands):
+            raise CropseqError(f"norm.{key} has {len(vals)} values for {len(bands)} bands")
+        w = state.get(buf)
+        if isinstance(w, torch.Tensor) and w.shape == (len(vals),) and not np.allclose(vals, w.numpy(), rtol=1e-5, atol=1e-6):
+            raise CropseqError(f"norm.{key} disagrees with the normalisation stored in the weights ({buf})")
+
+
+def _state_mismatch(model: SequenceClassifier, state: dict[str, Any]) -> str | None:
+    """The first difference between the model's parameters and the stored weights, or None."""
+    want = model.state_dict()
+    missing = [k for k in want if k not in state]
+    unexpected = [k for k in state if k not in want]
+    if missing or unexpected:
+        return f"missing {', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}"
+    for k, v in want.items():
+        got = state[k]
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(v.shape):
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            return f"{k} has shape {shape}, the model needs {tuple(v.shape)}"
+    return None
+
+
+def model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = None) -> SequenceClassifier:
+    """Build the model a checkpoint describes and load its weights, checking they agree.
+
+    The metadata (``arch``, ``bands``, ``patch``, ``head``, ``classes``, ``norm``) is a
+    plain JSON record that anyone can edit; every field is checked against the others and
+    against the weights' shapes before anything runs, so an edited record fails here with
+    one line instead of a shape error deep inside prediction.
+
+    Raises:
+        CropseqError: naming ``path`` and the first field that disagrees.
+    """
+    meta = ck.meta
+    try:
+        arch = _check_arch_types(meta["arch"])
+        _check_record(meta, arch, ck.state_dict)
+        model = SequenceClassifier(arch)
+        problem = _state_mismatch(model, ck.state_dict)
+        if problem is None:
+            model.load_state_dict(ck.state_dict, strict=True)
+    except CropseqError as e:
+        raise CropseqError(f"checkpoint metadata does not match its weights: {e.message}", path) from None
+    except (RuntimeError, TypeError, ValueError) as e:
+        problem = str(e).strip().splitlines()[0][:200]
+    if problem is not None:
+        raise CropseqError(f"checkpoint weights do not match its architecture record ({problem})", path)
+    return model
+
+
 #: Pixel sequences per recurrent call of :meth:`DeepPredictor.predict_image`, by device.
 #: Measured on the CPU (default BiGRU, 24 dates, one thread): 16,384 -> 851 px/s and 3.0 GB
 #: peak, 4,096 -> 1,156 px/s / 1.0 GB, 1,024 -> ~1,400 px/s / 0.6 GB, 512 ~ the same: the
@@ -84,19 +186,23 @@ class DeepPredictor:
         self.amp = device.type == "cuda"
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str = "auto") -> DeepPredictor:
+    def load(cls, path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False) -> DeepPredictor:
         """Load a checkpoint (``weights_only=True``; no pickled code runs).
 
+        Args:
+            path: The checkpoint.
+            device: ``auto``, ``cpu`` or ``cuda``.
+            allow_incomplete: Accept the checkpoint of an unfinished training run
+                (``model.pt.partial``); refused by default.
+
         Raises:
-            CropseqError: missing/unreadable file, not a cropseq checkpoint, or weights that do
-                not fit the stored architecture.
+            CropseqError: missing/unreadable file, not a cropseq checkpoint, metadata that
+                does not match the weights, or an unfinished run (unless allowed).
         """
         ck = load_checkpoint(path)
-        model = build_model(ck.meta["arch"])
-        try:
-            model.load_state_dict(ck.state_dict)
-        except RuntimeError as e:
-            raise CropseqError(f"checkpoint weights do not match its architecture ({str(e).splitlines()[0]})", path) from None
+        model = model_from_checkpoint(ck, path)
+        if not allow_incomplete and not is_complete(ck.meta):
+            raise CropseqError(incomplete_message(ck.meta), path)
         return cls(model, ck.meta, resolve_inference_device(device), Path(path))
 
     def check_bands(self, stack_bands: Sequence[str], where: str | os.PathLike[str] | None = None) -> list[int]:

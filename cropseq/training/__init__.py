@@ -5,6 +5,8 @@
 - :mod:`cropseq.training.normalization`: per-band statistics from the training data.
 - :mod:`cropseq.training.augmentation`: temporal augmentation.
 - :mod:`cropseq.training.history`: metrics CSV and training-curve PNG.
+- :mod:`cropseq.training.resume`: ``--resume`` checks (data hashes, bands, options of the
+  unfinished run in ``<model>.partial``).
 
 How the defaults were chosen (overall accuracy, single runs, CPU; Mato Grosso =
 ``StratifiedKFold(5, shuffle=True, random_state=0)`` folds, dtwSat = the authors' resamples

@@ -128,7 +128,8 @@ class TrainConfig:
         amp: bfloat16 autocast on CUDA (ignored on CPU).
         seed: Seed of everything random; a CPU run is repeatable.
         threads: torch CPU threads; None = torch's default.
-        resume: Continue from the checkpoint at the output path.
+        resume: Continue the unfinished run whose state is in ``<output>.partial`` (same data,
+            bands, classes and options only; see :mod:`cropseq.training.resume`).
         history: Metrics CSV path; None = ``<out stem>.history.csv`` next to the model.
         plot: Training-curve PNG path; None = ``<out stem>.curves.png``; "" = no plot.
     """

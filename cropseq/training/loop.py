@@ -3,10 +3,13 @@
 One call trains a :class:`~cropseq.models.recurrent.SequenceClassifier` on
 :class:`~cropseq.sequences.SequenceArrays` and writes, next to the model file:
 
-- the model checkpoint (``out``), rewritten atomically after every epoch with the optimizer,
-  loop and RNG states so that ``resume=True`` continues exactly where the run stopped (a
-  resumed CPU run ends with the same weights as an uninterrupted one); the final file holds
-  the delivered weights without the resume state;
+- while training, ``<out>.partial`` (:func:`cropseq.checkpoint.partial_path`), rewritten
+  atomically after every epoch with the optimizer, loop and RNG states so that
+  ``resume=True`` continues exactly where the run stopped (a resumed CPU run ends with the
+  same weights as an uninterrupted one); it is removed when training finishes;
+- the model checkpoint (``out``), written only when training has finished: the delivered
+  weights without the resume state. A killed run therefore never leaves a half-trained
+  model under the model's name;
 - ``<stem>.history.csv`` (``epoch, train_loss, val_loss, val_accuracy, lr, seconds``);
 - ``<stem>.curves.png`` (losses, validation accuracy, learning rate).
 
@@ -31,16 +34,19 @@ import torch
 import torch.nn.functional as F
 
 from cropseq.atomic import check_writable
-from cropseq.checkpoint import load_checkpoint, save_checkpoint
+from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint, partial_path, save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
+from cropseq.models.predictor import model_from_checkpoint
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier, masked_ce_per_date
 from cropseq.models.tbptt import is_full_bptt, tbptt_windows, window_bounds
+from cropseq.progress import progress_bar, stderr_is_terminal
 from cropseq.sequences import SequenceArrays
 from cropseq.training.augmentation import Augmentation
 from cropseq.training.config import TrainConfig
 from cropseq.training.history import plot_history, write_history
 from cropseq.training.normalization import band_statistics
+from cropseq.training.resume import check_resumable, data_fingerprint
 
 TEMPORAL_ENCODING = "doy-sincos+valid-flag; step-index fallback"
 
@@ -307,15 +313,17 @@ def train_model(
             label names (sorted, codes 1..K).
         progress: Show a progress bar (when stderr is a terminal) and one line per epoch on
             stderr.
-        on_epoch_end: Called with each epoch's history row after that epoch's checkpoint is
-            written; returning True stops training there (the checkpoint stays resumable).
+        on_epoch_end: Called with each epoch's history row after that epoch's resumable
+            state is written; returning True stops training there (``<out>.partial`` stays,
+            ``out`` is not written).
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
         CropseqError: bad options, unlabelled data, unknown labels, band/patch mismatches,
-            an unwritable output, or a resume checkpoint that does not match the options.
+            an unwritable output, or (``resume``) an unfinished run with other data, bands,
+            classes or options.
     """
     t_start = time.time()
     cfg = copy.deepcopy(config).validate()
@@ -330,15 +338,17 @@ def train_model(
         raise CropseqError("training data has no labels")
     if train.n == 0:
         raise CropseqError("training data is empty")
+    # The tables' content as given (before band selection, padding or a split): what --resume compares.
+    data_hashes = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
     train = crop_patch(select_bands(train, cfg.bands), cfg.patch)
     bands = list(train.bands)
     if val is not None:
         if val.labels is None:
             raise CropseqError("validation data has no labels")
         val = crop_patch(select_bands(val, bands, "validation data"), train.patch, "validation data")
-        if val.x.shape[1] != train.x.shape[1]:
-            # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
-            val, train = _pad_time(val, train)
+    if val is not None and val.x.shape[1] != train.x.shape[1]:
+        # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
+        val, train = _pad_time(val, train)
     if classes is None:
         names = list(train.labels) + ([] if val is None else list(val.labels))
         classes = ClassTable.from_names(names)
@@ -391,7 +401,10 @@ def train_model(
     if plot_path is not None:
         check_writable(plot_path)
     extra_meta = {"split": split_note, "n_train": int(n_tr), "n_val": 0 if y_va is None else int(len(y_va)),
-                  "device": device.type, "effective_batch_size": batch_size, "epochs_planned": epochs}
+                  "device": device.type, "effective_batch_size": batch_size, "epochs_planned": epochs,
+                  "data": data_hashes}
+    partial = partial_path(out)
+    check_writable(partial)
 
     # -- state (possibly resumed) --------------------------------------------------
     start_epoch, update = 1, 0
@@ -399,27 +412,24 @@ def train_model(
     best: dict[str, Any] = {"metric": None, "epoch": 0, "state": None, "bad": 0}
     avg_state: dict[str, torch.Tensor] | None = None
     avg_count = 0
-    if cfg.resume and out.exists():
-        ck = load_checkpoint(out)
-        saved_arch = ck.meta.get("arch", {})
-        if saved_arch != arch.to_dict() or ck.meta.get("bands") != bands:
-            raise CropseqError("cannot resume: the checkpoint was trained with a different model, bands or data", out)
-        if ck.meta.get("complete"):
-            return _completed_result(out, ck.meta, history_path, plot_path, classes, t_start, device)
-        if ck.optimizer is None:
-            raise CropseqError("cannot resume: the checkpoint holds no training state", out)
-        model.load_state_dict(ck.state_dict)
-        opt.load_state_dict(ck.optimizer["optimizer"])
-        loop = ck.optimizer["loop"]
+    ck, src = _resume_source(out, partial, cfg, arch, data_hashes, bands, classes, progress) if cfg.resume else (None, None)
+    if ck is not None and is_complete(ck.meta):
+        return _completed_result(out, ck.meta, history_path, plot_path, classes, t_start, device)
+    if ck is not None:
+        model.load_state_dict(model_from_checkpoint(ck, src).state_dict())  # checked against its record first
+        opt.load_state_dict(ck.optimizer["optimizer"])  # type: ignore[index]
+        loop = ck.optimizer["loop"]  # type: ignore[index]
         start_epoch, update = int(loop["epoch"]) + 1, int(loop["update"])
         history = list(loop["history"])
-        best = {"metric": loop["best_metric"], "epoch": int(loop["best_epoch"]), "state": ck.optimizer.get("best_state_dict"), "bad": int(loop["bad"])}
-        avg_state = ck.optimizer.get("avg_state_dict")
+        best = {"metric": loop["best_metric"], "epoch": int(loop["best_epoch"]), "state": ck.optimizer.get("best_state_dict"), "bad": int(loop["bad"])}  # type: ignore[union-attr]
+        avg_state = ck.optimizer.get("avg_state_dict")  # type: ignore[union-attr]
         avg_count = int(loop.get("avg_count", 0))
         if ck.rng and "torch" in ck.rng:
             torch.set_rng_state(ck.rng["torch"])
         if progress:
-            print(f"resuming {out} after epoch {start_epoch - 1}", file=sys.stderr)
+            print(f"resuming {src} after epoch {start_epoch - 1}", file=sys.stderr)
+    elif progress and partial.exists():
+        print(f"starting over: {partial} (an unfinished run) will be replaced; --resume continues it", file=sys.stderr)
 
     if progress:
         print(
@@ -428,7 +438,7 @@ def train_model(
             file=sys.stderr,
         )
 
-    bar_enabled = progress and sys.stderr.isatty()
+    bar_enabled = progress and stderr_is_terminal()  # plain epoch lines in logs, a live bar on a terminal
     stop_reason = ""
     epoch = start_epoch - 1
     for epoch in range(start_epoch, epochs + 1):
@@ -444,41 +454,33 @@ def train_model(
             order = torch.randperm(n_tr, generator=gen).numpy()
         model.train()
         loss_sum, loss_n = 0.0, 0
-        batches = range(0, n_tr, batch_size)
-        bar = None
-        if bar_enabled:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n_batches, desc=f"epoch {epoch}/{epochs}", file=sys.stderr, leave=False, unit="batch")
-        for i in batches:
-            idx = np.sort(order[i : i + batch_size])
-            xb = torch.from_numpy(x_tr[idx]).to(device, non_blocking=True)
-            db = torch.from_numpy(d_tr[idx]).to(device, non_blocking=True)
-            yb = torch.from_numpy(y_tr[idx]).to(device, non_blocking=True)
-            xb, db = aug(xb, db, scale_t, gen)
-            if full:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                    logits = model(xb, db)
-                loss = _loss(model, logits, yb, model.valid_mask(xb), cw, cfg.label_smoothing)
-                update = _step(model, opt, loss, cfg, update, total_updates)
-                if loss is not None:
-                    loss_sum += float(loss.detach()) * len(idx)
-                    loss_n += len(idx)
-            else:
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                    for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
-                        valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
-                        loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
-                        with torch.autocast("cuda", enabled=False):
-                            update = _step(model, opt, loss, cfg, update, total_updates)
-                        if loss is not None:
-                            loss_sum += float(loss.detach()) * len(idx) / windows
-                            loss_n += len(idx) / windows
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / max(loss_n, 1):.4f}")
-        if bar is not None:
-            bar.close()
+        last = "" if not history or history[-1]["val_accuracy"] is None else f"  val_acc {history[-1]['val_accuracy']:.4f} (last epoch)"
+        with progress_bar(f"epoch {epoch}/{epochs}", bar_enabled, unit="batches", transient=True) as bar:
+            for b, i in enumerate(range(0, n_tr, batch_size), 1):
+                idx = np.sort(order[i : i + batch_size])
+                xb = torch.from_numpy(x_tr[idx]).to(device, non_blocking=True)
+                db = torch.from_numpy(d_tr[idx]).to(device, non_blocking=True)
+                yb = torch.from_numpy(y_tr[idx]).to(device, non_blocking=True)
+                xb, db = aug(xb, db, scale_t, gen)
+                if full:
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                        logits = model(xb, db)
+                    loss = _loss(model, logits, yb, model.valid_mask(xb), cw, cfg.label_smoothing)
+                    update = _step(model, opt, loss, cfg, update, total_updates)
+                    if loss is not None:
+                        loss_sum += float(loss.detach()) * len(idx)
+                        loss_n += len(idx)
+                else:
+                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                        for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
+                            valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
+                            loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
+                            with torch.autocast("cuda", enabled=False):
+                                update = _step(model, opt, loss, cfg, update, total_updates)
+                            if loss is not None:
+                                loss_sum += float(loss.detach()) * len(idx) / windows
+                                loss_n += len(idx) / windows
+                bar(b, n_batches, note=f"loss {loss_sum / max(loss_n, 1):.4f}{last}")
         train_loss = loss_sum / max(loss_n, 1)
 
         if avg_from is not None and epoch >= avg_from:
@@ -522,7 +524,7 @@ def train_model(
         if avg_state is not None:
             opt_state["avg_state_dict"] = avg_state
         save_checkpoint(
-            out,
+            partial,
             model.state_dict(),
             _meta(cfg, arch, bands, centre, scale, classes, epoch, False, extra_meta),
             optimizer=opt_state,
@@ -534,7 +536,7 @@ def train_model(
             break
         if on_epoch_end is not None and on_epoch_end(dict(row)):
             return TrainResult(
-                path=out, history_path=history_path, plot_path=None, history=history, best_epoch=epoch,
+                path=partial, history_path=history_path, plot_path=None, history=history, best_epoch=epoch,
                 epochs_run=epoch, val_accuracy=val_acc, seconds=time.time() - t_start, classes=classes,
                 n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type, extra={"stopped": True},
             )
@@ -553,6 +555,7 @@ def train_model(
                   "averaged_epochs": avg_count if (avg_state is not None and not (use_es and best["state"] is not None)) else 0,
                   "val_accuracy": final_val_acc}
     save_checkpoint(out, model.state_dict(), _meta(cfg, arch, bands, centre, scale, classes, epoch, True, extra_meta))
+    partial.unlink(missing_ok=True)  # the run is finished: nothing left to resume
     write_history(history_path, history)
     if plot_path is not None:
         plot_history(plot_path, history, delivered_epoch if use_es else None)
@@ -564,6 +567,34 @@ def train_model(
         epochs_run=epoch, val_accuracy=final_val_acc, seconds=time.time() - t_start, classes=classes,
         n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type,
     )
+
+
+def _resume_source(
+    out: Path, partial: Path, cfg: TrainConfig, arch: ArchConfig, data: dict[str, str | None], bands: list[str],
+    classes: ClassTable, progress: bool,
+) -> tuple[Checkpoint | None, Path | None]:
+    """The checkpoint ``--resume`` continues from, checked to record this very run.
+
+    ``<out>.partial`` when an unfinished run left one; else a finished ``out`` (nothing left
+    to do); else an unfinished ``out`` written before ``.partial`` files existed; else None
+    (nothing to resume: train from the start). Returns ``(checkpoint, its path)``.
+
+    Raises:
+        CropseqError: when the recorded run used other data, bands, classes or options, or
+            holds no training state.
+    """
+    src = partial if partial.exists() else out if out.exists() else None
+    if src is None:
+        if progress:
+            print(f"nothing to resume ({partial} does not exist): training from the start", file=sys.stderr)
+        return None, None
+    ck = load_checkpoint(src)
+    check_resumable(src, ck.meta, cfg.to_dict(), data, bands, classes.to_records())
+    if ck.meta.get("arch") != arch.to_dict():
+        raise CropseqError("cannot resume: the checkpoint was trained with a different model architecture", src)
+    if not is_complete(ck.meta) and ck.optimizer is None:
+        raise CropseqError("cannot resume: the checkpoint holds no training state", src)
+    return ck, src
 
 
 def _step(model: SequenceClassifier, opt: torch.optim.Optimizer, loss: torch.Tensor | None, cfg: TrainConfig, update: int, total: int) -> int:

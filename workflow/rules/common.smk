@@ -87,7 +87,8 @@ def labels_path(scene):
 
 
 def classes_path(scene):
-    """The class table given to `cropseq samples`, or None (derive it from the labels)."""
+    """The class table given to `cropseq samples`, or None (the labels' own table, else
+    derived from the class names); the samples tables carry it on to training."""
     c = SCENES[scene].get("classes")
     if c:
         return user_path(c)
@@ -229,12 +230,9 @@ def split_input(wildcards):
 
 
 def train_inputs(wildcards):
+    """The training tables (they carry the class table `cropseq samples` stored)."""
     s = wildcards.scene
-    d = {"train": samples_file(s, "train"), "val": samples_file(s, "val")}
-    c = classes_path(s)
-    if c:
-        d["classes"] = c
-    return d
+    return {"train": samples_file(s, "train"), "val": samples_file(s, "val")}
 
 
 def report_inputs(wildcards):

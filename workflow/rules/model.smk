@@ -1,4 +1,5 @@
 # Model stages: train (deep model) and baseline (RandomForest) -> evaluate both on the test split
+# Both take the class table (codes, colours) stored with the training table by `cropseq samples`.
 
 
 rule train:
@@ -21,7 +22,6 @@ rule train:
         batch_size=opt("--batch-size", config["train"]["batch_size"]),
         seed=config["train"]["seed"],
         options=train_options_yaml(),
-        classes=lambda wc, input: opt("--classes", input.get("classes")),
         device="cuda" if GPU else "cpu",
         extra=extra("train"),
     log:
@@ -39,7 +39,7 @@ rule train:
         " && cropseq train --samples {input.train:q} --val-samples {input.val:q}"
         " --out {output.model:q} --config {output.options:q} --arch {params.arch}"
         " {params.epochs} {params.batch_size} --seed {params.seed}"
-        " --device {params.device} {params.classes} --history {output.history:q}"
+        " --device {params.device} --history {output.history:q}"
         " --plot {output.curves:q} --quiet {params.extra} > {log:q} 2>&1"
 
 
@@ -51,7 +51,6 @@ rule baseline:
         model=out("{scene}", "models", "rf.skops"),
     params:
         seed=config["baseline"]["seed"],
-        classes=lambda wc, input: opt("--classes", input.get("classes")),
         extra=extra("baseline"),
     log:
         logf("{scene}", "baseline"),
@@ -65,7 +64,7 @@ rule baseline:
     shell:
         "LOKY_MAX_CPU_COUNT={threads} cropseq train --arch rf --samples {input.train:q}"
         " --val-samples {input.val:q} --out {output.model:q} --seed {params.seed}"
-        " {params.classes} {params.extra} > {log:q} 2>&1"
+        " {params.extra} > {log:q} 2>&1"
 
 
 rule evaluate:

@@ -6,13 +6,15 @@ Run by the workflow's samples rule when samples.max_per_group is set; the work i
 
 import sys
 
-from cropseq.samples import cap_per_group, read_samples, write_samples
+from cropseq.samples import cap_per_group, read_samples, read_samples_classes, write_samples
 
 
 def subsample(table: str, out: str, max_per_group: int, seed: int = 0) -> None:
+    """Write at most ``max_per_group`` samples of each group of ``table`` to ``out``, seeded;
+    the class table stored with ``table`` goes with them."""
     df = read_samples(table)
     kept = cap_per_group(df, max_per_group, seed=seed, where=table)
-    write_samples(kept, out)
+    write_samples(kept, out, classes=read_samples_classes(table))
     print(f"{kept['sample_id'].nunique()} of {df['sample_id'].nunique()} samples kept (at most {max_per_group} "
           f"per group, {df['group'].nunique()} groups) -> {out}")
 
