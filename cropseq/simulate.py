@@ -100,7 +100,9 @@ __all__ = [
     "BANDS",
     "CLASS_TABLE",
     "CRS",
+    "DEFAULT_LABEL_NOISE",
     "MAX_DATES",
+    "MAX_LABEL_NOISE",
     "MAX_SIZE",
     "MIN_DATES",
     "MIN_SIZE",
@@ -130,6 +132,8 @@ BLOCK_ROWS = 256  # rows generated and written per step = the GeoTIFF tile heigh
 TILE = 256
 NODATA = 0
 SCALE = 0.0001
+#: Share of labelled crop parcels written under a wrong crop name, by default and at most.
+DEFAULT_LABEL_NOISE, MAX_LABEL_NOISE = 0.03, 0.5
 #: Crops that differ (almost) only in the timing of their season; see the module doc.
 TIMING_PAIRS: tuple[tuple[str, str], ...] = (("winter_wheat", "spring_barley"),)
 
@@ -169,7 +173,7 @@ class _Pheno:
     flower_w: float = 7.0
     cuts: tuple[float, ...] = ()  # grassland mowing days (third one optional)
     catch_p: float = 0.0  # share of fields sown with a catch crop after harvest
-    jitter: float = 7.0  # per-field timing shift, +- days
+    jitter: float = 18.0  # per-field timing shift, +- days (sowing windows of classes overlap)
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,8 @@ class SceneInfo:
         n_test: Parcels in ``test_fields.gpkg``.
         cloud_cover: Per date, the share of in-swath pixels masked (cloud or shadow).
         nodata_fraction: Share of pixels outside the swath.
+        mislabelled: ``field_id`` of the parcels of ``labels.gpkg`` whose label is not
+            their true class (the simulated label noise).
         timing_pairs: Crop pairs that differ mainly in timing.
     """
 
@@ -289,6 +295,7 @@ class SceneInfo:
     n_test: int
     cloud_cover: tuple[float, ...]
     nodata_fraction: float
+    mislabelled: tuple[int, ...] = ()
     timing_pairs: tuple[tuple[str, str], ...] = TIMING_PAIRS
 
     def summary(self) -> str:
@@ -296,7 +303,8 @@ class SceneInfo:
         return (
             f"simulated {self.size}x{self.size} px scene, {len(self.dates)} dates "
             f"({self.dates[0]}..{self.dates[-1]}), {len(self.classes)} classes, "
-            f"{self.n_labelled + self.n_test} fields ({self.n_labelled} labelled, {self.n_test} held out) "
+            f"{self.n_labelled + self.n_test} fields ({self.n_labelled} labelled, {len(self.mislabelled)} of them "
+            f"under a wrong name; {self.n_test} held out) "
             f"-> {self.stack}"
         )
 
@@ -315,6 +323,7 @@ class SceneInfo:
             "n_fields": self.n_fields,
             "n_labelled": self.n_labelled,
             "n_test": self.n_test,
+            "mislabelled_fields": list(self.mislabelled),
             "classes": self.classes.to_records(),
             "timing_pairs": [list(p) for p in self.timing_pairs],
             "files": {
@@ -404,6 +413,7 @@ class _Landscape:
     cls_index: np.ndarray  # (n,) index into _CLASSES
     eligible: np.ndarray  # (n,) bool: enough area inside the swath to label or score
     labelled: np.ndarray  # (n,) bool
+    label_cls: np.ndarray  # (n,) class index written to labels.gpkg (cls_index, with noise)
     edge_a: float  # swath edge: valid iff col + 0.5 < edge_a + edge_b * (row + 0.5)
     edge_b: float
     field_params: dict[str, np.ndarray] = field(default_factory=dict)
@@ -525,6 +535,30 @@ def _choose_labelled(rng: np.random.Generator, cls: np.ndarray, eligible: np.nda
     return labelled
 
 
+def _noisy_labels(rng: np.random.Generator, cls: np.ndarray, labelled: np.ndarray,
+                  share: float) -> np.ndarray:
+    """The class each parcel is *labelled* with: its true class, except for ``share`` of the
+    labelled crop parcels, which get another crop's name (a surveyor's or a farmer's
+    declaration error). Every class keeps at least one correctly labelled parcel."""
+    out = cls.copy()
+    crop = np.array([c.crop for c in _CLASSES])[cls]
+    cand = np.flatnonzero(labelled & crop)
+    k = int(round(share * len(cand)))
+    if k == 0:
+        return out
+    crop_idx = np.array([i for i, c in enumerate(_CLASSES) if c.crop])
+    correct = np.bincount(cls[cand], minlength=len(_CLASSES))
+    for i in rng.permutation(cand):
+        if k == 0:
+            break
+        if correct[cls[i]] < 2:  # the class's last correct label stays
+            continue
+        correct[cls[i]] -= 1
+        out[i] = rng.choice(crop_idx[crop_idx != cls[i]])
+        k -= 1
+    return out
+
+
 def _field_params(rng: np.random.Generator, cls: np.ndarray) -> dict[str, np.ndarray]:
     """Per-parcel phenology: the class curve with per-field shifts of timing and amplitude."""
     n = len(cls)
@@ -536,13 +570,15 @@ def _field_params(rng: np.random.Generator, cls: np.ndarray) -> dict[str, np.nda
     s_up = rng.uniform(-1, 1, n) * jit  # sowing / green-up shift
     s_down = 0.4 * s_up + rng.uniform(-0.5, 0.5, n) * jit  # late sowing -> late senescence
     s_harv = s_down + rng.uniform(-3, 6, n) * (jit > 0)
-    amp = rng.uniform(0.9, 1.03, n)
+    # Variety, soil and management: some fields never close their canopy (a dry corner, a
+    # poor stand), others green up or senesce fast or slowly.
+    amp = rng.uniform(0.72, 1.04, n)
     p: dict[str, np.ndarray] = {}
     p["pre"] = get("pre") * amp
     p["peak"] = np.minimum(get("peak") * amp, 0.97)
     p["post"] = get("post") * amp
-    p["up"], p["r_up"] = get("up") + s_up, get("r_up")
-    p["down"], p["r_down"] = get("down") + s_down, get("r_down")
+    p["up"], p["r_up"] = get("up") + s_up, get("r_up") * rng.uniform(0.7, 1.5, n)
+    p["down"], p["r_down"] = get("down") + s_down, get("r_down") * rng.uniform(0.7, 1.5, n)
     p["dry"] = get("dry") * rng.uniform(0.9, 1.05, n)
     p["harvest"] = get("harvest") + s_harv
     p["stubble"] = get("stubble") * rng.uniform(0.7, 1.2, n)
@@ -582,7 +618,8 @@ def _cover(p: dict[str, np.ndarray], t: float) -> tuple[np.ndarray, np.ndarray, 
     return g.astype(np.float32), np.maximum(d, 0).astype(np.float32), fl.astype(np.float32)
 
 
-def _build_landscape(seed: int, size: int, cell: int, label_fraction: float) -> _Landscape:
+def _build_landscape(seed: int, size: int, cell: int, label_fraction: float,
+                     label_noise: float = 0.0) -> _Landscape:
     import shapely
 
     geo = _rng(seed, 1)
@@ -594,7 +631,8 @@ def _build_landscape(seed: int, size: int, cell: int, label_fraction: float) -> 
     centroids = shapely.get_coordinates(shapely.centroid(polys))
     cls = _assign_classes(_rng(seed, 2), centroids, eligible, size)
     labelled = _choose_labelled(_rng(seed, 3), cls, eligible, label_fraction)
-    land = _Landscape(polys, shapely.bounds(polys), cls, eligible, labelled, edge_a, edge_b)
+    label_cls = _noisy_labels(_rng(seed, 11), cls, eligible & labelled, label_noise)
+    land = _Landscape(polys, shapely.bounds(polys), cls, eligible, labelled, label_cls, edge_a, edge_b)
     land.field_params = _field_params(_rng(seed, 4), cls)
     return land
 
@@ -632,10 +670,15 @@ def _conditions(seed: int, dates: list[date], size: int) -> list[_DateCond]:
     covers = np.zeros(n)
     order = rng.permutation(np.arange(1, n - 1))  # the season's first/last dates stay usable
     n_heavy = max(2, int(round(0.15 * n)))
-    n_light = int(round(0.2 * n))
+    n_light = int(round(0.25 * n))
     covers[order[0]] = rng.uniform(0.92, 0.98)
     covers[order[1 : 1 + n_heavy]] = rng.uniform(0.10, 0.60, n_heavy)
-    covers[order[1 + n_heavy : 1 + n_heavy + n_light]] = rng.uniform(0.01, 0.08, n_light)
+    light = order[1 + n_heavy : 1 + n_heavy + n_light]
+    covers[light] = rng.uniform(0.04, 0.20, len(light))
+    # Light dates have scattered small cumulus (a field or less across), so every field
+    # misses its own set of dates; fronts on the other dates cover whole neighbourhoods.
+    scattered = np.zeros(n, dtype=bool)
+    scattered[light] = True
     out = []
     for k, d in enumerate(dates):
         doy = float(d.timetuple().tm_yday)
@@ -646,7 +689,8 @@ def _conditions(seed: int, dates: list[date], size: int) -> list[_DateCond]:
         clouds, tau = None, math.inf
         if covers[k] > 0:
             crng = _rng(seed, 7, k)
-            clouds = _Fractal(crng, (96.0, 48.0, 24.0, 12.0), size, margin=dist_px + 8.0)
+            spacings = (20.0, 10.0, 5.0) if scattered[k] else (96.0, 48.0, 24.0, 12.0)
+            clouds = _Fractal(crng, spacings, size, margin=dist_px + 8.0)
             step = max(1, size // 256)
             probe = np.arange(0, size, step, dtype=np.float64) + step / 2.0 - 0.5
             # The masked share (cloud or its shadow) hits the target: threshold the union.
@@ -926,7 +970,8 @@ def _tile(size: int) -> int:
     return TILE if size >= TILE else max(16, int(math.ceil(size / 16.0)) * 16)
 
 
-def _validate(size: int, n_dates: int, seed: int, label_fraction: float, field_size: int) -> None:
+def _validate(size: int, n_dates: int, seed: int, label_fraction: float, field_size: int,
+              label_noise: float = 0.0) -> None:
     def bad(msg: str) -> CropseqError:
         return CropseqError(msg)
 
@@ -941,6 +986,8 @@ def _validate(size: int, n_dates: int, seed: int, label_fraction: float, field_s
         raise bad(f"label fraction must be in (0, 1] (got {label_fraction!r})")
     if not isinstance(field_size, (int, np.integer)) or not MIN_FIELD <= field_size <= MAX_FIELD:
         raise bad(f"field size must be an integer from {MIN_FIELD} to {MAX_FIELD} pixels (got {field_size!r})")
+    if not (isinstance(label_noise, (int, float)) and 0.0 <= float(label_noise) <= MAX_LABEL_NOISE):
+        raise bad(f"label noise must be from 0 to {MAX_LABEL_NOISE} (got {label_noise!r})")
 
 
 def _prepare_outdir(outdir: Path) -> Path:
@@ -990,6 +1037,7 @@ def simulate_scene(
     seed: int = 0,
     label_fraction: float = 0.5,
     field_size: int = 32,
+    label_noise: float = DEFAULT_LABEL_NOISE,
 ) -> SceneInfo:
     """Write the seeded synthetic demo scene (see the module docstring for what is in it).
 
@@ -1004,6 +1052,8 @@ def simulate_scene(
             (0 < f <= 1); the other parcels go to ``test_fields.gpkg``.
         field_size: Grid cell of the parcel layout in pixels (8..256), shrunk for small
             scenes to ``size // 8`` (at least 8) so that every class fits.
+        label_noise: Share of the labelled crop parcels written to ``labels.gpkg`` under
+            another crop's name (0..0.5); ``truth.tif`` and ``test_fields.gpkg`` stay true.
 
     Returns:
         A :class:`SceneInfo` describing the files written.
@@ -1011,7 +1061,7 @@ def simulate_scene(
     Raises:
         CropseqError: On a bad argument or an unwritable output folder.
     """
-    _validate(size, n_dates, seed, label_fraction, field_size)
+    _validate(size, n_dates, seed, label_fraction, field_size, label_noise)
     import rasterio
     import shapely
     from affine import Affine
@@ -1020,7 +1070,7 @@ def simulate_scene(
     size, n_dates, seed = int(size), int(n_dates), int(seed)
     outdir = _prepare_outdir(Path(outdir))
     cell = int(max(MIN_FIELD, min(field_size, size // 8)))
-    land = _build_landscape(seed, size, cell, float(label_fraction))
+    land = _build_landscape(seed, size, cell, float(label_fraction), float(label_noise))
     dates = _dates(seed, n_dates)
     conds = _conditions(seed, dates, size)
     renderer = _Renderer(seed, size, land, conds)
@@ -1102,12 +1152,13 @@ def simulate_scene(
     to_map = lambda xy: np.column_stack([ORIGIN[0] + xy[:, 0] * PIXEL_SIZE, ORIGIN[1] - xy[:, 1] * PIXEL_SIZE])  # noqa: E731
     field_ids = np.arange(1, len(land.polys_px) + 1)
     names = [c.name for c in _CLASSES]
-    for path, sel in ((outdir / "labels.gpkg", land.eligible & land.labelled),
-                      (outdir / "test_fields.gpkg", held_out)):
+    for path, sel, label_cls in ((outdir / "labels.gpkg", land.eligible & land.labelled, land.label_cls),
+                                 (outdir / "test_fields.gpkg", held_out, land.cls_index)):
         idx = np.flatnonzero(sel)
         polys = shapely.transform(shapely.intersection(land.polys_px[idx], valid_region), to_map)
         polys = shapely.make_valid(polys)
-        _write_fields(path, polys, field_ids[idx], [names[c] for c in land.cls_index[idx]])
+        _write_fields(path, polys, field_ids[idx], [names[c] for c in label_cls[idx]])
+    mislabelled = np.flatnonzero(land.eligible & land.labelled & (land.label_cls != land.cls_index))
 
     info = SceneInfo(
         outdir=outdir, stack=outdir / "stack.yaml", truth=truth_path, test_truth=test_truth_path,
@@ -1117,6 +1168,7 @@ def simulate_scene(
         transform=tuple(transform.to_gdal()), classes=CLASS_TABLE, n_fields=len(land.polys_px),
         n_labelled=int((land.eligible & land.labelled).sum()),
         n_test=int(held_out.sum()),
+        mislabelled=tuple(int(i) for i in field_ids[mislabelled]),
         cloud_cover=tuple(float(m) / max(n_valid, 1) for m in masked),
         nodata_fraction=1.0 - n_valid / float(size * size),
     )
