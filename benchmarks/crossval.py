@@ -14,11 +14,12 @@ Usage::
   ``open_stack`` → ``read_labels`` → ``extract_samples`` → ``table_to_arrays``) unless
   ``--loader direct``.
 
-Models: ``rf`` (:func:`cropseq.baseline.train_random_forest`, 500 trees), ``bilstm`` /
-``bigru`` (:func:`cropseq.training.train_model` with the DEFAULT ``TrainConfig`` apart from
-the recurrent cell, bidirectional). Every model is scored the same way: loaded back from
-its file with :func:`cropseq.predictor.load_predictor` and passed to
-:func:`cropseq.evaluation.evaluate_samples`.
+Models: ``rf`` (:func:`cropseq.crossval.fit_random_forest`, 500 trees), ``bilstm`` /
+``bigru`` (:func:`cropseq.crossval.fit_deep` with the DEFAULT ``TrainConfig`` apart from
+the recurrent cell, bidirectional). Every model is scored the same way, by
+:func:`cropseq.crossval.score_fold` (the code of ``cropseq crossval``): loaded back from its
+file and passed to :func:`cropseq.evaluation.evaluate_samples`. The Mato Grosso folds come
+from :func:`cropseq.crossval.make_folds` (``--group none``).
 
 Writes ``benchmarks/out/crossval_<dataset>_<models>.csv`` (one row per model and fold, appended
 model by model) and the pooled confusion matrix per model as PNG; prints a Markdown table.
@@ -33,7 +34,6 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -48,8 +48,8 @@ sys.path.insert(0, str(HERE.parent))
 from _realdata import load_dtwsat, load_dtwsat_package, load_matogrosso  # noqa: E402
 
 from cropseq.classes import ClassTable  # noqa: E402
-from cropseq.evaluation import evaluate_samples, metrics_from_confusion, plot_confusion_matrix  # noqa: E402
-from cropseq.predictor import load_predictor  # noqa: E402
+from cropseq.crossval import fit_deep, fit_random_forest, format_mean_sd, make_folds, mean_sd, score_fold  # noqa: E402
+from cropseq.evaluation import metrics_from_confusion, plot_confusion_matrix  # noqa: E402
 from cropseq.sequences import SequenceArrays  # noqa: E402
 
 OUT = HERE / "out"
@@ -65,11 +65,7 @@ TORCH_THREADS = 1
 
 
 def train_rf(train: SequenceArrays, classes: ClassTable, workdir: Path, seed: int, args: argparse.Namespace) -> Path:
-    from cropseq.baseline import train_random_forest
-
-    out = workdir / "rf.skops"
-    train_random_forest(train, out, classes=classes, n_estimators=args.n_estimators, seed=seed, n_jobs=THREADS)
-    return out
+    return fit_random_forest(train, workdir, classes, n_estimators=args.n_estimators, seed=seed, n_jobs=THREADS)
 
 
 _LOGGED_CONFIGS: set[str] = set()
@@ -77,7 +73,7 @@ _LOGGED_CONFIGS: set[str] = set()
 
 def _deep_trainer(cell: str) -> Callable[[SequenceArrays, ClassTable, Path, int, argparse.Namespace], Path]:
     def train(train: SequenceArrays, classes: ClassTable, workdir: Path, seed: int, args: argparse.Namespace) -> Path:
-        from cropseq.training import TrainConfig, train_model
+        from cropseq.training import TrainConfig
 
         cfg = TrainConfig()
         fields = {f.name for f in dataclasses.fields(cfg)}
@@ -98,11 +94,9 @@ def _deep_trainer(cell: str) -> Callable[[SequenceArrays, ClassTable, Path, int,
             # The defaults are being tuned: log exactly which ones produced these numbers.
             print(f"TrainConfig: {dataclasses.asdict(cfg)}", flush=True)
             _LOGGED_CONFIGS.add(cell)
-        out = workdir / f"{cell}.pt"
         # No validation split: the held-out fold must stay unseen, and the default config
         # decides on its own how to use the training data.
-        train_model(train, None, cfg, out, classes=classes, progress=False)
-        return out
+        return fit_deep(train, workdir, cfg, classes)
 
     return train
 
@@ -133,10 +127,8 @@ MODELS: dict[str, Callable[[SequenceArrays, ClassTable, Path, int, argparse.Name
 
 
 def matogrosso_splits(arrays: SequenceArrays, folds: int) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict]]:
-    from sklearn.model_selection import StratifiedKFold
-
-    skf = StratifiedKFold(folds, shuffle=True, random_state=0)
-    for k, (tr, te) in enumerate(skf.split(np.zeros(arrays.n), arrays.labels), start=1):
+    # Independent pixels: StratifiedKFold(folds, shuffle=True, random_state=0), as in TARGETS.md.
+    for k, (tr, te) in enumerate(make_folds(arrays.labels, None, folds, seed=0), start=1):
         yield k, tr, te, {}
 
 
@@ -154,11 +146,7 @@ def dtwsat_splits(data, resamples: int) -> Iterator[tuple[int, np.ndarray, np.nd
 
 
 def _fmt(values: pd.Series, digits: int = 4) -> str:
-    v = values.dropna().to_numpy(dtype=float)
-    if v.size == 0:
-        return "–"
-    sd = v.std(ddof=1) if v.size > 1 else 0.0
-    return f"{v.mean():.{digits}f} ± {sd:.{digits}f}"
+    return format_mean_sd(mean_sd(values.tolist()), digits)
 
 
 def markdown_table(df: pd.DataFrame, dataset: str) -> str:
@@ -207,14 +195,12 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     for model in models:
         pooled = np.zeros((len(classes), len(classes)), dtype=np.int64)
         for k, tr, te, extra in splits:
+            def fit(train: SequenceArrays, folder: Path, model: str = model) -> Path:
+                return MODELS[model](train, classes, folder, args.seed, args)
+
             with tempfile.TemporaryDirectory(dir=OUT) as tmp:
-                t0 = time.perf_counter()
-                path = MODELS[model](arrays.subset(tr), classes, Path(tmp), args.seed, args)
-                t_train = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                predictor = load_predictor(path)
-                m = evaluate_samples(predictor, arrays.subset(te))
-                t_pred = time.perf_counter() - t0
+                score = score_fold(fit, arrays.subset(tr), arrays.subset(te), Path(tmp))
+            m, t_train, t_pred = score.metrics, score.train_seconds, score.predict_seconds
             cm = np.asarray(m["confusion_matrix"], dtype=np.int64)[: len(classes), : len(classes)]
             pooled += cm
             row = {

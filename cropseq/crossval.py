@@ -62,6 +62,7 @@ import pandas as pd
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.evaluation import CONFUSION_AXES, evaluate_samples, metrics_from_confusion
+from cropseq.predictor import Predictor
 from cropseq.sequences import SequenceArrays
 
 #: ``fit(train, workdir) -> model file``: trains one model on a fold's training part.
@@ -255,6 +256,21 @@ def fit_random_forest(
     return out
 
 
+def _load_fold_model(path: Path) -> Predictor:
+    """Load a model this run just wrote, as :func:`cropseq.predictor.load_predictor` does.
+
+    Not through ``load_predictor`` itself: inside a CLI command that registers the file as an
+    input, and a command may not read back one of its own outputs (:mod:`cropseq.atomic`).
+    """
+    if path.suffix == ".skops":
+        from cropseq.baseline import RandomForestPredictor
+
+        return RandomForestPredictor.load(path)
+    from cropseq.models.predictor import DeepPredictor
+
+    return DeepPredictor.load(path, device="cpu")
+
+
 @dataclass
 class FoldScore:
     """One model scored on one fold: the metrics dictionary and the wall times."""
@@ -264,25 +280,22 @@ class FoldScore:
     predict_seconds: float
 
 
-def score_fold(fit: Fit, train: SequenceArrays, test: SequenceArrays, workdir: Path | None = None) -> FoldScore:
-    """Train with ``fit`` in a temporary folder, load the model file back and score ``test``.
+def score_fold(fit: Fit, train: SequenceArrays, test: SequenceArrays, folder: Path) -> FoldScore:
+    """Train with ``fit`` into ``folder``, load the model file back and score ``test``.
 
     Args:
         fit: ``fit(train, folder) -> model file``, e.g. a :func:`fit_deep` or
             :func:`fit_random_forest` with its options bound.
         train: The fold's training sequences.
         test: The fold's held-out sequences.
-        workdir: Where the temporary folder goes (default: the system's).
+        folder: An existing folder for this fit's model file (the caller removes it).
     """
-    from cropseq.predictor import load_predictor
-
-    with tempfile.TemporaryDirectory(dir=workdir, prefix="crossval-") as tmp:
-        t0 = time.perf_counter()
-        path = fit(train, Path(tmp))
-        t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        metrics = evaluate_samples(load_predictor(path, device="cpu"), test)
-        t_pred = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    path = fit(train, Path(folder))
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    metrics = evaluate_samples(_load_fold_model(path), test)
+    t_pred = time.perf_counter() - t0
     return FoldScore(metrics, round(t_train, 2), round(t_pred, 2))
 
 
@@ -389,18 +402,22 @@ def cross_validate(
     g = np.asarray(groups).astype(str) if groups is not None else arrays.sample_ids.astype(str)
     fold_of = np.zeros(arrays.n, dtype=np.int64)
     rows: list[dict[str, Any]] = []
-    for k, (tr, te) in enumerate(folds, start=1):
-        fold_of[te] = k
-        train, test = arrays.subset(tr), arrays.subset(te)
-        counts = (len(tr), len(te), len(np.unique(g[tr])), len(np.unique(g[te])))
-        for name, fit in models.items():
-            if on_fit is not None:
-                on_fit(k, name, "")
-            row = _fold_row(k, name, score_fold(fit, train, test, workdir), labels, counts)
-            rows.append(row)
-            if on_fit is not None:
-                on_fit(k, name, f"OA {row['overall_accuracy']:.4f}  kappa {_f(row['kappa'])}  "
-                                f"macro F1 {_f(row['macro_f1'])}  train {row['train_seconds']:.1f}s")  # fmt: skip
+    # One folder for the whole run; each fold's model files are small and stay until the end.
+    with tempfile.TemporaryDirectory(dir=workdir, prefix="crossval-") as tmp:
+        for k, (tr, te) in enumerate(folds, start=1):
+            fold_of[te] = k
+            train, test = arrays.subset(tr), arrays.subset(te)
+            counts = (len(tr), len(te), len(np.unique(g[tr])), len(np.unique(g[te])))
+            for name, fit in models.items():
+                if on_fit is not None:
+                    on_fit(k, name, "")
+                folder = Path(tmp) / f"fold{k}-{name}"
+                folder.mkdir()
+                row = _fold_row(k, name, score_fold(fit, train, test, folder), labels, counts)
+                rows.append(row)
+                if on_fit is not None:
+                    on_fit(k, name, f"OA {row['overall_accuracy']:.4f}  kappa {_f(row['kappa'])}  "
+                                    f"macro F1 {_f(row['macro_f1'])}  train {row['train_seconds']:.1f}s")  # fmt: skip
     summary, pooled = summarize(rows, labels)
     return {
         "n_samples": arrays.n,

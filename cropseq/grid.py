@@ -6,9 +6,9 @@ grid, with GDAL's warper (rasterio ``WarpedVRT``), never hand-written resampling
 
 Reads stay windowed: a ``WarpedVRT`` spans the whole target grid, and reading a window of it
 warps only that window, so each Dask chunk (with its halo) reads just what it needs.
-The warper runs with ``tolerance=0`` (an exact coordinate transform per pixel, not GDAL's
-default piecewise-linear approximation over the requested window), so a pixel's value does
-not depend on the chunking.
+The warper runs with a negligible approximation error (:data:`TOLERANCE` pixels, not GDAL's
+default 0.125 of a piecewise-linear approximation over the requested window), so a pixel's
+value does not depend on the chunking.
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from cropseq.errors import CropseqError
 _GRID_KEYS = {"crs", "resolution", "bounds", "bbox"}
 #: Resampling methods a manifest may name per band (``resampling: {LC: nearest}``).
 RESAMPLING = {"nearest", "bilinear", "cubic", "average", "mode"}
+#: Warper approximation error, in pixels. Not 0: rasterio's WarpedVRT then builds no
+#: transformer at all (GDAL "pfnTransformer is NULL").
+TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,7 @@ def resolve_grid(
         from rasterio.warp import transform_bounds
 
         h, w = ref_shape
-        s, w_, n, e = array_bounds(h, w, ref_transform)
+        w_, s, e, n = array_bounds(h, w, ref_transform)
         left, bottom, right, top = (w_, s, e, n) if crs == ref_crs else transform_bounds(ref_crs, crs, w_, s, e, n, densify_pts=21)
     width = max(1, math.ceil((right - left) / res[0] - 1e-9))
     height = max(1, math.ceil((top - bottom) / res[1] - 1e-9))
@@ -221,6 +224,6 @@ class WarpRead:
         h, w = self.grid.shape
         with WarpedVRT(
             src, crs=self.grid.crs, transform=self.grid.transform, width=w, height=h,
-            resampling=Resampling[self.resampling], dtype="float32", nodata=np.nan, tolerance=0.0, **kwargs,
+            resampling=Resampling[self.resampling], dtype="float32", nodata=np.nan, tolerance=TOLERANCE, **kwargs,
         ) as vrt:  # fmt: skip
             return vrt.read(indexes, window=window)

@@ -87,6 +87,8 @@ from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.io import BlockWindows, WindowReader, read_with_halo, window_reader
 from cropseq.predictor import Predictor, load_predictor
+from cropseq.smoothing import Smoothing
+from cropseq.uncertainty import MEASURES, check_measures, uncertainty
 
 #: Default chunk edge in pixels (the cube contract's chunking).
 DEFAULT_CHUNK = 512
@@ -393,6 +395,17 @@ def _predict_block(
     return out
 
 
+def _predict_smooth_block(block: np.ndarray, *, smooth: Smoothing | None = None, **kw: Any) -> np.ndarray:
+    """Probabilities of one chunk's core, smoothed when asked.
+
+    With smoothing the chunk arrives with the model's halo *plus* the smoothing radius, so
+    the model predicts the core and a ring of ``radius`` pixels around it, which the
+    smoothing consumes: every core pixel sees its full neighbourhood whatever the chunk.
+    """
+    probs = _predict_block(block, **kw)
+    return probs if smooth is None else smooth.apply(probs)
+
+
 def _class_block(probs: np.ndarray, codes: np.ndarray) -> np.ndarray:
     conf = probs.max(axis=0)
     idx = probs.argmax(axis=0)  # ties: the first (lowest-index) class, deterministically
@@ -403,8 +416,13 @@ def _confidence_block(probs: np.ndarray) -> np.ndarray:
     return probs.max(axis=0).astype(np.float32)  # all-NaN (nodata) columns stay NaN
 
 
-def _finish_block(probs: np.ndarray, codes: np.ndarray, want_probs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    return _class_block(probs, codes), _confidence_block(probs), (probs if want_probs else None)
+Layers = dict[str, np.ndarray]
+
+
+def _finish_block(probs: np.ndarray, codes: np.ndarray, want: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, Layers]:
+    """Class codes, confidence and the extra layers ``want`` names (``probabilities``, measures)."""
+    layers = {n: (probs if n == "probabilities" else uncertainty(probs, n)) for n in want}
+    return _class_block(probs, codes), _confidence_block(probs), layers
 
 
 @dataclass(frozen=True)
@@ -415,10 +433,10 @@ class DirectBlocks:
     windows: BlockWindows
     predict: dict[str, Any]  # keyword arguments of _predict_block
 
-    def finish(self, i: int, j: int, codes: np.ndarray, want_probs: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Class codes, confidence and (if wanted) probabilities of chunk ``(i, j)``."""
+    def finish(self, i: int, j: int, codes: np.ndarray, want: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, Layers]:
+        """Class codes, confidence and the wanted layers of chunk ``(i, j)``."""
         block = self.reader(*self.windows.window(i, j))
-        return _finish_block(_predict_block(block, **self.predict), codes, want_probs)
+        return _finish_block(_predict_smooth_block(block, **self.predict), codes, want)
 
 
 # --------------------------------------------------------------------------- the plan
@@ -435,7 +453,8 @@ class PredictionPlan:
         source: The stack's name (for messages).
         dates: Dates used (after the season window).
         min_valid: Effective minimum of valid observations.
-        halo: Halo in pixels (``patch // 2``).
+        halo: Halo in pixels read around each chunk (``patch // 2`` plus the smoothing
+            radius).
         bands: The model's bands (the cube's order after selection).
         kind: The predictor's kind (``deep``, ``rf``...).
         direct: For a stack opened from a manifest: each chunk as one independent task
@@ -456,6 +475,7 @@ class PredictionPlan:
     bands: list[str]
     kind: str = "deep"
     direct: DirectBlocks | None = None
+    smooth: Smoothing | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -484,6 +504,7 @@ def plan_prediction(
     end: Any = None,
     device: str = "auto",
     loader: Loader | None = None,
+    smooth: Smoothing | None = None,
     _client_device: str | None = None,
 ) -> PredictionPlan:
     """Build the lazy prediction graph (see :func:`predict_cube` for the arguments)."""
@@ -495,7 +516,9 @@ def plan_prediction(
     ref, predictor = _model_ref(model, device, loader, _client_device)
     bands = [str(b) for b in predictor.bands]
     classes = predictor.classes
-    halo = int(predictor.patch) // 2
+    model_halo = int(predictor.patch) // 2
+    # The smoothing's neighbourhood needs probabilities around the core: a wider halo.
+    halo = model_halo + (smooth.radius if smooth is not None else 0)
 
     cube = select_season(cube, start, end)
     cube = select_bands(cube, bands)
@@ -528,7 +551,7 @@ def plan_prediction(
     if reader is not None:
         direct = DirectBlocks(
             reader, BlockWindows.from_chunks(ych, xch, halo),
-            {"model": ref, "doy": doy, "halo": halo, "min_valid": min_valid, "n_classes": len(classes)},
+            {"model": ref, "doy": doy, "halo": model_halo, "min_valid": min_valid, "n_classes": len(classes), "smooth": smooth},
         )  # fmt: skip
     if reader is not None and halo:
         # Each chunk reads its own halo: chunks do not depend on each other, so memory
@@ -546,12 +569,13 @@ def plan_prediction(
                 boundary={0: "none", 1: "none", 2: np.nan, 3: np.nan},  # beyond the edge = missing
             )
     k = len(classes)
-    name = "cropseq-predict-" + tokenize(data.name, ref.token(), doy.tobytes(), halo, min_valid, k)
+    name = "cropseq-predict-" + tokenize(data.name, ref.token(), doy.tobytes(), halo, min_valid, k, smooth)
     probs = data.map_blocks(
-        _predict_block,
+        _predict_smooth_block,
+        smooth=smooth,
         model=ref,
         doy=doy,
-        halo=halo,
+        halo=model_halo,
         min_valid=min_valid,
         n_classes=k,
         drop_axis=0,
@@ -589,6 +613,7 @@ def plan_prediction(
         bands=bands,
         kind=str(getattr(predictor, "kind", "deep")),
         direct=direct if core is None else None,
+        smooth=smooth,
     )
 
 
@@ -603,6 +628,8 @@ def predict_cube(
     probabilities: bool = False,
     device: str = "auto",
     loader: Loader | None = None,
+    smooth: Smoothing | None = None,
+    uncertainty_measures: tuple[str, ...] = (),
 ) -> xr.Dataset:
     """Lazily predict a crop map from a cube.
 
@@ -618,6 +645,10 @@ def predict_cube(
         probabilities: Also return the ``(K, y, x)`` probability cube.
         device: ``auto``, ``cpu`` or ``cuda`` for deep models loaded from a path.
         loader: Custom model loader (see :func:`cached_predictor`).
+        smooth: Spatial smoothing of the probabilities before labelling
+            (:mod:`cropseq.smoothing`); the result still does not depend on ``chunk``.
+        uncertainty_measures: Also return these :mod:`cropseq.uncertainty` measures
+            (``entropy``, ``margin``, ``least``) as float32 variables of the same names.
 
     Returns:
         A lazy ``xarray.Dataset`` with ``class`` (uint8, 0 = nodata), ``confidence``
@@ -628,7 +659,9 @@ def predict_cube(
     Raises:
         CropseqError: missing bands, empty season window, bad ``min_valid``, missing model.
     """
-    plan = plan_prediction(cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device, loader=loader)
+    plan = plan_prediction(
+        cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device, loader=loader, smooth=smooth,
+    )
     codes = plan.codes
     cls = plan.probs.map_blocks(_class_block, codes, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     conf = plan.probs.map_blocks(_confidence_block, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
@@ -645,6 +678,9 @@ def predict_cube(
             "bands": plan.bands,
         },
     )
+    for m in check_measures(uncertainty_measures):
+        u = plan.probs.map_blocks(uncertainty, m, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+        ds[m] = (("y", "x"), u, {"long_name": MEASURES[m], "units": "1"})
     if probabilities:
         ds["probabilities"] = xr.DataArray(
             plan.probs,
@@ -819,9 +855,9 @@ def _close_cluster_now(cluster: Any) -> None:
         cluster.close(timeout=2)
 
 
-def _write_task(writer: Any, row: int, col: int, probs: np.ndarray, codes: np.ndarray, want_probs: bool) -> None:
-    cls, conf, p = _finish_block(probs, codes, want_probs)
-    writer.write_block(row, col, cls, conf, p)
+def _write_task(writer: Any, row: int, col: int, probs: np.ndarray, codes: np.ndarray, want: tuple[str, ...]) -> None:
+    cls, conf, layers = _finish_block(probs, codes, want)
+    writer.write_block(row, col, cls, conf, layers=layers)
 
 
 #: Chunks in flight per worker thread: enough to keep every thread busy while finished
@@ -829,8 +865,9 @@ def _write_task(writer: Any, row: int, col: int, probs: np.ndarray, codes: np.nd
 IN_FLIGHT_PER_THREAD = 2
 
 
-def _direct_write(direct: DirectBlocks, writer: Any, i: int, j: int, r: int, c: int, codes: np.ndarray, want_probs: bool) -> None:
-    writer.write_block(r, c, *direct.finish(i, j, codes, want_probs))
+def _direct_write(direct: DirectBlocks, writer: Any, i: int, j: int, r: int, c: int, codes: np.ndarray, want: tuple[str, ...]) -> None:
+    cls, conf, layers = direct.finish(i, j, codes, want)
+    writer.write_block(r, c, cls, conf, layers=layers)
 
 
 def _reap(pending: set[Any]) -> set[Any]:
@@ -847,7 +884,7 @@ def _reap(pending: set[Any]) -> set[Any]:
     return rest
 
 
-def _run_threaded_direct(plan: PredictionPlan, writer: Any, threads: int, want_probs: bool) -> None:
+def _run_threaded_direct(plan: PredictionPlan, writer: Any, threads: int, want: tuple[str, ...]) -> None:
     """Chunks through a thread pool, at most ``IN_FLIGHT_PER_THREAD * threads`` at a time."""
     import concurrent.futures as cf
 
@@ -860,7 +897,7 @@ def _run_threaded_direct(plan: PredictionPlan, writer: Any, threads: int, want_p
             for i, j, r, c in plan.offsets():
                 while len(pending) >= limit:
                     pending = _reap(pending)
-                pending.add(pool.submit(_direct_write, plan.direct, writer, i, j, r, c, plan.codes, want_probs))
+                pending.add(pool.submit(_direct_write, plan.direct, writer, i, j, r, c, plan.codes, want))
             while pending:
                 pending = _reap(pending)
     except BaseException:
@@ -871,7 +908,7 @@ def _run_threaded_direct(plan: PredictionPlan, writer: Any, threads: int, want_p
     pool.shutdown(wait=True)
 
 
-def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want_probs: bool, retries: int) -> None:
+def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want: tuple[str, ...], retries: int) -> None:
     """Chunks on a cluster, a bounded window of them in flight (two per worker thread)."""
     from distributed import as_completed
 
@@ -888,7 +925,7 @@ def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want
         if nxt is None:
             return False
         i, j, r, c = nxt
-        fut = client.submit(DirectBlocks.finish, direct, i, j, plan.codes, want_probs, retries=retries, pure=False)
+        fut = client.submit(DirectBlocks.finish, direct, i, j, plan.codes, want, retries=retries, pure=False)
         pos[fut.key] = (r, c)
         flying.add(fut)
         return True
@@ -900,9 +937,9 @@ def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want
         # Finished chunks (class + confidence: 5 bytes a pixel) are written as they arrive
         # and released; each one frees a slot for the next chunk.
         for fut in flying:
-            cls, conf, probs = fut.result()
+            cls, conf, layers = fut.result()
             r, c = pos.pop(fut.key)
-            writer.write_block(r, c, cls, conf, probs)
+            writer.write_block(r, c, cls, conf, layers=layers)
             fut.release()
             submit_next()
     except BaseException:
@@ -910,25 +947,25 @@ def _run_distributed_direct(client: Any, plan: PredictionPlan, writer: Any, want
         raise
 
 
-def _run_threaded(plan: PredictionPlan, writer: Any, threads: int, want_probs: bool) -> None:
+def _run_threaded(plan: PredictionPlan, writer: Any, threads: int, want: tuple[str, ...]) -> None:
     if plan.direct is not None:
-        _run_threaded_direct(plan, writer, threads, want_probs)
+        _run_threaded_direct(plan, writer, threads, want)
         return
     blocks = plan.probs.to_delayed()  # one optimised graph shared by all blocks
     codes = plan.codes
     write = dask.delayed(_write_task, pure=False)
-    tasks = [write(writer, r, c, blocks[0, i, j], codes, want_probs) for i, j, r, c in plan.offsets()]
+    tasks = [write(writer, r, c, blocks[0, i, j], codes, want) for i, j, r, c in plan.offsets()]
     with _torch_threads(threads):
         # Write tasks return None, so nothing accumulates: each chunk is written by the
         # thread that computed it and then dropped.
         dask.compute(*tasks, scheduler="threads", num_workers=threads)
 
 
-def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want_probs: bool, retries: int) -> None:
+def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want: tuple[str, ...], retries: int) -> None:
     from distributed import as_completed
 
     if plan.direct is not None:
-        _run_distributed_direct(client, plan, writer, want_probs, retries)
+        _run_distributed_direct(client, plan, writer, want, retries)
         return
     blocks = plan.probs.to_delayed()
     codes = plan.codes
@@ -936,7 +973,7 @@ def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want_probs:
     where = []
     tasks = []
     for i, j, r, c in plan.offsets():
-        tasks.append(finish(blocks[0, i, j], codes, want_probs))
+        tasks.append(finish(blocks[0, i, j], codes, want))
         where.append((r, c))
     futures = client.compute(tasks, retries=retries)
     pos = {f.key: rc for f, rc in zip(futures, where)}
@@ -944,9 +981,9 @@ def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want_probs:
         # Only finished chunks come back (class + confidence: 5 bytes a pixel); the client
         # writes them as they arrive and releases them, so neither side holds the scene.
         for fut in as_completed(futures):
-            cls, conf, probs = fut.result()
+            cls, conf, layers = fut.result()
             r, c = pos[fut.key]
-            writer.write_block(r, c, cls, conf, probs)
+            writer.write_block(r, c, cls, conf, layers=layers)
             fut.release()
     except BaseException:
         client.cancel(futures)
@@ -1024,6 +1061,19 @@ def _opt_path(value: Any, default: Path) -> Path | None:
     return Path(value)
 
 
+def uncertainty_paths(out: str | os.PathLike[str], measures: Any) -> dict[str, Path]:
+    """``{measure: path}`` of the uncertainty COGs: names go to ``<stem>.<measure>.tif``.
+
+    Raises:
+        CropseqError: an unknown measure.
+    """
+    out = Path(out)
+    if isinstance(measures, dict):
+        check_measures(list(measures))
+        return {str(k): Path(v) for k, v in measures.items()}
+    return {m: out.with_name(f"{out.stem}.{m}.tif") for m in check_measures(list(measures or ()))}
+
+
 def run_prediction(
     model: Predictor | str | os.PathLike[str],
     stack: xr.DataArray | str | os.PathLike[str],
@@ -1045,6 +1095,10 @@ def run_prediction(
     compress: str = "DEFLATE",
     progress: ProgressFn | None = None,
     loader: Loader | None = None,
+    smooth: Smoothing | None = None,
+    uncertainty: Any = None,
+    probabilities_zarr: str | os.PathLike[str] | None = None,
+    stac: str | os.PathLike[str] | bool | None = True,
 ) -> PredictionResult:
     """Predict a whole stack into a COG crop map (+ confidence, area CSV, QGIS style).
 
@@ -1071,6 +1125,13 @@ def run_prediction(
         compress: COG compression, ``DEFLATE`` or ``ZSTD``.
         progress: ``progress(done, total)`` after each written chunk.
         loader: Custom model loader (see :func:`cached_predictor`).
+        smooth: Spatial smoothing of the probabilities before labelling (every output,
+            confidence and uncertainty included, comes from the smoothed probabilities).
+        uncertainty: Uncertainty COGs: measure names (``entropy``, ``margin``, ``least``;
+            written to ``<stem>.<measure>.tif``) or a ``{measure: path}`` dict.
+        probabilities_zarr: Path of a CF-compliant Zarr probabilities cube, or None.
+        stac: ``True``: a STAC Item ``<stem>.stac.json`` describing the outputs; a path;
+            or ``False``/``None``.
 
     Returns:
         A :class:`PredictionResult`.
@@ -1090,7 +1151,12 @@ def run_prediction(
     area_path = _opt_path(area, side["area"])
     qml_path = _opt_path(qml, side["qml"])
     prob_path = None if probabilities is None or probabilities is False else Path(probabilities)
-    for p in (out, conf_path, prob_path, area_path, qml_path):
+    measure_paths = uncertainty_paths(out, uncertainty)
+    zarr_path = None if probabilities_zarr is None else Path(probabilities_zarr)
+    from cropseq.stac_item import stac_path
+
+    stac_out = _opt_path(stac, stac_path(out))
+    for p in (out, conf_path, prob_path, area_path, qml_path, zarr_path, stac_out, *measure_paths.values()):
         if p is not None:
             check_writable(p)  # before loading anything: fail fast, write nothing
     if not str(out).lower().endswith((".tif", ".tiff")):
@@ -1120,7 +1186,7 @@ def run_prediction(
     client_device = None if mode == "threads" else "cpu"
     plan = plan_prediction(
         cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device,
-        loader=loader, _client_device=client_device,
+        loader=loader, smooth=smooth, _client_device=client_device,
     )
     if mode == "local-cluster" and workers is None:
         model_bytes = MODEL_WORKING_BYTES.get(plan.kind, 2**30)
@@ -1147,25 +1213,27 @@ def run_prediction(
         if progress is not None:
             progress(n, total)
 
-    _check_output_size(out, len(plan.x) * len(plan.y), conf_path is not None, len(plan.classes) if prob_path else 0)
+    n_float = len(plan.classes) * (bool(prob_path) + bool(zarr_path)) + len(measure_paths)
+    _check_output_size(out, len(plan.x) * len(plan.y), conf_path is not None, n_float)
     grid = Grid(width=len(plan.x), height=len(plan.y), transform=plan.transform, crs=plan.crs)
     writer = CropMapWriter(
         out, grid, plan.classes, confidence=conf_path, probabilities=prob_path, area=area_path,
-        qml=qml_path, compress=compress, on_block=on_block,
+        qml=qml_path, compress=compress, on_block=on_block, uncertainty=measure_paths,
+        probabilities_zarr=zarr_path, zarr_chunk=chunk, stac=stac_out, dates=plan.dates,
     )
-    want_probs = prob_path is not None
+    want = (("probabilities",) if prob_path is not None or zarr_path is not None else ()) + tuple(measure_paths)
     with writer:
         if mode == "threads":
             if progress is not None:
                 progress(0, total)
-            _run_threaded(plan, writer, n_threads, want_probs)
+            _run_threaded(plan, writer, n_threads, want)
         else:
             with dask_client(scheduler, n_workers, n_threads) as client:
                 if mode == "scheduler":
                     n_workers = len(client.scheduler_info().get("workers", {}))
                 if progress is not None:
                     progress(0, total)  # only now: a user error never follows a progress bar
-                _run_distributed(client, plan, writer, want_probs, int(retries))
+                _run_distributed(client, plan, writer, want, int(retries))
     result = writer.result
     assert result is not None and result.stats is not None
     return PredictionResult(
@@ -1200,4 +1268,5 @@ __all__ = [
     "run_prediction",
     "select_bands",
     "select_season",
+    "uncertainty_paths",
 ]

@@ -22,7 +22,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ from rasterio.windows import Window
 
 from cropseq.atomic import register_input
 from cropseq.errors import CropseqError
+from cropseq.grid import GridSpec, TargetGrid, WarpRead, default_resampling, native_resolution, resolve_grid
 from cropseq.manifest import StackManifest, load_manifest
+from cropseq.masking import MaskRule
 
 CUBE_NAME = "reflectance"
 DIMS = ("time", "band", "y", "x")
@@ -59,6 +61,7 @@ class _BandSource:
     scale: float
     offset: float
     valid_range: tuple[float, float] | None
+    warp: WarpRead | None = None  # None: every file is on the cube's grid (direct windowed reads)
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,15 @@ class _StackReader:
 
     bands: tuple[_BandSource, ...]
     masks: tuple[tuple[str, int], ...]  # per sorted date; empty = no masks
-    mask_invalid: str
+    mask_rule: MaskRule
     n_time: int
+    mask_warp: WarpRead | None = None
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         win = Window(col_off, row_off, width, height)
         out = np.empty((self.n_time, len(self.bands), height, width), dtype=np.float32)
         for c, band in enumerate(self.bands):
-            raw = _read_many(band.reads, win)  # (T, h, w), native dtype
+            raw = _read_many(band.reads, win, band.warp)  # (T, h, w), native dtype (float32 if warped)
             invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
             if band.nodata is not None and not np.isnan(band.nodata):
                 invalid |= _equals(raw, band.nodata)
@@ -91,8 +95,7 @@ class _StackReader:
             v32[invalid] = np.nan
             out[:, c] = v32
         if self.masks:
-            m = _read_many(self.masks, win)
-            bad = (m != 0) if self.mask_invalid == "nonzero" else (m == 0)
+            bad = self.mask_rule.invalid(_read_many(self.masks, win, self.mask_warp))
             out[np.broadcast_to(bad[:, None], out.shape)] = np.nan
         return out
 
@@ -101,8 +104,9 @@ class _StackReader:
         return _StackReader(
             tuple(replace(self.bands[b], reads=tuple(self.bands[b].reads[t] for t in times)) for b in bands),
             tuple(self.masks[t] for t in times) if self.masks else (),
-            self.mask_invalid,
+            self.mask_rule,
             len(times),
+            self.mask_warp,
         )
 
 
@@ -139,6 +143,7 @@ class _Opened:
     bands: tuple[str, ...]
     y: np.ndarray  # pixel-centre coordinates of the whole raster (its shape is theirs)
     x: np.ndarray
+    native: dict[str, tuple[float, float, str | None]] = field(default_factory=dict)  # band -> (xres, yres, resampling)
 
 
 # Cubes opened in this process, by the name of their Dask read layer. Bounded: an entry
@@ -155,8 +160,12 @@ def _equals(raw: np.ndarray, nodata: float) -> np.ndarray:
     return raw == nodata
 
 
-def _read_many(reads: tuple[tuple[str, int], ...], win: Window) -> np.ndarray:
-    """Read ``(file, band)`` pairs in one window, opening each file once."""
+def _read_many(reads: tuple[tuple[str, int], ...], win: Window, warp: WarpRead | None = None) -> np.ndarray:
+    """Read ``(file, band)`` pairs in one window, opening each file once.
+
+    With ``warp``, a file not on the cube's grid is read onto it (float32, NaN where the
+    source has no data); files on the grid are read directly in their own dtype.
+    """
     by_file: dict[str, list[tuple[int, int]]] = {}
     for pos, (f, b) in enumerate(reads):
         by_file.setdefault(f, []).append((pos, b))
@@ -164,7 +173,10 @@ def _read_many(reads: tuple[tuple[str, int], ...], win: Window) -> np.ndarray:
     for f, items in by_file.items():
         try:
             with _quiet_rasterio(), rasterio.open(f) as src:
-                arr = src.read([b for _, b in items], window=win)
+                if warp is not None and not warp.on_grid(src):
+                    arr = warp.read(src, [b for _, b in items], win)
+                else:
+                    arr = src.read([b for _, b in items], window=win)
         except rasterio.errors.RasterioError as e:
             raise CropseqError(f"cannot read raster pixels (truncated or corrupt file? {_gdal_message(e)})", f) from None
         if out is None:
@@ -189,6 +201,7 @@ class _Header:
     nodata: float | None
     georeferenced: bool = True
     dtype: str = "float32"
+    scale_offset: tuple[tuple[float, float], ...] = ()  # per raster band, from the file's tags
 
 
 def _gdal_message(e: BaseException) -> str:
@@ -227,7 +240,8 @@ def _header(path: Path, manifest: Path) -> _Header:
         with _quiet_rasterio(), rasterio.open(path) as src:
             georef = src.transform != Affine.identity() or bool(src.gcps[0]) or src.rpcs is not None
             return _Header(
-                path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata, georef, src.dtypes[0]
+                path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata, georef, src.dtypes[0],
+                tuple(zip(src.scales, src.offsets, strict=True)),
             )
     except rasterio.errors.RasterioError as e:
         raise CropseqError(f"cannot read raster named in {manifest.name} ({_gdal_message(e)})", path) from None
@@ -235,21 +249,26 @@ def _header(path: Path, manifest: Path) -> _Header:
         raise CropseqError(f"cannot read raster named in {manifest.name} ({e.strerror or e})", path) from None
 
 
+_GRID_HINT = "; set grid: in stack.yaml to resample every raster onto one grid"
+
+
 def _check_grid(h: _Header, ref: _Header) -> None:
     """Same CRS, transform and shape as the reference raster, else a message naming both."""
     if h.shape != ref.shape:
         raise CropseqError(
-            f"grid differs from {ref.path}: shape {h.shape[0]}x{h.shape[1]} vs {ref.shape[0]}x{ref.shape[1]} (rows x cols)",
+            f"grid differs from {ref.path}: shape {h.shape[0]}x{h.shape[1]} vs {ref.shape[0]}x{ref.shape[1]} (rows x cols)"
+            + _GRID_HINT,
             h.path,
         )
     if (h.crs is None) != (ref.crs is None) or (h.crs is not None and h.crs != ref.crs):
         a = h.crs.to_string() if h.crs else "none"
         b = ref.crs.to_string() if ref.crs else "none"
-        raise CropseqError(f"grid differs from {ref.path}: CRS {a} vs {b}", h.path)
+        raise CropseqError(f"grid differs from {ref.path}: CRS {a} vs {b}" + _GRID_HINT, h.path)
     tol = 1e-6 * max(abs(ref.transform.a), abs(ref.transform.e), 1e-12)
     if not np.allclose(tuple(h.transform)[:6], tuple(ref.transform)[:6], rtol=0, atol=tol):
         raise CropseqError(
-            f"grid differs from {ref.path}: transform {tuple(h.transform)[:6]} vs {tuple(ref.transform)[:6]}", h.path
+            f"grid differs from {ref.path}: transform {tuple(h.transform)[:6]} vs {tuple(ref.transform)[:6]}" + _GRID_HINT,
+            h.path,
         )
 
 
@@ -273,13 +292,14 @@ def _build_cube(
     shape: tuple[int, int],
     chunks: int,
     source: str,
+    native: dict[str, tuple[float, float, str | None]] | None = None,
 ) -> xr.DataArray:
     ych, xch = _spatial_chunks(shape[0], chunks), _spatial_chunks(shape[1], chunks)
     name = "open_stack-" + tokenize(reader, chunks, shape)
     arr = _lazy_blocks(reader, ych, xch, 0, (len(times), len(bands)), name)
     y, x = _coords(transform, shape)
     with _OPENED_LOCK:
-        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x)
+        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x, dict(native or {}))
         _OPENED.move_to_end(name)
         while len(_OPENED) > _OPENED_MAX:
             _OPENED.popitem(last=False)
@@ -419,13 +439,15 @@ def is_tile_store(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p.suffix == ".zarr" or (p / "zarr.json").is_file() or (p / ".zgroup").is_file())
 
 
-def open_stack(path: str | os.PathLike[str], chunks: int = 512) -> xr.DataArray:
+def open_stack(path: str | os.PathLike[str], chunks: int = 512, grid: GridSpec | None = None) -> xr.DataArray:
     """Open a stack as the cube (lazy; only raster headers are read here).
 
     Args:
         path: A ``stack.yaml`` manifest, a folder holding ``stack.yaml``, or a Zarr tile
             store (``*.zarr``) written by :func:`cropseq.tiling.write_tile`.
         chunks: Spatial chunk size in pixels (each chunk holds every date and band).
+        grid: A target grid overriding the manifest's ``grid:`` (e.g. from CLI options);
+            every raster is read onto it (see :mod:`cropseq.grid`). Not for tile stores.
 
     Returns:
         ``xarray.DataArray`` named ``reflectance``, dims ``(time, band, y, x)``, float32,
@@ -445,13 +467,12 @@ def open_stack(path: str | os.PathLike[str], chunks: int = 512) -> xr.DataArray:
         register_input(p, what="tile store")  # outputs may not replace an input (cropseq.atomic)
         return _open_zarr(p, chunks)
     m = load_manifest(p)
-    register_input(m.path, *m.band_files.values(), *m.files, *m.masks, what="part of the stack")
-    return _open_manifest(m, chunks)
+    register_input(m.path, *m.raster_files(), what="part of the stack")
+    return _open_manifest(m, chunks, grid)
 
 
-def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
+def _open_manifest(m: StackManifest, chunks: int, grid: GridSpec | None = None) -> xr.DataArray:
     order = m.date_order
-    n_t = len(m.dates)
     mname = m.path
     headers: dict[Path, _Header] = {}
     for f in m.raster_files():
@@ -459,55 +480,132 @@ def _open_manifest(m: StackManifest, chunks: int) -> xr.DataArray:
             headers[f] = _header(f, mname)
     for h in headers.values():
         _assign_georeferencing(h, m)
-    ref = headers[m.raster_files()[0]]
-    for h in headers.values():
-        _check_grid(h, ref)
+    reads = _layout_reads(m, headers, order)  # band (mask band included) -> (file, band) per sorted date
+    legacy_masks = _legacy_mask_reads(m, headers, order)
+    mask_band = m.mask.band if m.mask is not None else None
+    spec = grid if grid is not None else m.grid
+    if spec is None and m.layout != "single-band":
+        # Without a grid: key every raster must already share one grid (as before), except the
+        # mask: band, which may have its own resolution (read with nearest).
+        ref = headers[m.raster_files()[0]]
+        data_files = {Path(f) for b in m.cube_bands for f, _ in reads[b]}
+        mask_only = {Path(f) for f, _ in reads[mask_band]} - data_files if mask_band is not None else set()
+        for f, h in headers.items():
+            if f not in mask_only:
+                _check_grid(h, ref)
+        target = TargetGrid(ref.crs, ref.transform, ref.shape)
+    else:
+        ref = _finest(headers, [Path(reads[b][0][0]) for b in m.cube_bands])
+        target = resolve_grid(spec or GridSpec(), ref.crs, ref.transform, ref.shape, mname)
+        _check_target(target, spec, [headers[Path(f)] for b in m.cube_bands for f, _ in reads[b]], mname)
 
     sources: list[_BandSource] = []
+    native: dict[str, tuple[float, float, str | None]] = {}
+    for b in m.bands:
+        hs = [headers[Path(f)] for f, _ in reads[b]]
+        nd = {_nodata_key(hs[k].nodata) for k in range(len(hs))}
+        if m.nodata.get(b) is None and len(nd) > 1:
+            raise CropseqError(f"files disagree on the nodata value ({sorted(map(str, nd))}); set nodata in the manifest", mname)
+        src = _band_source(m, b, reads[b], next(iter(nd)), hs[0].scale_offset[reads[b][0][1] - 1])
+        warp = _warp_for(m, b, hs, target, src.nodata, b == mask_band)
+        native[b] = (*native_resolution(hs[0].crs, hs[0].transform, hs[0].shape, hs[0].crs), warp.resampling if warp else None)
+        sources.append(replace(src, warp=warp))
+    data_sources = tuple(s for s in sources if s.name != mask_band)
+    if mask_band is not None:
+        msrc = next(s for s in sources if s.name == mask_band)
+        mreads, mwarp, rule = msrc.reads, msrc.warp, m.mask
+    else:
+        mreads, rule = legacy_masks, MaskRule(m.mask_invalid)
+        mwarp = _warp_for(m, "", [headers[Path(f)] for f, _ in mreads], target, None, True) if mreads else None
+    assert rule is not None
+    reader = _StackReader(data_sources, mreads, rule, len(m.dates), mwarp)
+    _warn_fill_values(data_sources, {str(f): h.dtype for f, h in headers.items()}, target.shape, m.path)
+    return _build_cube(
+        reader, m.sorted_dates, list(m.cube_bands), target.crs, target.transform, target.shape, chunks, str(m.path),
+        native,
+    )
+
+
+def _layout_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndarray) -> dict[str, tuple[tuple[str, int], ...]]:
+    """band -> ``(file, 1-based raster band)`` per sorted date, checking band counts."""
+    n_t, mname = len(m.dates), m.path
+    if m.layout == "single-band":
+        for f in m.raster_files():
+            if headers[f].count != 1:
+                raise CropseqError(f"a single-band layout raster must have 1 band, this one has {headers[f].count}", f)
+        return {b: tuple((str(m.band_date_files[b][i]), 1) for i in order) for b in m.bands}
     if m.layout == "per-band":
         for b in m.bands:
             f = m.band_files[b]
-            h = headers[f]
-            if h.count != n_t:
-                raise CropseqError(
-                    f"{h.count} raster bands but {n_t} dates in {m.dates_source} (manifest {mname})", f
-                )
-            reads = tuple((str(f), int(i) + 1) for i in order)
-            sources.append(_band_source(m, b, reads, h.nodata))
-        masks: tuple[tuple[str, int], ...] = ()
-        if m.masks:
-            mh = headers[m.masks[0]]
-            if mh.count != n_t:
-                raise CropseqError(
-                    f"mask raster has {mh.count} bands but there are {n_t} dates in {m.dates_source} (manifest {mname})",
-                    mh.path,
-                )
-            masks = tuple((str(mh.path), int(i) + 1) for i in order)
-    else:
-        for f in m.files:
-            if headers[f].count != len(m.bands):
-                raise CropseqError(
-                    f"{headers[f].count} raster bands but {len(m.bands)} bands listed in {mname}", f
-                )
-        for c, b in enumerate(m.bands):
-            reads = tuple((str(m.files[i]), c + 1) for i in order)
-            # NaN nodata is one value here (NaN != NaN would make every file "disagree").
-            nd = {_nodata_key(headers[m.files[i]].nodata) for i in order}
-            if m.nodata.get(b) is None and len(nd) > 1:
-                raise CropseqError(f"files disagree on the nodata value ({sorted(map(str, nd))}); set nodata in the manifest", mname)
-            sources.append(_band_source(m, b, reads, next(iter(nd))))
-        masks = ()
-        if m.masks:
-            for f in m.masks:
-                if headers[f].count != 1:
-                    raise CropseqError(f"a per-date mask must have 1 band, this one has {headers[f].count}", f)
-            masks = tuple((str(m.masks[i]), 1) for i in order)
+            if headers[f].count != n_t:
+                raise CropseqError(f"{headers[f].count} raster bands but {n_t} dates in {m.dates_source} (manifest {mname})", f)
+        return {b: tuple((str(m.band_files[b]), int(i) + 1) for i in order) for b in m.bands}
+    for f in m.files:
+        if headers[f].count != len(m.bands):
+            raise CropseqError(f"{headers[f].count} raster bands but {len(m.bands)} bands listed in {mname}", f)
+    return {b: tuple((str(m.files[i]), c + 1) for i in order) for c, b in enumerate(m.bands)}
 
-    reader = _StackReader(tuple(sources), masks, m.mask_invalid, n_t)
-    _warn_fill_values(sources, {str(f): h.dtype for f, h in headers.items()}, ref.shape, m.path)
-    return _build_cube(
-        reader, m.sorted_dates, list(m.bands), ref.crs, ref.transform, ref.shape, chunks, str(m.path)
-    )
+
+def _legacy_mask_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndarray) -> tuple[tuple[str, int], ...]:
+    """The ``masks:`` files as ``(file, band)`` per sorted date (empty without masks)."""
+    if not m.masks:
+        return ()
+    if m.layout == "per-band":
+        mh = headers[m.masks[0]]
+        if mh.count != len(m.dates):
+            raise CropseqError(
+                f"mask raster has {mh.count} bands but there are {len(m.dates)} dates in {m.dates_source} (manifest {m.path})",
+                mh.path,
+            )
+        return tuple((str(mh.path), int(i) + 1) for i in order)
+    for f in m.masks:
+        if headers[f].count != 1:
+            raise CropseqError(f"a per-date mask must have 1 band, this one has {headers[f].count}", f)
+    return tuple((str(m.masks[i]), 1) for i in order)
+
+
+def _finest(headers: dict[Path, _Header], first_date_files: Sequence[Path]) -> _Header:
+    """The header with the smallest pixel among the first date's data rasters (first on ties)."""
+    hs = [headers[f] for f in first_date_files]
+    return min(hs, key=lambda h: abs(h.transform.a * h.transform.e))
+
+
+def _check_target(target: TargetGrid, spec: GridSpec | None, hs: Sequence[_Header], mpath: Path) -> None:
+    """Refuse what cannot be read onto ``target``: a raster without a CRS on another grid,
+    or explicit bounds that miss every raster."""
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+
+    for h in hs:
+        if not target.matches(h.crs, h.transform, h.shape) and (h.crs is None or target.crs is None):
+            raise CropseqError("raster has no CRS and is not on the target grid: cannot reproject it (assign crs:)", h.path)
+    if spec is None or (spec.bounds is None and spec.bbox is None) or target.crs is None:
+        return
+    th, tw = target.shape
+    tw_, ts, te, tn = array_bounds(th, tw, target.transform)
+    for h in {id(h): h for h in hs}.values():
+        w, s, e, n = array_bounds(h.shape[0], h.shape[1], h.transform)
+        w, s, e, n = transform_bounds(h.crs, target.crs, w, s, e, n, densify_pts=21)
+        if w < te and e > tw_ and s < tn and n > ts:
+            return
+    box = spec.bounds if spec.bounds is not None else spec.bbox
+    key = "bounds" if spec.bounds is not None else "bbox"
+    raise CropseqError(f"grid.{key} {list(box)} lies outside every raster of the stack", mpath)  # type: ignore[arg-type]
+
+
+def _warp_for(
+    m: StackManifest, band: str, hs: Sequence[_Header], target: TargetGrid, nodata: float | None, is_mask: bool
+) -> WarpRead | None:
+    """How ``band`` is read when some of its rasters are not on ``target`` (None: all are)."""
+    if all(target.matches(h.crs, h.transform, h.shape) for h in hs):
+        return None
+    src_res = native_resolution(hs[0].crs, hs[0].transform, hs[0].shape, target.crs)
+    method = m.resampling.get(band) or default_resampling(src_res, target.resolution, is_mask)
+    return WarpRead(
+        target, method, nodata if not is_mask else None,
+        CRS.from_user_input(m.crs) if m.crs not in (None, "none") else None,
+        Affine(*m.transform) if m.transform is not None else None,
+    )  # fmt: skip
 
 
 def _assign_georeferencing(h: _Header, m: StackManifest) -> None:
@@ -553,7 +651,7 @@ def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], sh
         try:
             with _quiet_rasterio():
                 raw = np.concatenate(
-                    [_read_many(reads, Window(c, r, w, h)).ravel() for r, c, h, w in sample_windows(shape, 3, 32)]
+                    [_read_many(reads, Window(c, r, w, h), band.warp).ravel() for r, c, h, w in sample_windows(shape, 3, 32)]
                 )
         except (CropseqError, rasterio.errors.RasterioError, OSError, ValueError):
             continue  # reading reports its own error later, with the file named
@@ -578,14 +676,22 @@ def _nodata_key(value: float | None) -> float | None:
     return math.nan if value is not None and math.isnan(value) else value
 
 
-def _band_source(m: StackManifest, band: str, reads: tuple[tuple[str, int], ...], file_nodata: float | None) -> _BandSource:
+def _band_source(
+    m: StackManifest,
+    band: str,
+    reads: tuple[tuple[str, int], ...],
+    file_nodata: float | None,
+    file_scale_offset: tuple[float, float] = (1.0, 0.0),
+) -> _BandSource:
+    """A band's reads and value rules: the manifest's nodata/scale/offset, else the file's."""
     nd = m.nodata.get(band)
+    scale, offset = (m.scale.get(band, 1.0), m.offset.get(band, 0.0)) if band in m.scale_set else file_scale_offset
     return _BandSource(
         name=band,
         reads=reads,
         nodata=nd if nd is not None else (None if file_nodata is None else float(file_nodata)),
-        scale=m.scale.get(band, 1.0),
-        offset=m.offset.get(band, 0.0),
+        scale=float(scale),
+        offset=float(offset),
         valid_range=m.valid_range.get(band),
     )
 
@@ -707,7 +813,10 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         ``missing_sampled_px``: None when the fractions count every pixel (up to
         :data:`EXACT_SUMMARY_MAX_CHUNKS` chunks), else the pixels of the bounded sample
         (:func:`sample_cube`) they were estimated from. Either way the cost is bounded:
-        no per-chunk graph is built for a large scene.
+        no per-chunk graph is built for a large scene. ``band_resolution``: ``{band:
+        {resolution: [xres, yres] of its first raster in that raster's CRS units,
+        resampling: the method reading it onto the cube's grid, or None (read as is)}}``,
+        for a cube just opened from a manifest (else empty).
     """
     crs = cube_crs(cube)
     t = cube.rio.transform()
@@ -735,5 +844,23 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         "shape": {"time": cube.sizes["time"], "band": cube.sizes["band"], "y": h, "x": w},
         "missing_fraction": {str(b): float(v) for b, v in zip(cube["band"].values, missing, strict=True)},
         "missing_sampled_px": sampled,
+        "band_resolution": _band_resolution(cube),
+    }
+
+
+def _band_resolution(cube: xr.DataArray) -> dict[str, dict[str, Any]]:
+    """Each band's resolution as read and how it is resampled (from the open registry)."""
+    data = getattr(cube, "data", None)
+    if not isinstance(data, da.Array):
+        return {}
+    with _OPENED_LOCK:
+        found = [o for n, o in _OPENED.items() if n in data.__dask_graph__().layers]
+    if len(found) != 1:
+        return {}
+    native = found[0].native
+    return {
+        str(b): {"resolution": [native[str(b)][0], native[str(b)][1]], "resampling": native[str(b)][2]}
+        for b in cube["band"].values
+        if str(b) in native
     }
 

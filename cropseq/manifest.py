@@ -22,11 +22,25 @@ Resolution rules (beyond ARCHITECTURE.md, which they refine):
   order.
 - ``valid_range`` is applied after ``scale``/``offset`` (physical units); a single
   ``[lo, hi]`` applies to every band.
-- ``crs`` / ``transform`` assign georeferencing (like ``gdal_translate -a_srs/-a_ullr``):
+- ``crs`` / ``transform`` *assign* georeferencing (like ``gdal_translate -a_srs/-a_ullr``):
   ``crs: none`` reads rasters without georeferencing in pixel coordinates; ``crs: EPSG:32633``
   plus ``transform: [a, b, c, d, e, f]`` (the affine ``x = a*col + b*row + c``,
   ``y = d*col + e*row + f``) gives them a grid. Without them a raster lacking georeferencing
-  is an error.
+  is an error. Nothing is resampled by these keys.
+- ``grid: {crs, resolution, bounds | bbox}`` is the *target* grid every raster is read onto
+  (reprojected/resampled with GDAL's warper, :mod:`cropseq.grid`). ``grid: {}`` keeps the
+  default grid (the finest band of the first date) but still resamples rasters on other
+  grids. Without ``grid``, the per-band and per-date layouts require every raster on one grid
+  (as before), except a ``mask:`` band; the ``single-band`` layout always resamples.
+- ``mask: {band, invalid | valid | bits}`` names a band of the stack holding a class or QA
+  mask (:mod:`cropseq.masking`); that band is read with nearest neighbour and is not a cube
+  band. ``masks:`` (separate mask files) and ``mask:`` exclude each other.
+- ``single-band`` layout: one single-band raster per band per date; ``files`` is one glob
+  (band and date from ``pattern``'s named groups) or ``{band: glob}`` (:mod:`cropseq.filenames`).
+  ``bands`` (optional) picks and orders the bands; every band (and the mask band) must have a
+  file on every date.
+- ``scale`` / ``offset`` not set in the manifest for a band come from the raster's own
+  scale/offset tags (GDAL metadata), else 1 / 0.
 """
 
 from __future__ import annotations
@@ -45,12 +59,16 @@ import pandas as pd
 import yaml
 
 from cropseq.errors import CropseqError
+from cropseq.filenames import compile_pattern, match_files
+from cropseq.grid import RESAMPLING, GridSpec, parse_grid_spec
+from cropseq.masking import MaskRule, parse_mask
 
 MANIFEST_NAME = "stack.yaml"
 _KEYS = {
     "layout", "bands", "dates", "files", "date_pattern", "masks", "mask_invalid",
-    "nodata", "valid_range", "scale", "offset", "crs", "transform",
+    "nodata", "valid_range", "scale", "offset", "crs", "transform", "grid", "mask", "pattern", "resampling",
 }  # fmt: skip
+LAYOUTS = ("per-band", "per-date", "single-band")
 _GENERIC_DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2}|\d{8})(?!\d)")
 
 
@@ -77,6 +95,15 @@ class StackManifest:
         crs: CRS to assign (any string rasterio reads, e.g. ``EPSG:32633``), ``"none"`` to
             accept rasters without georeferencing, or None (use the files').
         transform: Affine ``(a, b, c, d, e, f)`` to assign, or None (use the files').
+        grid: The target grid to read onto (``grid:`` key), or None (one grid required,
+            except for the ``single-band`` layout and a ``mask:`` band).
+        mask: The ``mask:`` rule and band, or None.
+        band_date_files: single-band: band -> one raster per date, aligned with ``dates``
+            (the mask band included).
+        resampling: band -> resampling method overriding the default (bilinear, average
+            when coarsening, nearest for the mask band).
+        scale_set: Bands whose ``scale``/``offset`` the manifest sets (others may take the
+            raster's own scale/offset tags).
     """
 
     path: Path
@@ -94,6 +121,16 @@ class StackManifest:
     dates_source: str = ""
     crs: str | None = None
     transform: tuple[float, float, float, float, float, float] | None = None
+    grid: GridSpec | None = None
+    mask: MaskRule | None = None
+    band_date_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    resampling: dict[str, str] = field(default_factory=dict)
+    scale_set: frozenset[str] = frozenset()
+
+    @property
+    def cube_bands(self) -> tuple[str, ...]:
+        """The cube's bands: :attr:`bands` without the ``mask:`` band."""
+        return tuple(b for b in self.bands if self.mask is None or b != self.mask.band)
 
     @property
     def root(self) -> Path:
@@ -112,6 +149,8 @@ class StackManifest:
 
     def raster_files(self) -> list[Path]:
         """Every raster the stack reads (bands, then masks)."""
+        if self.layout == "single-band":
+            return [f for b in self.bands for f in self.band_date_files[b]]
         data = list(self.band_files.values()) if self.layout == "per-band" else list(self.files)
         return data + list(self.masks)
 
@@ -290,10 +329,17 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
     root = mpath.parent.resolve()
 
     layout = data.get("layout")
-    if layout not in ("per-band", "per-date"):
-        raise CropseqError(f"layout must be 'per-band' or 'per-date', not {layout!r}", mpath)
+    if layout not in LAYOUTS:
+        raise CropseqError(f"layout must be 'per-band', 'per-date' or 'single-band', not {layout!r}", mpath)
     raw_bands = data.get("bands")
-    if layout == "per-band":
+    mask = parse_mask(data["mask"], mpath) if data.get("mask") is not None else None
+    if mask is not None and data.get("masks") is not None:
+        raise CropseqError("give mask: (a band holding a mask) or masks: (mask files), not both", mpath)
+    band_date_files: dict[str, tuple[Path, ...]] = {}
+    if layout == "single-band":
+        bands, band_date_files, dates = _single_band(data, root, mask, mpath)
+        source = "file names (pattern)"
+    elif layout == "per-band":
         if not isinstance(raw_bands, dict) or not raw_bands:
             raise CropseqError("per-band layout needs bands: {name: file, ...}", mpath)
         bands = [str(b) for b in raw_bands]
@@ -311,13 +357,21 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
     mask_invalid = data.get("mask_invalid", "nonzero")
     if mask_invalid not in ("nonzero", "zero"):
         raise CropseqError(f"mask_invalid must be 'nonzero' or 'zero', not {mask_invalid!r}", mpath)
+    if mask is not None and mask.band not in bands:
+        raise CropseqError(f"mask band {mask.band!r} is not one of the bands ({', '.join(bands)})", mpath)
+    if mask is not None and len(bands) < 2:
+        raise CropseqError(f"the mask band {mask.band!r} is the only band: the cube needs a data band", mpath)
 
     # ---- dates, files, masks
     band_files: dict[str, Path] = {}
     files: list[Path] = []
     masks: list[Path] = []
     raw_dates = data.get("dates")
-    if layout == "per-band":
+    if layout != "single-band" and data.get("pattern") is not None:
+        raise CropseqError("pattern is for the single-band layout (per-date dates use date_pattern)", mpath)
+    if layout == "single-band":
+        pass
+    elif layout == "per-band":
         for key in ("files", "date_pattern"):
             if key in data:
                 raise CropseqError(f"{key!r} is for the per-date layout; per-band files are given in bands", mpath)
@@ -356,7 +410,8 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         elif isinstance(raw_files, list) and raw_files:
             files = [_resolve(root, f) for f in raw_files]
         else:
-            raise CropseqError("per-date layout needs files: a glob or a list of rasters", mpath)
+            hint = " (one single-band file per band per date? use layout: single-band)" if isinstance(raw_files, dict) else ""
+            raise CropseqError(f"per-date layout needs files: a glob or a list of rasters{hint}", mpath)
         if raw_dates is not None and pattern is not None:
             raise CropseqError("give dates or date_pattern, not both", mpath)
         if pattern is not None:
@@ -378,7 +433,12 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         if data.get("masks") is not None:
             masks = _pair_masks(data["masks"], root, files, dates, pattern, mpath)
 
-    idx = _check_unique_dates(dates, source, mpath)
+    try:
+        idx = _check_unique_dates(dates, source, mpath)
+    except CropseqError as e:
+        if layout == "per-date" and "date_pattern" in source:  # sits/BDC folders: a file per band per date
+            raise CropseqError(f"{e.message}; one single-band file per band per date? use layout: single-band", e.path) from None
+        raise
     nodata_raw = data.get("nodata")
     return StackManifest(
         path=mpath.resolve(),
@@ -394,8 +454,88 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         scale={b: float(v) for b, v in _per_band_values(data.get("scale"), "scale", bands, mpath, 1.0).items()},  # type: ignore[arg-type]
         offset={b: float(v) for b, v in _per_band_values(data.get("offset"), "offset", bands, mpath, 0.0).items()},  # type: ignore[arg-type]
         dates_source=source,
+        grid=parse_grid_spec(data["grid"], mpath) if "grid" in data else None,
+        mask=mask,
+        band_date_files=band_date_files,
+        resampling=_resampling(data.get("resampling"), bands, mpath),
+        scale_set=frozenset(_set_bands(data, ("scale", "offset"), bands)),
         **_georeferencing(data, mpath),
     )
+
+
+def _set_bands(data: dict[str, Any], keys: Sequence[str], bands: Sequence[str]) -> set[str]:
+    """Bands that any of ``keys`` (a number for every band, or ``{band: number}``) sets."""
+    out: set[str] = set()
+    for k in keys:
+        v = data.get(k)
+        if isinstance(v, dict):
+            out |= {str(b) for b in v}
+        elif v is not None:
+            out |= set(bands)
+    return out
+
+
+def _resampling(raw: Any, bands: Sequence[str], where: Path) -> dict[str, str]:
+    """``resampling: {band: method}`` (or one method for every band), checked."""
+    if raw is None:
+        return {}
+    items = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {b: raw for b in bands}
+    for b, v in items.items():
+        if b not in bands:
+            raise CropseqError(f"resampling names unknown band {b!r} (bands: {', '.join(bands)})", where)
+        if v not in RESAMPLING:
+            raise CropseqError(f"resampling.{b} must be one of {', '.join(sorted(RESAMPLING))}, not {v!r}", where)
+    return {b: str(v) for b, v in items.items()}
+
+
+def _single_band(
+    data: dict[str, Any], root: Path, mask: MaskRule | None, mpath: Path
+) -> tuple[list[str], dict[str, tuple[Path, ...]], list[pd.Timestamp]]:
+    """The ``single-band`` layout: bands, ``band -> file per date`` and the sorted dates."""
+    for key in ("dates", "date_pattern", "masks"):
+        if data.get(key) is not None:
+            hint = "use mask: {band: ..., invalid: [...]}" if key == "masks" else "dates come from the file names (pattern)"
+            raise CropseqError(f"{key!r} is not used by the single-band layout ({hint})", mpath)
+    raw_files = data.get("files")
+    groups: dict[str | None, list[Path]] = {}
+    if isinstance(raw_files, str):
+        groups[None] = _glob(root, raw_files)
+        if not groups[None]:
+            raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
+    elif isinstance(raw_files, dict) and raw_files:
+        for b, g in raw_files.items():
+            found = _glob(root, g) if isinstance(g, str) else None
+            if not found:
+                raise CropseqError(f"files.{b}: glob {g!r} matches no file in {root}", mpath)
+            groups[str(b)] = found
+    else:
+        raise CropseqError("single-band layout needs files: a glob (with pattern:) or {band: glob}", mpath)
+    pattern = compile_pattern(data.get("pattern"), None in groups, mpath)
+    table = match_files(groups, pattern, parse_date, mpath)
+    raw_bands = data.get("bands")
+    if raw_bands is None:
+        bands = sorted(table) if None in groups else list(table)
+        if mask is not None and mask.band in bands:  # the mask band last, after the data bands
+            bands.remove(mask.band)
+    elif isinstance(raw_bands, list) and raw_bands:
+        bands = [str(b) for b in raw_bands]
+    else:
+        raise CropseqError("single-band layout: bands (optional) must be a list of band names", mpath)
+    if mask is not None and mask.band not in bands:
+        bands.append(mask.band)
+    for b in bands:
+        if b not in table:
+            raise CropseqError(f"band {b!r} matches no file (bands found: {', '.join(sorted(table))})", mpath)
+    dates = sorted(set().union(*(table[b] for b in bands)))
+    for b in bands:
+        lacking = [d for d in dates if d not in table[b]]
+        if lacking:
+            what = "mask band" if mask is not None and b == mask.band else "band"
+            first = lacking[0].isoformat().replace("T00:00:00", "")
+            raise CropseqError(
+                f"{what} {b} has no file for {len(lacking)} of {len(dates)} dates (first: {first})", mpath
+            )
+    return bands, {b: tuple(table[b][d] for d in dates) for b in bands}, dates
 
 
 def _georeferencing(data: dict[str, Any], mpath: Path) -> dict[str, Any]:

@@ -54,9 +54,11 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from cropseq.atomic import atomic_path, check_writable, no_space_error, register_input, temp_sibling
+from cropseq.atomic import atomic_path, check_writable, no_space_error, register_input, remove_path, temp_sibling
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
+from cropseq.raster_metadata import CONFIDENCE_RAMP, UNCERTAINTY_RAMP, class_band_items, pam_xml, ramp_qml
+from cropseq.uncertainty import MEASURES
 
 #: Tile size of every COG written here.
 BLOCKSIZE = 512
@@ -120,6 +122,11 @@ def sidecar_paths(map_path: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 # --------------------------------------------------------------------------- metadata
+def _aux_path(map_path: Path) -> Path:
+    """GDAL's PAM sidecar of a raster: ``MAP.tif.aux.xml`` (categories and RAT live there)."""
+    return map_path.with_name(map_path.name + ".aux.xml")
+
+
 def class_tags(classes: ClassTable) -> tuple[dict[str, str], dict[str, str]]:
     """GeoTIFF tags naming the classes: ``(dataset_tags, band_tags)``."""
     dataset = {CLASSES_TAG: json.dumps(classes.to_records())}
@@ -363,6 +370,11 @@ class WrittenOutputs:
     qml: Path | None = None
     stats: AreaStats | None = None
     blocks: int = 0
+    uncertainty: dict[str, Path] = field(default_factory=dict)
+    probabilities_zarr: Path | None = None
+    aux: Path | None = None
+    stac: Path | None = None
+    styles: list[Path] = field(default_factory=list)
 
 
 class CropMapWriter:
@@ -379,9 +391,17 @@ class CropMapWriter:
         confidence: Confidence COG path, or None.
         probabilities: Probabilities COG path (one band per class), or None.
         area: Area CSV path, or None.
-        qml: QGIS style path, or None.
+        qml: QGIS style path, or None. When set, the confidence and uncertainty COGs get
+            their own ``<their stem>.qml`` (continuous ramp) too.
         compress: COG compression (``DEFLATE`` or ``ZSTD``).
         on_block: Called with no argument after each block is written (progress bars).
+        uncertainty: ``{measure: path}`` of float32 uncertainty COGs
+            (:mod:`cropseq.uncertainty`), or None.
+        probabilities_zarr: Path of a CF Zarr probabilities cube (:mod:`cropseq.prob_zarr`).
+        zarr_chunk: Chunk edge of that cube (the prediction's chunk size).
+        aux: Write ``MAP.tif.aux.xml`` (GDAL categories + raster attribute table).
+        stac: Path of a STAC Item describing the outputs (:mod:`cropseq.stac_item`), or None.
+        dates: The season's dates (the Item's datetime range).
 
     Example:
         >>> with CropMapWriter("map.tif", grid, classes, confidence="c.tif") as w:  # doctest: +SKIP
@@ -400,8 +420,17 @@ class CropMapWriter:
         qml: str | os.PathLike[str] | None = None,
         compress: str = "DEFLATE",
         on_block: Any = None,
+        uncertainty: dict[str, str | os.PathLike[str]] | None = None,
+        probabilities_zarr: str | os.PathLike[str] | None = None,
+        zarr_chunk: int = BLOCKSIZE,
+        aux: bool = True,
+        stac: str | os.PathLike[str] | None = None,
+        dates: Any = None,
     ) -> None:
         self.grid = grid
+        self.zarr_chunk = int(zarr_chunk)
+        self.dates = dates
+        self.measures = {str(k): Path(v) for k, v in (uncertainty or {}).items()}
         self.classes = classes
         self.compress = compress
         self.on_block = on_block
@@ -411,7 +440,15 @@ class CropMapWriter:
             "probabilities": None if probabilities is None else Path(probabilities),
             "area": None if area is None else Path(area),
             "qml": None if qml is None else Path(qml),
+            "probabilities_zarr": None if probabilities_zarr is None else Path(probabilities_zarr),
+            "aux": _aux_path(Path(map_path)) if aux else None,
+            "stac": None if stac is None else Path(stac),
         }
+        self.paths.update({f"u:{k}": v for k, v in self.measures.items()})
+        if qml is not None:
+            for key in ("confidence", *(f"u:{k}" for k in self.measures)):
+                if self.paths[key] is not None:
+                    self.paths[f"style:{key}"] = sidecar_paths(self.paths[key])["qml"]  # type: ignore[arg-type]
         for p in self.paths.values():
             if p is not None:
                 # Before any compute: missing or read-only folder, symlink loop, an input.
@@ -426,6 +463,7 @@ class CropMapWriter:
         self._lock = threading.Lock()
         self._parts: dict[str, Path] = {}
         self._ds: dict[str, Any] = {}
+        self._zarr: Any = None
         self.blocks = 0
         self.result: WrittenOutputs | None = None  # set when the block exits cleanly
 
@@ -487,11 +525,12 @@ class CropMapWriter:
             ds.write_colormap(1, colormap(self.classes))
             ds.set_band_description(1, "crop class")
             ds.update_tags(**dataset_tags, CROPSEQ_NODATA="0 = not classified (too few valid observations)")
-            ds.update_tags(1, **band_tags)
+            ds.update_tags(1, **band_tags, **class_band_items(self.classes))
             if self.paths["confidence"] is not None:
                 p = self._parts["confidence"] = self._part_path(self.paths["confidence"])
                 ds = self._ds["confidence"] = rasterio.open(p, "w", count=1, dtype="float32", nodata=np.nan, **common)
                 ds.set_band_description(1, "confidence (probability of the mapped class)")
+                ds.set_band_unit(1, "1")
                 ds.update_tags(**dataset_tags)
             if self.paths["probabilities"] is not None:
                 k = len(self.classes)
@@ -499,8 +538,20 @@ class CropMapWriter:
                 ds = self._ds["probabilities"] = rasterio.open(p, "w", count=k, dtype="float32", nodata=np.nan, **common)
                 for i, c in enumerate(self.classes.classes, start=1):
                     ds.set_band_description(i, c.name)
+                    ds.set_band_unit(i, "1")
                     ds.update_tags(i, CLASS_CODE=str(c.code))
                 ds.update_tags(**dataset_tags)
+            for name, final in self.measures.items():
+                p = self._parts[f"u:{name}"] = self._part_path(final)
+                ds = self._ds[f"u:{name}"] = rasterio.open(p, "w", count=1, dtype="float32", nodata=np.nan, **common)
+                ds.set_band_description(1, f"{name} uncertainty: {MEASURES[name]}")
+                ds.set_band_unit(1, "1")
+                ds.update_tags(**dataset_tags, CROPSEQ_UNCERTAINTY=name)
+        if self.paths["probabilities_zarr"] is not None:
+            from cropseq.prob_zarr import ProbabilityZarr
+
+            p = self._parts["probabilities_zarr"] = temp_sibling(self.paths["probabilities_zarr"], "part")  # type: ignore[arg-type]
+            self._zarr = ProbabilityZarr(p, g, self.classes, self.zarr_chunk)
 
     def _close(self, remove: bool, check: bool = True) -> None:
         # Closing flushes GDAL's block cache: on the success path a failed flush (disk full)
@@ -521,8 +572,7 @@ class CropMapWriter:
 
     def _remove_parts(self) -> None:
         for p in self._parts.values():
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
+            remove_path(p)  # files, and the Zarr part folder
         self._parts.clear()
 
     # -- blocks
@@ -533,6 +583,7 @@ class CropMapWriter:
         cls: np.ndarray,
         confidence: np.ndarray | None = None,
         probabilities: np.ndarray | None = None,
+        layers: dict[str, np.ndarray] | None = None,
     ) -> None:
         """Write one block at pixel offset ``(row_off, col_off)``; thread-safe.
 
@@ -540,8 +591,14 @@ class CropMapWriter:
             row_off, col_off: Upper-left pixel of the block in the output grid.
             cls: ``(h, w)`` uint8 class codes (0 = nodata).
             confidence: ``(h, w)`` float32, NaN = nodata (needed when a confidence path is set).
-            probabilities: ``(K, h, w)`` float32 (needed when a probabilities path is set).
+            probabilities: ``(K, h, w)`` float32 (needed when a probabilities COG or Zarr
+                path is set); may come in ``layers["probabilities"]`` instead.
+            layers: ``{measure: (h, w) float32}`` for the uncertainty outputs (and
+                optionally ``"probabilities"``).
         """
+        layers = layers or {}
+        if probabilities is None:
+            probabilities = layers.get("probabilities")
         cls = np.asarray(cls, dtype=np.uint8)
         h, w = cls.shape
         win = Window(col_off, row_off, w, h)
@@ -557,6 +614,14 @@ class CropMapWriter:
                 if probabilities is None:
                     raise ValueError("a probabilities block is required: the writer has a probabilities output")
                 self._ds["probabilities"].write(np.asarray(probabilities, np.float32), window=win)
+            for name in self.measures:
+                if name not in layers:
+                    raise ValueError(f"a {name} block is required: the writer has a {name} output")
+                self._ds[f"u:{name}"].write(np.asarray(layers[name], np.float32), 1, window=win)
+            if self._zarr is not None:
+                if probabilities is None:
+                    raise ValueError("a probabilities block is required: the writer has a probabilities Zarr")
+                self._zarr.write(row_off, col_off, probabilities)
             _accumulate(self.stats, self._area, cls, row_off)
             self.blocks += 1
         if self.on_block is not None:
@@ -568,13 +633,22 @@ class CropMapWriter:
         with contextlib.ExitStack() as stack:
             # All temporaries first, renames last (on leaving the stack): either every
             # output appears or none does.
-            for key in ("map", "confidence", "probabilities"):
+            for key in ("map", "confidence", "probabilities", *(f"u:{k}" for k in self.measures)):
                 final = self.paths[key]
                 if final is None:
                     continue
                 tmp = stack.enter_context(atomic_path(final))
                 to_cog(self._parts[key], tmp, categorical=(key == "map"), compress=self.compress)
-                setattr(out, key, final)
+                if key.startswith("u:"):
+                    out.uncertainty[key[2:]] = final
+                else:
+                    setattr(out, key, final)
+            if self._zarr is not None:
+                self._zarr.finish()
+                tmp = stack.enter_context(atomic_path(self.paths["probabilities_zarr"]))  # type: ignore[arg-type]
+                os.replace(self._parts["probabilities_zarr"], tmp)
+                out.probabilities_zarr = self.paths["probabilities_zarr"]
+            self._write_metadata(stack, out)
             if self.paths["area"] is not None:
                 tmp = stack.enter_context(atomic_path(self.paths["area"]))
                 _write_area_rows(tmp, self.stats)
@@ -583,7 +657,30 @@ class CropMapWriter:
                 tmp = stack.enter_context(atomic_path(self.paths["qml"]))
                 tmp.write_text(qml_text(self.classes), encoding="utf-8")
                 out.qml = self.paths["qml"]
+            if self.paths["stac"] is not None:
+                from cropseq.stac_item import stac_item
+
+                tmp = stack.enter_context(atomic_path(self.paths["stac"]))
+                item = stac_item(self.paths["map"], out, self.classes, self.grid, self.dates)  # type: ignore[arg-type]
+                tmp.write_text(json.dumps(item, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+                out.stac = self.paths["stac"]
         return out
+
+    def _write_metadata(self, stack: contextlib.ExitStack, out: WrittenOutputs) -> None:
+        """GDAL categories + RAT (``MAP.tif.aux.xml``) and the continuous layers' styles."""
+        if self.paths["aux"] is not None:
+            tmp = stack.enter_context(atomic_path(self.paths["aux"]))
+            tmp.write_text(pam_xml(self.classes, self.stats.pixels, self.stats.hectares), encoding="utf-8")
+            out.aux = self.paths["aux"]
+        for key, final in self.paths.items():
+            if not key.startswith("style:") or final is None:
+                continue
+            layer = key.split(":", 1)[1]
+            label = "confidence" if layer == "confidence" else layer[2:]
+            ramp = CONFIDENCE_RAMP if layer == "confidence" else UNCERTAINTY_RAMP
+            tmp = stack.enter_context(atomic_path(final))
+            tmp.write_text(ramp_qml(label, ramp), encoding="utf-8")
+            out.styles.append(final)
 
 
 def _write_area_rows(path: Path, stats: AreaStats) -> None:

@@ -2,15 +2,20 @@
 
 :func:`build_report` gathers what a person needs to judge a crop map without a terminal:
 
-- the headline numbers (map accuracy against the truth, the models' test accuracy);
+- the headline numbers (map accuracy against the held-out reference, the models' test
+  accuracy), each with its 95 % interval;
 - the metrics table, deep model vs RandomForest (OA, kappa, macro F1; per-class user's /
   producer's accuracy and F1), read from the metrics JSON of :mod:`cropseq.evaluation`;
+  every accuracy (a proportion of scored items) carries its 95 % Wilson interval
+  (:func:`cropseq.accuracy.wilson_interval`);
 - the confusion-matrix PNGs written by ``cropseq evaluate`` and the training curves PNG
   written by ``cropseq train`` (plus the last/best epochs of the history CSV);
 - a PNG preview of the crop map with its legend (colours from the map's colour table, names
   from its metadata; read through the COG overviews, so a big map stays cheap) and of the
   confidence map;
-- the area statistics table, the map-vs-truth metrics;
+- the area table: mapped area (pixel counts) beside the error-adjusted estimate and its 95 %
+  interval, with the map's accuracy from the same sample (``cropseq assess`` JSON,
+  Olofsson et al. 2014), and the map-vs-reference metrics;
 - the run's inputs (stack summary from ``cropseq inspect --json``, the run configuration)
   and the time and memory of every stage (Snakemake benchmark files).
 
@@ -88,6 +93,58 @@ def _pct(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
     return f"{100 * float(v):.1f} %"
+
+
+def _ci(lo_hi: Sequence[float] | None, digits: int = 3, pct: bool = False) -> str:
+    """`` [lo, hi]`` of an interval, or "" when there is none."""
+    if not lo_hi or lo_hi[0] is None or lo_hi[1] is None:
+        return ""
+    lo, hi = float(lo_hi[0]), float(lo_hi[1])
+    if pct:
+        return f" [{100 * lo:.1f}, {100 * hi:.1f}] %"
+    return f" [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _wilson(p: Any, n: Any) -> tuple[float, float] | None:
+    """95 % Wilson interval of a proportion ``p`` of ``n`` items, or None when undefined."""
+    from cropseq.accuracy import wilson_interval
+
+    p, n = _num(p), _num(n)
+    if p is None or n is None or n <= 0:
+        return None
+    return wilson_interval(round(p * n), n)
+
+
+def _prop(p: Any, n: Any) -> str:
+    """A proportion with its 95 % Wilson interval: ``0.953 [0.941, 0.963]``."""
+    return _fmt(p) + ("" if _num(p) is None else _ci(_wilson(p, n)))
+
+
+def _estimate(e: Mapping[str, Any] | None, digits: int = 3) -> str:
+    """An assess JSON estimate ``{estimate, se, ci95}`` as ``value [lo, hi]``."""
+    if not e or e.get("estimate") is None:
+        return "–"
+    return _fmt(float(e["estimate"]), digits) + _ci(e.get("ci95"), digits)
+
+
+def _crs_label(crs: Any) -> str:
+    """A CRS by name (``EPSG:32633 (WGS 84 / UTM zone 33N)``, ``MODIS sinusoidal (...)``),
+    never a WKT blob; anything rasterio/pyproj cannot read is shown as given, shortened."""
+    from rasterio.crs import CRS
+
+    from cropseq.io import crs_name
+
+    if crs is None or crs == "":
+        return "none"
+    try:
+        name = crs_name(crs if isinstance(crs, CRS) else CRS.from_user_input(crs))
+    except Exception:  # noqa: BLE001 - a label, never a failure (rasterio CRSError, pyproj errors)
+        text = str(crs)
+        return text if len(text) <= 80 else text[:77] + "…"
+    # The MODIS land grid: a sinusoidal projection on a sphere of radius 6,371,007.181 m.
+    if name.startswith("Sinusoidal") and "+R=6371007.181" in name:
+        return "MODIS sinusoidal" + name[len("Sinusoidal"):]
+    return name
 
 
 def _img_uri(png: bytes | Path) -> str:
@@ -213,7 +270,7 @@ def map_preview(
     ax.tick_params(labelsize=7)
     ax.ticklabel_format(useOffset=False, style="plain")
     if crs is not None:
-        ax.set_xlabel(f"x ({crs.to_string()[:60]})", fontsize=7)
+        ax.set_xlabel(f"x ({_crs_label(crs)[:70]})", fontsize=7)
     return _savefig(fig)
 
 
@@ -250,9 +307,9 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 def _summary_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
     names = list(metrics)
-    rows = []
+    rows = [["overall accuracy [95 % CI]"]
+            + [_prop(_metric(metrics[n], "overall_accuracy", "oa"), metrics[n].get("n")) for n in names]]
     for label, keys in [
-        ("overall accuracy", ("overall_accuracy", "oa")),
         ("kappa", ("kappa",)),
         ("macro F1", ("macro_f1",)),
         ("items scored", ("n",)),
@@ -279,8 +336,8 @@ def _per_class_table(metrics: Mapping[str, Mapping[str, Any]]) -> str:
             pc = (metrics[n].get("per_class") or {}).get(c, {})
             support = support if support is not None else pc.get("support")
             row += [
-                _fmt(_metric(pc, "users_accuracy", "ua", "precision")),
-                _fmt(_metric(pc, "producers_accuracy", "pa", "recall")),
+                _prop(_metric(pc, "users_accuracy", "ua", "precision"), pc.get("predicted")),
+                _prop(_metric(pc, "producers_accuracy", "pa", "recall"), pc.get("support")),
                 _fmt(pc.get("f1")),
             ]
         rows.append([_esc(c), _fmt(support)] + row)
@@ -318,8 +375,11 @@ def _history_table(path: Path) -> str:
     return _table([""] + [_esc(c) for c in cols], body, "num") + f"<p class='note'>{len(rows)} epochs in the history.</p>"
 
 
-def _area_table(path: Path) -> str:
+def _area_table(path: Path, assessment: Mapping[str, Any] | None = None) -> str:
+    """Mapped area per class; with an assessment, the estimated area and its interval beside it."""
     rows = _read_csv(path)
+    per = (assessment or {}).get("per_class") or {}
+    unit = _esc((assessment or {}).get("area_unit", "ha"))
     out = []
     tot_px = tot_ha = 0.0
     for r in rows:
@@ -328,12 +388,59 @@ def _area_table(path: Path) -> str:
         tot_px += px
         tot_ha += ha
         share = r.get("share")
-        out.append([
+        row = [
             _esc(r.get("code")), _esc(r.get("name")), _fmt(int(px)), _fmt(ha, 1),
             _pct(float(share)) if share not in (None, "") else "–",
-        ])
-    out.append(["", "<b>total</b>", f"<b>{_fmt(int(tot_px))}</b>", f"<b>{_fmt(tot_ha, 1)}</b>", "100 %"])
-    return _table(["code", "class", "pixels", "hectares", "share"], out, "num")
+        ]
+        if assessment is not None:
+            row += _estimate_cells(per.get(str(r.get("name"))))
+        out.append(row)
+    total = ["", "<b>total</b>", f"<b>{_fmt(int(tot_px))}</b>", f"<b>{_fmt(tot_ha, 1)}</b>", "100 %"]
+    header = ["code", "class", "pixels", "mapped ha", "share"]
+    if assessment is not None:
+        total += ["", "", ""]
+        header += [f"estimated {unit}", f"95 % CI ({unit})", "± (half-width)"]
+    out.append(total)
+    return _table(header, out, "num")
+
+
+def _estimate_cells(c: Mapping[str, Any] | None) -> list[str]:
+    """Estimated area, its interval and half-width of one class of an assess JSON."""
+    if not c or c.get("area_estimate") is None:
+        return ["–", "–", "–"]
+    ci = c.get("area_ci95")
+    if not ci or ci[0] is None:
+        return [_fmt(float(c["area_estimate"]), 1), "census (exact)" if c.get("area_se") == 0 else "–", "–"]
+    half = 1.96 * float(c["area_se"]) if c.get("area_se") is not None else (ci[1] - ci[0]) / 2
+    return [_fmt(float(c["area_estimate"]), 1), f"{ci[0]:,.1f} – {ci[1]:,.1f}", f"± {half:,.1f}"]
+
+
+_DESIGNS = {
+    "stratified": "a stratified random sample over the map classes (Olofsson et al. 2014, eqs. 2-12)",
+    "simple_random": "the sample read as a simple random sample (Wilson intervals)",
+    "census": "a census against a full reference raster (exact figures, no interval)",
+}
+
+
+def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str) -> str:
+    """OA, per-class UA/PA and areas of a ``cropseq assess`` JSON, with 95 % intervals."""
+    unit = _esc(a.get("area_unit", "ha"))
+    oa = a.get("overall_accuracy") or {}
+    body = (f"<p>Overall accuracy of the map <b>{_estimate(oa)}</b> (95 % CI) from "
+            f"{_fmt(a.get('n_samples'))} reference points: {_esc(_DESIGNS.get(a.get('design'), a.get('design')))}. "
+            f"{_esc(source)}</p>")
+    rows = []
+    for name, c in (a.get("per_class") or {}).items():
+        rows.append([_esc(name), _fmt(c.get("n_samples")), _estimate(c.get("users_accuracy")),
+                     _estimate(c.get("producers_accuracy")), _fmt(_num(c.get("area_map")), 1),
+                     *_estimate_cells(c)])
+    body += _table(["class", "points", "UA [95 % CI]", "PA [95 % CI]", f"mapped {unit}", f"estimated {unit}",
+                    f"95 % CI ({unit})", "± (half-width)"], rows, "num")
+    if a.get("note"):
+        body += f"<p class='note'>{_esc(a['note'])}</p>"
+    if plot is not None:
+        body += f'<div class="figs">{_figure(_img(plot, "mapped vs estimated area"), "mapped area vs estimated area with 95 % intervals")}</div>'
+    return body
 
 
 def read_benchmarks(folder: PathLike) -> list[dict[str, Any]]:
@@ -456,6 +563,8 @@ def build_report(
     area: PathLike | None = None,
     map_metrics: PathLike | None = None,
     map_confusion: PathLike | None = None,
+    assess: PathLike | None = None,
+    assess_plot: PathLike | None = None,
     stack_summary: PathLike | None = None,
     run_config: PathLike | None = None,
     benchmarks: PathLike | None = None,
@@ -477,8 +586,12 @@ def build_report(
         map_path: The crop-map COG (preview with legend).
         confidence: The confidence COG (preview with colour bar).
         area: Area CSV (``code,name,pixels,hectares,share``).
-        map_metrics: Metrics JSON of the map against the truth (``cropseq evaluate --map``).
+        map_metrics: Metrics JSON of the map against its held-out reference
+            (``cropseq evaluate --map``).
         map_confusion: Its confusion-matrix PNG.
+        assess: ``cropseq assess`` JSON: accuracy and error-adjusted areas with 95 %
+            intervals; the area table then shows the estimates beside the mapped areas.
+        assess_plot: Its mapped-vs-estimated area PNG.
         stack_summary: ``cropseq inspect --json`` output.
         run_config: JSON (or YAML) of the run's configuration.
         benchmarks: Folder of Snakemake benchmark ``*.tsv`` files (timings per stage).
@@ -508,12 +621,17 @@ def build_report(
     area_p = _need(area, "area statistics")
     map_metrics_p = _need(map_metrics, "map metrics")
     map_cm_p = _need(map_confusion, "map confusion matrix")
+    assess_p = _need(assess, "accuracy assessment")
+    assess_plot_p = _need(assess_plot, "area plot")
     stack_p = _need(stack_summary, "stack summary")
     config_p = _need(run_config, "run configuration")
     bench_p = Path(benchmarks) if benchmarks is not None else None
 
     model_metrics = {k: _read_json(p, f"metrics of {k}") for k, p in metrics_paths.items() if p}
     mm = _read_json(map_metrics_p, "map metrics") if map_metrics_p else None
+    aa = _read_json(assess_p, "accuracy assessment") if assess_p else None
+    if aa is not None and not isinstance(aa.get("per_class"), Mapping):
+        raise CropseqError("not a cropseq assess JSON (no per_class table)", assess_p)
 
     sections: list[str] = []
     nav: list[tuple[str, str]] = []
@@ -524,12 +642,20 @@ def build_report(
 
     # headline cards
     cards = []
+    def card_pct(p: Any, ci: Sequence[float] | None) -> str:
+        return _pct(p) + (f"<small>{_ci(ci, pct=True)}</small>" if ci else "")
+
+    if aa is not None:
+        oa = aa.get("overall_accuracy") or {}
+        cards.append((card_pct(oa.get("estimate"), oa.get("ci95")),
+                      f"map overall accuracy ({_fmt(aa.get('n_samples'))} reference points)"))
     if mm is not None:
-        ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the truth"
-        cards.append((_pct(_metric(mm, "overall_accuracy", "oa")), f"map overall accuracy vs {ref}"))
-        cards.append((_fmt(mm.get("kappa")), "map kappa"))
+        ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the reference"
+        oa_m = _metric(mm, "overall_accuracy", "oa")
+        cards.append((card_pct(oa_m, _wilson(oa_m, mm.get("n"))), f"map OA vs {ref}"))
     for name, m in model_metrics.items():
-        cards.append((_pct(_metric(m, "overall_accuracy", "oa")), f"{_esc(name)}: test-split OA"))
+        oa_m = _metric(m, "overall_accuracy", "oa")
+        cards.append((card_pct(oa_m, _wilson(oa_m, m.get("n"))), f"{_esc(name)}: test-split OA"))
     if area_p is not None:
         rows = _read_csv(area_p)
         ha = sum(float(r.get("hectares") or 0) for r in rows)
@@ -559,7 +685,7 @@ def build_report(
                 info = {
                     "file": map_p.name, "size": f"{src.width} x {src.height} px",
                     "pixel size": f"{abs(src.transform.a):g} x {abs(src.transform.e):g}",
-                    "CRS": src.crs.to_string() if src.crs else "none",
+                    "CRS": _crs_label(src.crs),
                     "overviews": ", ".join(map(str, src.overviews(1))) or "none",
                     "nodata": "none" if src.nodata is None else f"{src.nodata:g}",
                 }
@@ -568,12 +694,23 @@ def build_report(
 
     # area
     if area_p is not None:
-        section("area", "Area per class", _area_table(area_p))
+        body = _area_table(area_p, aa)
+        if aa is not None:
+            body += ("<p class='note'>mapped = pixel counts x pixel area (biased by the map's errors); "
+                     "estimated = error-adjusted area from the reference sample with its 95 % interval "
+                     "(see Accuracy and area).</p>")
+        section("area", "Area per class", body)
 
-    # map vs truth
+    # accuracy and area from the reference sample
+    if aa is not None:
+        source = f"Reference: {Path(str(aa['reference'])).name}." if aa.get("reference") else ""
+        section("assess", "Accuracy and area (95 % intervals)", _assessment_section(aa, assess_plot_p, source))
+
+    # map vs held-out reference
     if mm is not None:
         body = _summary_table({"map": mm}) + _per_class_table({"map": mm})
-        notes = []
+        notes = ["intervals: 95 % Wilson, treating the scored pixels as independent (neighbouring "
+                 "pixels of a field are not, so read them as lower bounds of the uncertainty)"]
         if mm.get("truth"):
             notes.append(f"reference: {_esc(mm['truth'])}")
         if mm.get("n_unclassified"):
@@ -584,11 +721,12 @@ def build_report(
             body += "<p class='note'>" + "; ".join(notes) + "</p>"
         if map_cm_p is not None:
             body += f'<div class="figs">{_figure(_img(map_cm_p, "map confusion matrix"), "map vs reference (rows = reference)")}</div>'
-        section("truth", "Map vs truth", body)
+        section("truth", "Map vs held-out reference", body)
 
     # models
     if model_metrics:
-        body = "<p>Each model scored on the held-out test split (samples never seen in training).</p>"
+        body = ("<p>Each model scored on the held-out test split (samples of fields never seen in training); "
+                "accuracies with their 95 % Wilson intervals.</p>")
         body += _summary_table(model_metrics)
         body += "<h3>Per class (UA = user's accuracy, PA = producer's accuracy)</h3>" + _per_class_table(model_metrics)
         if confusion_paths:
@@ -612,6 +750,10 @@ def build_report(
         body = ""
         if stack_p is not None:
             summary = _read_json(stack_p, "stack summary")
+            if isinstance(summary, Mapping) and (summary.get("crs") or summary.get("crs_wkt")):
+                # The CRS by name; the WKT stays in the stack summary JSON.
+                crs = _crs_label(summary.get("crs_wkt") or summary.get("crs"))
+                summary = {k: (crs if k == "crs" else v) for k, v in summary.items() if k not in ("crs_name", "crs_wkt")}
             body += "<h3>Image stack</h3>" + (_kv_table(summary) if isinstance(summary, Mapping) else f"<pre>{_esc(summary)}</pre>")
         if config_p is not None:
             text = config_p.read_text(encoding="utf-8")

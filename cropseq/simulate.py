@@ -12,10 +12,12 @@ pipeline reads like real data (``cropseq simulate OUTDIR``)::
       truth.tif             uint8 class code of every pixel (0 = outside the swath), colour table
       test_truth.tif        the same, on the held-out fields (test_fields.gpkg) only, 0 elsewhere
       classes.yaml          codes, names and colours (ClassTable)
-      labels.gpkg           layer ``fields``: the labelled parcels (``field_id``, ``label``)
+      labels.gpkg           layer ``fields``: the labelled parcels (``field_id``, ``label``);
+                            a few carry a wrong crop name (label noise, ``mislabelled_fields``)
       test_fields.gpkg      layer ``fields``: the other parcels, never in labels.gpkg, so a map
                             scored on them is scored on fields no model has seen
-      scene.json            what was simulated (dates, cloud cover, class table, timing pairs)
+      scene.json            what was simulated (dates, cloud cover, class table, timing pairs,
+                            the mislabelled field ids)
 
 The landscape
     A jittered grid of quadrilateral cells (default 32 px = 320 m), some split into 2-3
@@ -30,11 +32,16 @@ Reflectance
     hay, autumn leaves) and yellow flowers (rapeseed, sunflower). Cover fractions follow a
     double-logistic green-up / senescence per crop plus harvest, stubble, ploughing, catch
     crops and grassland mowing. Per field: sowing and harvest dates shift by up to
-    +-7 days, peak cover by ~10 %, soil brightness by ~20 %. Per pixel: smooth vigour and
-    soil-brightness noise (within-field variability), urban texture, and sensor noise.
-    Per date: soil moisture, residual atmospheric gain/offset, water turbidity.
+    +-18 days (so the sowing windows of maize and soybean, or spring barley and sunflower,
+    overlap by weeks), green-up and senescence run 0.7-1.5x as fast, peak cover varies by
+    ~30 % (poor stands never close their canopy), soil brightness by ~20 %. Per pixel:
+    smooth vigour patches plus pixel-to-pixel vigour noise (one pixel is a noisy sample of
+    its field), soil-brightness noise, urban texture, and sensor noise. A pixel on a field
+    edge mixes 15-45 % of its neighbouring field (cover and spectra), as a 10 m pixel
+    straddling the boundary does; ``truth.tif`` keeps the pixel's own field. Per date: soil
+    moisture, residual atmospheric gain/offset, water turbidity.
 
-Classes (code, name: calendar of the class curve; each field shifts it by up to +-7 days)
+Classes (code, name: calendar of the class curve; each field shifts it by up to +-18 days)
     ====  =============  ======================================================================
     1     winter_wheat   green from March; green-up Apr 10, senescence Jun 12, harvest Jul 15
     2     spring_barley  bare in March; green-up May 16, senescence Jul 10, harvest Jul 31
@@ -60,11 +67,19 @@ Timing crops
     different green-up, senescence and canopy NIR).
 
 Clouds
-    Most dates are clear; some have a few percent or 10-60 % cloud, and one date is nearly
-    fully cloudy. Clouds are thresholded fractal value noise (coherent blobs) with a thin,
+    About half the dates are clear; some have 10-60 % cloud in large fronts, about a third
+    have 5-25 % scattered small cumulus (a field or less across, so every field misses its
+    own set of dates), and one date is nearly fully cloudy. Clouds are thresholded fractal
+    value noise (coherent blobs) with a thin,
     *unmasked* haze rim (as real cloud masks miss thin edges), cloud shadows displaced
     toward the north-west by the sun geometry of a 10:30 overpass, bright cloud reflectance
     in the image and mask 1 (cloud) or 2 (shadow).
+
+Labels
+    ``label_noise`` (default 3 %) of the labelled crop parcels are written to ``labels.gpkg``
+    under another crop's name, as surveys and farmers' declarations have errors; every
+    class keeps correctly labelled parcels, and ``truth.tif``, ``test_truth.tif`` and
+    ``test_fields.gpkg`` stay true (the reference a map is scored against).
 
 Reproducibility and scale
     Every random draw comes from a stream keyed by ``(seed, purpose, date, block)``, so the
@@ -670,11 +685,11 @@ def _conditions(seed: int, dates: list[date], size: int) -> list[_DateCond]:
     covers = np.zeros(n)
     order = rng.permutation(np.arange(1, n - 1))  # the season's first/last dates stay usable
     n_heavy = max(2, int(round(0.15 * n)))
-    n_light = int(round(0.25 * n))
+    n_light = int(round(0.3 * n))
     covers[order[0]] = rng.uniform(0.92, 0.98)
     covers[order[1 : 1 + n_heavy]] = rng.uniform(0.10, 0.60, n_heavy)
     light = order[1 + n_heavy : 1 + n_heavy + n_light]
-    covers[light] = rng.uniform(0.04, 0.20, len(light))
+    covers[light] = rng.uniform(0.05, 0.25, len(light))
     # Light dates have scattered small cumulus (a field or less across), so every field
     # misses its own set of dates; fronts on the other dates cover whole neighbourhoods.
     scattered = np.zeros(n, dtype=bool)
@@ -719,6 +734,8 @@ class _Block:
     edge: np.ndarray  # (h,) first column outside the swath, per row
     fid: np.ndarray  # (h, w) parcel index (intp)
     cls: np.ndarray  # (h, w) class index (intp)
+    nfid: np.ndarray  # (h, w) parcel mixed into the pixel (a neighbour's at field edges, else fid)
+    mix: np.ndarray  # (h, w) float32 share of nfid in the pixel (0 inside a field)
     vigour: np.ndarray  # (h, w) green-cover multiplier (within-field variability)
     bg: np.ndarray  # (6, h, w) background reflectance (class spectrum x brightness)
     green: np.ndarray  # (6, h, w) green-vegetation spectrum of the pixel's class
@@ -745,6 +762,28 @@ def _fill_gaps(burned: np.ndarray) -> np.ndarray:
         np.maximum.accumulate(rpos, axis=1, out=rpos)
         out = np.take_along_axis(out[:, ::-1], rpos, axis=1)[:, ::-1]
     return np.ascontiguousarray(out)
+
+
+def _edge_neighbour(fid: np.ndarray, top: int, h: int) -> np.ndarray:
+    """Per pixel of rows ``top:top+h`` of ``fid``: the parcel of its first 4-neighbour
+    (above, below, left, right) in another parcel, or its own parcel inside a field."""
+    own = fid[top : top + h]
+    out = own.copy()
+    pad = np.pad(fid, 1, mode="edge")  # the scene border has no neighbour: edge = own
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        nb = pad[1 + top + dr : 1 + top + dr + h, 1 + dc : 1 + dc + own.shape[1]]
+        take = (out == own) & (nb != own)
+        out[take] = nb[take]
+    return out
+
+
+def _mixed(per_field: np.ndarray, blk: _Block) -> np.ndarray:
+    """A per-parcel value on the block's pixels, edge pixels mixed with their neighbour's."""
+    v = np.take(per_field, blk.fid)
+    edge = blk.mix > 0
+    if edge.any():
+        v[edge] += blk.mix[edge] * (np.take(per_field, blk.nfid[edge]) - v[edge])
+    return v
 
 
 def _unit_noise(gen: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
@@ -806,14 +845,18 @@ class _Renderer:
         rows = np.arange(r0, r1, dtype=np.float64)
         cols = np.arange(size, dtype=np.float64)
         b = land.bounds_px
-        sel = np.flatnonzero((b[:, 3] > r0) & (b[:, 1] < r1))
+        # One row of halo on each side: edge pixels see their neighbours in other blocks.
+        h0, h1 = max(r0 - 1, 0), min(r1 + 1, size)
+        sel = np.flatnonzero((b[:, 3] > h0) & (b[:, 1] < h1))
         burned = features.rasterize(
-            zip(land.polys_px[sel], (sel + 1).tolist()), out_shape=(h, size),
-            transform=Affine(1.0, 0.0, 0.0, 0.0, 1.0, float(r0)), fill=0, dtype="int32",
+            zip(land.polys_px[sel], (sel + 1).tolist()), out_shape=(h1 - h0, size),
+            transform=Affine(1.0, 0.0, 0.0, 0.0, 1.0, float(h0)), fill=0, dtype="int32",
         )
         if not burned.all():
             burned = _fill_gaps(burned)
-        fid = burned.astype(np.intp) - 1
+        fid_halo = burned.astype(np.intp) - 1
+        fid = fid_halo[r0 - h0 : r0 - h0 + h]
+        nfid = _edge_neighbour(fid_halo, r0 - h0, h)
         # Pixel centre col + 0.5 < edge(row + 0.5)  <=>  col < ceil(edge - 0.5).
         edge = np.clip(np.ceil(land.edge_a + land.edge_b * (rows + 0.5) - 0.5), 0, size).astype(np.intp)
         cls = np.take(land.cls_index, fid)
@@ -821,7 +864,11 @@ class _Renderer:
         bright = np.take(self.field_bright, fid)
         bright *= 1.0 + 0.08 * self.soil_noise(rows, cols) + np.take(self.texture, cls) * white
         np.maximum(bright, 0.05, out=bright)
-        vigour = 1.0 + 0.07 * self.vig_noise(rows, cols) + 0.02 * white
+        # A 10 m pixel on a field edge sees both fields: 15-45 % of the neighbour's surface.
+        mix = np.where(nfid != fid, np.clip(0.3 + 0.1 * white, 0.15, 0.45), 0.0).astype(np.float32)
+        # Smooth patches plus pixel-to-pixel variability (plant density, weeds, gaps in the
+        # stand): one pixel alone is a noisy sample of its field, as on real 10 m imagery.
+        vigour = 1.0 + 0.07 * self.vig_noise(rows, cols) + 0.08 * white
         # Urban vegetation (lawns, street trees) comes in patches, not evenly mixed.
         urb = np.take(self.is_urban, cls)
         vigour[urb] = np.clip(1.0 + 3.0 * white[urb], 0.0, 5.0)
@@ -830,23 +877,27 @@ class _Renderer:
         bg = np.empty((nb, h, size), np.float32)
         green = np.empty_like(bg)
         dry = np.empty_like(bg)
+        ncls = np.take(land.cls_index, nfid)
+        nbright = np.take(self.field_bright, nfid)
         for bi in range(nb):
-            np.take(self.bg[bi], cls, out=bg[bi])
-            bg[bi] *= bright
-            np.take(self.green[bi], cls, out=green[bi])
-            np.take(self.dry[bi], cls, out=dry[bi])
-        return _Block(r0, rows, cols, edge, fid, cls, vigour.astype(np.float32), bg, green, dry)
+            # Spectra of the mixed pixel: the share-weighted mean of both fields' spectra.
+            for arr, table in ((bg, self.bg[bi]), (green, self.green[bi]), (dry, self.dry[bi])):
+                own, other = np.take(table, cls), np.take(table, ncls)
+                if arr is bg:
+                    own, other = own * bright, other * nbright
+                arr[bi] = own + mix * (other - own)
+        return _Block(r0, rows, cols, edge, fid, cls, nfid, mix, vigour.astype(np.float32), bg, green, dry)
 
     def render(self, blk: _Block, k: int) -> tuple[np.ndarray, np.ndarray]:
         """DN (6, h, w) uint16 and mask (h, w) uint8 of date ``k`` for one block."""
         cond = self.conds[k]
         g_f, d_f, fl_f = self.cover[k]
-        g = np.take(g_f, blk.fid)
+        g = _mixed(g_f, blk)
         g *= blk.vigour
-        d = np.take(d_f, blk.fid)
+        d = _mixed(d_f, blk)
         d *= np.minimum(blk.vigour, np.float32(1.2))
         has_fl = bool(fl_f.max() > 1e-4)
-        fl = np.take(fl_f, blk.fid) if has_fl else None
+        fl = _mixed(fl_f, blk) if has_fl else None
         tot = g + d
         if has_fl:
             tot += fl

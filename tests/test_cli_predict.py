@@ -66,7 +66,8 @@ def test_predict_happy_path(scene: dict[str, Path], tmp_path: Path, capsys: pyte
     rc, stdout, stderr = run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", out,
                               "--workers", 0, "--threads", 2, "--chunk", 32, "-q"], capsys)
     assert rc == 0, stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.area.csv", "map.confidence.tif", "map.qml", "map.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "map.area.csv", "map.confidence.qml", "map.confidence.tif", "map.qml", "map.stac.json", "map.tif", "map.tif.aux.xml"]
     assert "map: " in stdout and "4 chunks" in stdout
     assert cog_validate(str(out))[0] and cog_validate(str(tmp_path / "map.confidence.tif"))[0]
     cls = read_map(out)
@@ -175,3 +176,34 @@ def test_mosaic_errors_exit_2(scene: dict[str, Path], tmp_path: Path, capsys: py
         rc, _, err = run(argv, capsys)
         assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, (argv, err)
     assert not (tmp_path / "m.tif").exists()
+
+
+def test_predict_smoothing_uncertainty_zarr(scene: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import rioxarray  # noqa: F401
+    import xarray as xr
+
+    from cropseq.smoothing import isolated_share
+
+    plain = tmp_path / "plain.tif"
+    assert run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", plain, "--workers", 0, "-q"], capsys)[0] == 0
+    maps = {}
+    for chunk in (16, 64):
+        out = tmp_path / f"s{chunk}.tif"
+        rc, stdout, stderr = run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", out, "--workers", 0,
+                                  "-q", "--chunk", chunk, "--smooth", "bayes", "--smooth-window", 5, "--uncertainty", "entropy",
+                                  "--uncertainty", "margin", "--probabilities-zarr", tmp_path / f"p{chunk}.zarr"], capsys)
+        assert rc == 0, stderr
+        assert f"entropy: {tmp_path / f's{chunk}.entropy.tif'}" in stdout and "probabilities zarr: " in stdout
+        maps[chunk] = read_map(out)
+    np.testing.assert_array_equal(maps[16], maps[64])  # smoothing with halos: chunking does not matter
+    assert isolated_share(maps[16]) < isolated_share(read_map(plain))
+    assert cog_validate(str(tmp_path / "s16.entropy.tif"))[0]
+    z = xr.open_zarr(tmp_path / "p16.zarr")
+    assert z.rio.crs is not None and z["probabilities"].shape == (10, SIZE, SIZE)
+
+
+def test_predict_bad_smoothing_is_one_line(scene: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, stdout, stderr = run(["predict", "--model", scene["model"], "--stack", scene["stack"], "--out", tmp_path / "m.tif",
+                              "--smooth", "bayes", "--smooth-window", 4], capsys)
+    assert rc == 2 and stderr.strip().count("\n") == 0 and "odd number of pixels" in stderr
+    assert not list(tmp_path.iterdir())

@@ -214,3 +214,40 @@ def test_slovenia_cloud_mask(shared_data: Path, tmp_path: Path) -> None:
     # 2015-12-08 holds two acquisitions at different times: both kept, in order.
     same_day = [str(t) for t in cube["time"].values if str(t).startswith("2015-12-08")]
     assert len(same_day) == 2 and same_day[0] < same_day[1]
+
+
+def test_scale_offset_and_fill_from_file_tags(tmp_path: Path) -> None:
+    """An integer product's own scale/offset tags and nodata apply unless the manifest sets them."""
+    import rasterio
+
+    data = np.array([[[0, 1000], [2000, 10000]]], np.uint16)
+    write_raster(tmp_path / "b04.tif", data, nodata=0)
+    with rasterio.open(tmp_path / "b04.tif", "r+") as dst:
+        dst.scales, dst.offsets = (0.0001,), (-0.1,)
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"layout": "per-band", "bands": {"B04": "b04.tif"}, "dates": tiny_dates(1)}))
+    cube = open_stack(tmp_path).values[0, 0]
+    np.testing.assert_allclose(cube, [[np.nan, 0.0], [0.1, 0.9]], rtol=1e-6, atol=1e-7)
+    (tmp_path / "stack.yaml").write_text(
+        yaml.safe_dump({"layout": "per-band", "bands": {"B04": "b04.tif"}, "dates": tiny_dates(1), "scale": 1.0})
+    )
+    np.testing.assert_allclose(open_stack(tmp_path).values[0, 0], [[np.nan, 1000], [2000, 10000]])
+
+
+def test_inspect_shows_band_resolution(tmp_path: Path) -> None:
+    from _data_fixtures import run_cli
+
+    write_raster(tmp_path / "B04_2021-04-01.tif", np.ones((1, 8, 8), np.float32))
+    write_raster(tmp_path / "B11_2021-04-01.tif", np.ones((1, 4, 4), np.float32), res=2 * TINY_RES)
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"layout": "single-band", "files": {"B04": "B04_*", "B11": "B11_*"}}))
+    res = run_cli(["inspect", tmp_path, "--json"])
+    assert res.rc == 0, res
+    import json
+
+    s = json.loads(res.out)
+    assert s["band_resolution"] == {
+        "B04": {"resolution": [10.0, 10.0], "resampling": None},
+        "B11": {"resolution": [20.0, 20.0], "resampling": "bilinear"},
+    }
+    assert s["resolution"] == [10.0, 10.0] and s["missing_fraction"] == {"B04": 0.0, "B11": 0.0}
+    text = run_cli(["inspect", tmp_path]).out
+    assert "target grid" in text and "bilinear" in text and "20 x 20" in text

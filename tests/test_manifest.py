@@ -129,3 +129,69 @@ def test_dates_from_descriptions(tmp_path: Path) -> None:
     write_raster(tmp_path / "ndvi.tif", data, descriptions=["2020-01-01", "", "2020-01-02"])
     with pytest.raises(CropseqError, match="bands without a description"):
         load_manifest(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "pattern"),
+    [
+        ({"mask": {"band": "red", "invalid": [1], "bits": {"c": 3}}}, "mask needs exactly one of invalid"),
+        ({"mask": {"band": "SCL", "invalid": [9]}}, "mask band 'SCL' is not one of the bands"),
+        ({"mask": {"invalid": [9]}}, "mask needs band"),
+        ({"mask": {"band": "nir", "bits": {"cloud": 64}}}, "mask.bits.cloud must be a bit index 0..63"),
+        ({"mask": {"band": "nir", "invalid": ["cloud"]}}, "mask.invalid holds 'cloud', not a number"),
+        ({"mask": {"band": "nir", "invalid": [9]}, "masks": "clouds.tif"}, "give mask: .* or masks: .*, not both"),
+        ({"grid": {"res": 10}}, "grid: unknown key 'res'"),
+        ({"grid": {"resolution": -10}}, "grid.resolution must be positive"),
+        ({"grid": {"bounds": [1, 2, 0, 3]}}, "left < right"),
+        ({"grid": {"bounds": [0, 0, 1, 1], "bbox": [0, 0, 1, 1]}}, "bounds .* or bbox .*, not both"),
+        ({"resampling": {"red": "lanczos9"}}, "resampling.red must be one of"),
+        ({"pattern": "(?P<date>.*)"}, "pattern is for the single-band layout"),
+    ],
+)
+def test_grid_and_mask_key_errors(tmp_path: Path, changes: dict, pattern: str) -> None:
+    path, _ = write_stack(tmp_path, "per-band")
+    _rewrite(path, **changes)
+    with pytest.raises(CropseqError, match=pattern) as e:
+        load_manifest(path)
+    assert "\n" not in str(e.value) and str(e.value).startswith(str(tmp_path))
+
+
+def test_grid_mask_and_scale_keys_resolve(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-band", extra={"scale": {"nir": 0.5}})
+    _rewrite(path, grid={"crs": "EPSG:32634", "resolution": [20, 30], "bbox": [15, 45, 15.1, 45.1]},
+             mask={"band": "nir", "bits": {"cloud": 3, "shadow": 4}}, resampling="average")  # fmt: skip
+    m = load_manifest(path)
+    assert m.grid is not None and m.grid.resolution == (20.0, 30.0) and m.grid.bbox == (15, 45, 15.1, 45.1)
+    assert m.mask is not None and m.mask.kind == "bits" and m.cube_bands == ("red",)
+    assert m.mask.invalid(np.array([0, 8, 16, 4, 24])).tolist() == [False, True, True, False, True]
+    assert m.resampling == {"red": "average", "nir": "average"} and m.scale_set == {"nir"}
+    assert m.crs is None  # crs: (assign) and grid.crs (reproject to) are separate keys
+
+
+def test_single_band_layout_resolves(tmp_path: Path) -> None:
+    """One file per band per date; files: {band: glob} takes the date from the name."""
+    for d in tiny_dates(3):
+        for b in ("NDVI", "EVI"):
+            write_raster(tmp_path / f"TERRA_MODIS_h12v10_{b}_{d}.tif", np.zeros((1, 4, 4), np.float32))
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({
+        "layout": "single-band", "files": {"NDVI": "*_NDVI_*.tif", "EVI": "*_EVI_*.tif"}}, sort_keys=False))  # fmt: skip
+    m = load_manifest(tmp_path)
+    assert m.bands == ("NDVI", "EVI") and [str(d.date()) for d in m.dates] == tiny_dates(3)
+    assert [f.name for f in m.band_date_files["EVI"]] == [f"TERRA_MODIS_h12v10_EVI_{d}.tif" for d in tiny_dates(3)]
+    # One glob over both bands with a pattern; bands: picks the order.
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({
+        "layout": "single-band", "files": "TERRA_*.tif", "bands": ["EVI", "NDVI"],
+        "pattern": r"_(?P<band>NDVI|EVI)_(?P<date>\d{4}-\d{2}-\d{2})"}))  # fmt: skip
+    assert load_manifest(tmp_path).bands == ("EVI", "NDVI")
+    # A glob that catches two files for one band and date is refused.
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({
+        "layout": "single-band", "files": {"NDVI": "TERRA_*.tif"}}))  # fmt: skip
+    with pytest.raises(CropseqError, match="two files for band NDVI on 2021-04-01"):
+        load_manifest(tmp_path)
+
+
+def test_per_date_files_per_band_hint(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path, "per-date")
+    _rewrite(path, files={"red": "S2_*.tif"})
+    with pytest.raises(CropseqError, match="use layout: single-band"):
+        load_manifest(path)

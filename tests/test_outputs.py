@@ -84,8 +84,9 @@ def test_crop_map_is_a_valid_cog_with_colours_names_overviews(tmp_path: Path) ->
         got = src.read(1)
         np.testing.assert_array_equal(np.isnan(got), cls == 0)
         np.testing.assert_array_equal(got[cls > 0], conf[cls > 0])
-    # no temporaries or GDAL sidecars left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.area.csv", "map.confidence.tif", "map.qml", "map.tif"]
+    # no temporaries or stray GDAL sidecars left behind (map.tif.aux.xml is ours: categories + RAT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "map.area.csv", "map.confidence.qml", "map.confidence.tif", "map.qml", "map.tif", "map.tif.aux.xml"]
 
 
 def test_mode_overviews_of_a_checkerboard(tmp_path: Path) -> None:
@@ -221,7 +222,8 @@ def test_mosaic_restores_the_scene(tmp_path: Path) -> None:
     with rasterio.open(res.confidence) as src:
         np.testing.assert_array_equal(src.read(1), conf)
     assert sum(int(r["pixels"]) for r in read_csv(res.area)) == int((cls > 0).sum())
-    assert sorted(p.name for p in out.iterdir()) == ["mosaic.area.csv", "mosaic.confidence.tif", "mosaic.qml", "mosaic.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "mosaic.area.csv", "mosaic.confidence.qml", "mosaic.confidence.tif", "mosaic.qml", "mosaic.tif", "mosaic.tif.aux.xml"]
     # confidence tiles mosaic on their own too (what the workflow's second call does)
     conf_tiles = [sidecar_paths(t)["confidence"] for t in tiles]
     res2 = mosaic_maps(conf_tiles, out / "conf2.tif")
@@ -280,4 +282,50 @@ def test_preview_png(tmp_path: Path) -> None:
     write_crop_map(tmp_path / "m.tif", random_map(300, 200), T, CRS_UTM, CLASSES)
     png = write_preview(tmp_path / "m.tif", tmp_path / "m.png", max_size=128)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "m.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "m.tif", "m.tif.aux.xml"]
+
+
+def test_map_is_self_describing_categories_rat_stac(tmp_path: Path) -> None:
+    """Class names readable without the .qml: in the TIFF's metadata, and GDAL categories + RAT in the PAM sidecar."""
+    import json
+    import shutil
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    cls = random_map(40, 30, seed=3)
+    out = tmp_path / "m.tif"
+    from cropseq.outputs import CropMapWriter, Grid
+
+    grid = Grid(30, 40, T, CRS_UTM)
+    with CropMapWriter(out, grid, CLASSES, confidence=tmp_path / "m.confidence.tif", qml=tmp_path / "m.qml",
+                       stac=tmp_path / "m.stac.json", dates=np.array(["2023-03-01", "2023-10-27"], "datetime64[D]")) as w:
+        w.write_block(0, 0, cls, np.full(cls.shape, 0.5, np.float32))
+    aux = tmp_path / "m.tif.aux.xml"
+    band = ET.parse(aux).getroot().find("PAMRasterBand")
+    names = [c.text or "" for c in band.find("CategoryNames")]
+    assert all(names[c.code] == c.name for c in CLASSES.classes)
+    rows = band.find("GDALRasterAttributeTable").findall("Row")
+    assert [int(r[0].text) for r in rows] == CLASSES.codes
+    assert sum(int(float(r[6].text)) for r in rows) == int((cls > 0).sum())
+    if shutil.which("gdalinfo"):  # GDAL reads them as categories and a RAT
+        info = subprocess.run(["gdalinfo", str(out)], capture_output=True, text=True, check=True).stdout
+        assert "Categories:" in info and all(c.name in info for c in CLASSES.classes) and "GDALRasterAttributeTable" in info
+    # inside the TIFF, no sidecar needed: names as band metadata
+    for side in (aux, tmp_path / "m.qml"):
+        side.unlink()
+    with rasterio.open(out) as src:
+        assert {k: v for k, v in src.tags(1).items() if k.startswith("CLASS_") and k != "CLASS_NAMES"} == {
+            f"CLASS_{c.code}": c.name for c in CLASSES.classes}
+    with rasterio.open(tmp_path / "m.confidence.tif") as src:
+        assert src.units[0] == "1" and "confidence" in src.descriptions[0]
+    assert "singlebandpseudocolor" in (tmp_path / "m.confidence.qml").read_text()
+    item = json.loads((tmp_path / "m.stac.json").read_text())
+    assert item["properties"]["start_datetime"] == "2023-03-01T00:00:00Z"
+    assert item["properties"]["end_datetime"] == "2023-10-27T00:00:00Z"
+    assert [c["value"] for c in item["assets"]["map"]["raster:bands"][0]["classification:classes"]] == CLASSES.codes
+    assert item["assets"]["map"]["href"] == "./m.tif" and -180 <= item["bbox"][0] <= item["bbox"][2] <= 180
+    pystac = pytest.importorskip("pystac")
+    parsed = pystac.Item.from_dict(item)
+    from pystac.extensions.classification import ClassificationExtension
+
+    assert [c.value for c in ClassificationExtension.ext(parsed).classes] == CLASSES.codes

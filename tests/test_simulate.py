@@ -11,6 +11,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import rasterio
 import yaml
@@ -236,10 +237,14 @@ def test_labels_inside_scene_and_agree_with_truth(scene: SceneInfo, cube: dict[s
         minx, miny, maxx, maxy = gdf.total_bounds
         assert left - 1e-6 <= minx and maxx <= right + 1e-6 and bottom - 1e-6 <= miny and maxy <= top + 1e-6
         codes = {n: c for n, c in zip(CLASS_TABLE.names, CLASS_TABLE.codes)}
-        for geom, name in zip(gdf.geometry, gdf["label"]):
+        wrong = set(scene.mislabelled)
+        for geom, name, fid in zip(gdf.geometry, gdf["label"], gdf["field_id"]):
             under = features.geometry_mask([geom], (SIZE, SIZE), transform, invert=True)
             if under.any():  # a sliver may hold no pixel centre
-                assert (cube["truth"][under] == codes[name]).all(), name
+                # The simulated label noise (labels.gpkg only): exactly the fields listed.
+                labelled_right = (cube["truth"][under] == codes[name]).all()
+                assert labelled_right != (fid in wrong), name
+                assert len(np.unique(cube["truth"][under])) == 1
                 assert (held_pixels[under] == held_out).all()  # test_truth = held-out fields
 
 
@@ -364,3 +369,107 @@ def test_cli_default_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     with rasterio.open(tmp_path / "demo" / "truth.tif") as src:
         assert src.shape == (512, 512) and src.block_shapes[0] == (256, 256)
     assert len(list((tmp_path / "demo" / "images").glob("S2_*.tif"))) == 24
+
+
+# ------------------------------------------------------------------------- as hard as real data
+
+
+def _field_raster(scene: SceneInfo) -> np.ndarray:
+    """``field_id`` of every pixel of the labelled and held-out parcels (0 elsewhere)."""
+    import geopandas as gpd
+    from rasterio import features
+
+    fields = pd.concat([gpd.read_file(scene.labels), gpd.read_file(scene.test_fields)])
+    with rasterio.open(scene.truth) as src:
+        transform = src.transform
+    return features.rasterize(zip(fields.geometry, fields["field_id"]), out_shape=(SIZE, SIZE),
+                              transform=transform, fill=0, dtype="int32")
+
+
+def test_sowing_dates_spread_within_and_overlap_between_classes() -> None:
+    from cropseq.simulate import _CLASSES, _build_landscape
+
+    land = _build_landscape(SEED, 512, 32, 0.5)
+    up, peak = land.field_params["up"], land.field_params["peak"]
+    names = [c.name for c in _CLASSES]
+    green_up = {n: up[land.cls_index == names.index(n)] for n in ("maize", "soybean", "sunflower", "spring_barley")}
+    for n, days in green_up.items():
+        assert np.ptp(days) > 25, n  # fields of one crop green up weeks apart
+    for a, b in (("maize", "soybean"), ("spring_barley", "sunflower")):
+        overlap = min(green_up[a].max(), green_up[b].max()) - max(green_up[a].min(), green_up[b].min())
+        assert overlap > 15, (a, b)  # the sowing windows of two crops overlap by weeks
+    maize = peak[land.cls_index == names.index("maize")]
+    assert np.ptp(maize) > 0.15  # some stands never close their canopy
+
+
+def test_cloud_gaps_differ_field_by_field(scene: SceneInfo, cube: dict[str, np.ndarray]) -> None:
+    fid = _field_raster(scene)
+    ids = [i for i in np.unique(fid) if i and (fid == i).sum() >= 20]
+    # Per field, the dates on which most of it is masked.
+    gaps = np.array([[(m[fid == i] > 0).mean() > 0.5 for m in cube["mask"]] for i in ids])
+    cover = np.array(scene.cloud_cover)
+    light = (cover > 0) & (cover < 0.3)
+    assert light.sum() >= 4  # several dates with scattered small clouds ...
+    hit = gaps[:, light].mean(axis=0)
+    assert (hit > 0).sum() >= 3 and hit.max() < 0.5  # ... each masking a few fields, not all
+    patterns = {tuple(g) for g in gaps}
+    assert len(patterns) >= 0.4 * len(ids)  # fields miss different dates
+
+
+def test_edge_pixels_mix_both_fields(scene: SceneInfo, cube: dict[str, np.ndarray]) -> None:
+    fid = _field_raster(scene)
+    red, nir = cube["dn"][:, 2].astype(float), cube["dn"][:, 3].astype(float)
+    pad = np.pad(fid, 1)
+    neighbours = [pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]]
+    edge = (fid > 0) & np.any([(n != fid) for n in neighbours], axis=0)
+    interior = (fid > 0) & ~edge
+    other = np.zeros_like(fid)
+    for n in neighbours[::-1]:  # the first neighbour in another field (above, below, left, right)
+        other = np.where((n != fid) & (n > 0), n, other)
+    slopes = []
+    for k in np.flatnonzero(np.array(scene.cloud_cover) == 0):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ndvi = (nir[k] - red[k]) / (nir[k] + red[k])
+        means = {i: ndvi[interior & (fid == i)].mean() for i in np.unique(fid[interior]) if i}
+        sel = edge & (other > 0) & np.isin(fid, list(means)) & np.isin(other, list(means))
+        own = np.array([means[i] for i in fid[sel]])
+        d = np.array([means[i] for i in other[sel]]) - own
+        r = ndvi[sel] - own
+        big = np.abs(d) > 0.2
+        if big.sum() >= 30:
+            slopes.append((d[big] * r[big]).sum() / (d[big] ** 2).sum())
+    # An edge pixel is pulled toward its neighbour by the neighbour's share (15-45 %).
+    assert len(slopes) >= 3 and 0.15 < np.median(slopes) < 0.5
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+def test_label_noise_share_as_configured(tmp_path: Path, noise: float) -> None:
+    import geopandas as gpd
+
+    info = simulate_scene(tmp_path / "s", size=SIZE, n_dates=8, seed=SEED, label_noise=noise)
+    labels = gpd.read_file(info.labels)
+    fid = _field_raster(info)
+    with rasterio.open(info.truth) as src:
+        truth = src.read(1)
+    names = dict(zip(CLASS_TABLE.codes, CLASS_TABLE.names))
+    wrong = set()
+    for field_id, label in zip(labels["field_id"], labels["label"]):
+        under = truth[fid == field_id]
+        if under.size and names[int(np.bincount(under).argmax())] != label:
+            wrong.add(int(field_id))
+    crops = (~labels["label"].isin(STATIC)).sum()
+    assert len(info.mislabelled) == round(noise * crops) and wrong <= set(info.mislabelled)
+    assert len(wrong) >= len(info.mislabelled) - 1  # (a sliver may hide a field from the raster)
+    assert set(labels["label"]) == set(CLASS_TABLE.names)  # every class keeps its labels
+    assert json.loads((info.outdir / "scene.json").read_text())["mislabelled_fields"] == list(info.mislabelled)
+    held = gpd.read_file(info.test_fields)  # the held-out reference stays true
+    for field_id, label in zip(held["field_id"], held["label"]):
+        under = truth[fid == field_id]
+        assert not under.size or names[int(np.bincount(under).argmax())] == label
+
+
+def test_cli_label_noise_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["simulate", str(tmp_path / "out"), "--size", "48", "--dates", "8", "--label-noise", "0.5"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "under a wrong name" in out
+    assert main(["simulate", str(tmp_path / "out"), "--label-noise", "0.9"]) == 2

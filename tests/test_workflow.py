@@ -145,7 +145,7 @@ def test_dtwsat_manifest_points_at_shared_data():
     "change, message",
     [
         ({"train": {"epochs": -3}}, "-3 is less than the minimum of 1"),
-        ({"trian": {"epochs": 3}}, "config: unknown key 'trian' at the top level (allowed keys: baseline, evaluate, gpu,"),
+        ({"trian": {"epochs": 3}}, "config: unknown key 'trian' at the top level (allowed keys: assess, baseline, evaluate,"),
         ({"train": {"epoch": 3}}, "config: unknown key 'epoch' in train (allowed keys: arch, batch_size, epochs,"),
         ({"scenes": {"a": {"type": "stack"}}}, "'stack' is a required property"),
         ({"scenes": {"bad name": {"type": "demo"}}}, "does not match"),
@@ -245,6 +245,10 @@ def test_end_to_end_outputs(tiny_run):
         "eval/deep.json",
         "eval/rf.json",
         "eval/map.json",
+        "eval/assess.json",
+        "eval/assess.areas.png",
+        "design/points.gpkg",
+        "design/points.labelled.gpkg",
         "eval/deep.confusion.png",
         "eval/rf.confusion.png",
         "models/deep.pt",
@@ -270,6 +274,38 @@ def test_end_to_end_outputs(tiny_run):
         assert 0.0 <= metrics["overall_accuracy"] <= 1.0
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "RandomForest" in html and "Area per class" in html
+    logs = tiny_run["work"] / WEIRD / "logs" / "tiny"
+    for stage in ("sample_design", "label_points", "assess"):
+        assert (logs / f"{stage}.log").is_file() and (out / "benchmarks" / f"{stage}.tsv").is_file(), stage
+
+
+def test_honest_scoring_outputs(tiny_run):
+    """The map is scored on the held-out fields only, the areas are estimated from a
+    stratified sample labelled from the truth, and the report shows every interval."""
+    import rasterio
+
+    out = tiny_run["out"]
+    mapm = json.loads((out / "eval" / "map.json").read_text())
+    assert Path(mapm["truth"]).name == "test_truth.tif"  # not truth.tif (training fields included)
+    with rasterio.open(out / "scene" / "test_truth.tif") as src:
+        held_out = int((src.read(1) > 0).sum())
+    assert 0 < mapm["n"] <= held_out
+    a = json.loads((out / "eval" / "assess.json").read_text())
+    assert a["design"] == "stratified" and a["census"] is False and a["n_samples"] > 0
+    lo, hi = a["overall_accuracy"]["ci95"]
+    assert lo <= a["overall_accuracy"]["estimate"] <= hi
+    for name, c in a["per_class"].items():
+        assert {"users_accuracy", "producers_accuracy", "area_map", "area_estimate", "area_se", "area_ci95"} <= set(c)
+        assert "ci95" in c["users_accuracy"] and "ci95" in c["producers_accuracy"], name
+        if c["area_ci95"] is not None:
+            assert c["area_ci95"][0] <= c["area_estimate"] <= c["area_ci95"][1], name
+    html = (out / "report.html").read_text()
+    assert "Accuracy and area (95 % intervals)" in html and "Map vs held-out reference" in html
+    assert "estimated ha" in html and "95 % CI (ha)" in html and "mapped ha" in html
+    assert "overall accuracy [95 % CI]" in html
+    # every accuracy cell of the tables carries its interval: "0.953 [0.941, 0.963]"
+    assert len(re.findall(r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]", html)) >= 10
+    assert "test_truth.tif" in html and "EPSG:32633 (WGS 84 / UTM zone 33N)" in html
     assert "<img" in html and 'src="http' not in html  # self-contained
     logs = tiny_run["work"] / WEIRD / "logs" / "tiny"
     assert (logs / "train.log").is_file() and len(list((logs / "predict").glob("*.log"))) == 4
@@ -293,6 +329,9 @@ DOWNSTREAM_OF_LABELS = {
     "mosaic": 1,
     "area": 1,
     "evaluate_map": 1,
+    "sample_design": 1,
+    "label_points": 1,
+    "assess": 1,
     "report": 1,
     "all": 1,
 }
@@ -502,6 +541,40 @@ def test_report_builder_is_self_contained(tmp_path):
     assert (tmp_path / "preview.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_intervals_estimated_areas_and_crs_by_name(tmp_path):
+    """Every accuracy with its 95 % interval, the mapped area beside the estimate and its
+    interval, and a custom CRS (the MODIS sinusoidal grid) by name, not as WKT."""
+    from cropseq.accuracy import stratified_assessment
+    from cropseq.cli import main
+
+    _fake_map(tmp_path / "map.tif")
+    (tmp_path / "deep.json").write_text(json.dumps(_fake_metrics(0.93)))
+    a = stratified_assessment([[45, 5, 0], [4, 44, 2], [0, 1, 49]], [8.0, 6.0, 2.0], ["Forest", "Maize", "Water"])
+    (tmp_path / "assess.json").write_text(json.dumps({**a.to_dict(), "reference": "points.labelled.gpkg"}))
+    (tmp_path / "area.csv").write_text("code,name,pixels,hectares,share\n1,Forest,800,8.0,0.5\n2,Maize,600,6,0.375\n3,Water,200,2,0.125\n")
+    modis = ('PROJCS["unnamed",GEOGCS["unnamed ellipse",DATUM["unknown",SPHEROID["unnamed",6371007.181,0]],'
+             'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],PROJECTION["Sinusoidal"],'
+             'PARAMETER["longitude_of_center",0],PARAMETER["false_easting",0],PARAMETER["false_northing",0],'
+             'UNIT["metre",1]]')
+    (tmp_path / "stack.json").write_text(json.dumps({"bands": ["red"], "crs": modis}))
+    out = tmp_path / "r.html"
+    rc = main(["report", "--out", str(out), "--metrics", f"deep model={tmp_path / 'deep.json'}",
+               "--map", str(tmp_path / "map.tif"), "--area", str(tmp_path / "area.csv"),
+               "--assess", str(tmp_path / "assess.json"), "--stack-summary", str(tmp_path / "stack.json")])
+    assert rc == 0
+    html = out.read_text()
+    # the model's OA 0.93 of 30 items: Wilson interval [0.787, 0.982]; per class too
+    assert "0.930 [0.787, 0.982]" in html and "93.0 %<small> [78.7, 98.2] %</small>" in html
+    assert "0.900 [0.596, 0.982]" in html  # PA 0.9 of 10 reference items (9 of 10)
+    # the area table: mapped hectares beside the estimate and its interval
+    forest = a["Forest"].area
+    row = re.search(r"<tr><td>1</td><td>Forest</td>.*?</tr>", html).group(0)
+    assert "8.0" in row and f"{forest.estimate:,.1f}" in row and f"{forest.ci95[0]:,.1f} – {forest.ci95[1]:,.1f}" in row
+    oa = a.overall_accuracy
+    assert f"{oa.estimate:.3f} [{oa.ci95[0]:.3f}, {oa.ci95[1]:.3f}]" in html
+    assert "MODIS sinusoidal (+proj=sinu" in html and "PROJCS" not in html
+
+
 def test_report_missing_input_is_one_line_error(tmp_path, capsys):
     from cropseq.cli import main
     import cropseq.cli.commands_report  # noqa: F401
@@ -528,11 +601,17 @@ def test_dtwsat_workflow(shared_data, tmp_path):
     snakemake("--cores", "2", "--configfile", str(config), cwd=tmp_path, timeout=1200)
     out = tmp_path / "results" / "dtwsat"
     for rel in ["map/cropmap.tif", "map/cropmap.confidence.tif", "map/cropmap.area.csv", "eval/deep.json",
-                "eval/rf.json", "eval/map.json", "report.html", "samples/test_points.csv"]:
+                "eval/rf.json", "eval/assess.json", "report.html", "samples/test_points.csv"]:
         assert (out / rel).is_file(), rel
+    # no truth raster: the map is assessed once, from the held-out samples, not re-scored as "map vs truth"
+    assert not (out / "eval" / "map.json").exists()
     deep = json.loads((out / "eval" / "deep.json").read_text())
     rf = json.loads((out / "eval" / "rf.json").read_text())
-    mapm = json.loads((out / "eval" / "map.json").read_text())
+    a = json.loads((out / "eval" / "assess.json").read_text())
     assert set(deep["labels"]) <= {"Cotton-fallow", "Forest", "Soybean-cotton", "Soybean-millet"}
     assert rf["overall_accuracy"] > 0.8 and deep["overall_accuracy"] > 0.6
-    assert mapm["n"] >= 30 and mapm["overall_accuracy"] > 0.6
+    assert a["design"] == "simple_random" and a["n_samples"] >= 30 and a["overall_accuracy"]["estimate"] > 0.6
+    lo, hi = a["overall_accuracy"]["ci95"]
+    assert lo < a["overall_accuracy"]["estimate"] <= hi
+    html = (out / "report.html").read_text()
+    assert "MODIS sinusoidal" in html and "PROJCS" not in html and "Map vs held-out reference" not in html

@@ -60,6 +60,7 @@ def version_cmd() -> None:
 
 # Register commands (each module adds its commands to ``app``).
 from cropseq.cli import commands_accuracy as _accuracy  # noqa: E402,F401
+from cropseq.cli import commands_crossval as _crossval  # noqa: E402,F401
 from cropseq.cli import commands_data as _data  # noqa: E402,F401
 from cropseq.cli import commands_evaluate as _evaluate  # noqa: E402,F401
 from cropseq.cli import commands_model as _model  # noqa: E402,F401

@@ -36,7 +36,10 @@ def _print_summary(s: dict[str, Any]) -> None:
     grid.add_row("bands", ", ".join(s["bands"]))
     grid.add_row("size", f"{s['shape']['y']} rows x {s['shape']['x']} cols (y x x)")
     grid.add_row("CRS", s["crs_name"])
-    grid.add_row("resolution", f"{s['resolution'][0]:.6g} x {s['resolution'][1]:.6g}")
+    per_band = s.get("band_resolution") or {}
+    resampled = [b for b, r in per_band.items() if r["resampling"]]
+    target = " (target grid: bands read onto it)" if resampled else ""
+    grid.add_row("resolution", f"{s['resolution'][0]:.6g} x {s['resolution'][1]:.6g}{target}")
     grid.add_row("bounds", "left {:.3f}, bottom {:.3f}, right {:.3f}, top {:.3f}".format(*s["bounds"]))
     console.print(grid)
     sampled = s.get("missing_sampled_px")
@@ -44,8 +47,15 @@ def _print_summary(s: dict[str, Any]) -> None:
     miss = Table(title=f"Missing (NaN) share per band{note}", title_justify="left")
     miss.add_column("band")
     miss.add_column("missing", justify="right")
+    if per_band:
+        miss.add_column("resolution as read")
+        miss.add_column("resampled")
     for b, f in s["missing_fraction"].items():
-        miss.add_row(b, f"{100 * f:.2f} %")
+        cells = [b, f"{100 * f:.2f} %"]
+        if per_band and b in per_band:
+            r = per_band[b]
+            cells += [f"{r['resolution'][0]:.6g} x {r['resolution'][1]:.6g}", r["resampling"] or "no (on the grid)"]
+        miss.add_row(*cells)
     console.print(miss)
 
 

@@ -17,6 +17,22 @@ from cropseq.cli import app
 from cropseq.progress import progress_bar
 
 
+class Uncertainty(str, Enum):
+    """Uncertainty measures (definitions in cropseq.uncertainty)."""
+
+    entropy = "entropy"
+    margin = "margin"
+    least = "least"
+
+
+class Smooth(str, Enum):
+    """Spatial smoothing of the probabilities before labelling."""
+
+    none = "none"
+    bayes = "bayes"
+    edge = "edge"
+
+
 class Device(str, Enum):
     """Where deep models run."""
 
@@ -50,16 +66,40 @@ def predict_cmd(
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed chunk task on a Dask cluster."),
     allow_incomplete: bool = typer.Option(
         False, "--allow-incomplete", help="Accept the checkpoint of an unfinished training run (<model>.partial)."),
+    uncertainty: list[Uncertainty] = typer.Option(
+        [], "--uncertainty",
+        help="Also write an uncertainty COG <stem>.<measure>.tif (float32 0..1; repeatable): entropy = normalised "
+             "entropy of the probabilities, margin = 1 - (p1 - p2), least = 1 - p1."),
+    probabilities_zarr: Path | None = typer.Option(
+        None, "--probabilities-zarr", help="Also write all class probabilities as a CF Zarr cube (xarray.open_zarr(P).rio.crs works)."),
+    smooth: Smooth = typer.Option(
+        Smooth.none, "--smooth",
+        help="Smooth the probabilities before labelling: bayes = Bayesian smoothing over a window (as sits_smooth), "
+             "edge = the same with neighbours across strong probability gradients down-weighted."),
+    smooth_window: int = typer.Option(5, "--smooth-window", min=3, help="Smoothing window edge in pixels (odd)."),
+    smooth_variance: list[float] = typer.Option(
+        [10.0], "--smooth-variance",
+        help="Smoothness (logit variance; larger smooths more): one value, or one per class in the model's class order."),
+    smooth_edge_sigma: float = typer.Option(
+        0.5, "--smooth-edge-sigma",
+        help="--smooth edge: probability-vector distance at which a neighbour's weight drops to 61 %; smaller keeps "
+             "borders and thin features sharper, larger smooths noise more."),
+    stac: bool = typer.Option(True, "--stac/--no-stac", help="Write a STAC Item <stem>.stac.json describing the outputs."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Map a whole stack (or one tile) with a trained model, chunk by chunk with Dask.
 
     Writes the crop map COG (uint8 codes, colour table, class names, nodata 0), a QGIS
-    style <stem>.qml beside it, the confidence COG and the per-class area CSV.
+    style <stem>.qml beside it, GDAL categories and a raster attribute table in
+    <stem>.tif.aux.xml, the confidence COG (with its own .qml), the per-class area CSV and a
+    STAC Item <stem>.stac.json; optionally uncertainty COGs and the probabilities.
     """
     from cropseq.inference import run_prediction
     from cropseq.outputs import sidecar_paths
     from cropseq.predictor import load_incomplete_predictor, missing_model_error
+    from cropseq.smoothing import make_smoothing
+
+    smoothing = make_smoothing(smooth.value, smooth_window, smooth_variance, smooth_edge_sigma)  # bad values: one line, before any work
 
     if not model.is_file():
         raise missing_model_error(model)  # names an unfinished run's .partial file, if any
@@ -84,13 +124,19 @@ def predict_cmd(
             retries=retries,
             progress=update,
             loader=load_incomplete_predictor if allow_incomplete else None,
+            smooth=smoothing,
+            uncertainty=[u.value for u in uncertainty],
+            probabilities_zarr=probabilities_zarr,
+            stac=stac,
         )
     o = res.outputs
     share = 100.0 * res.classified / res.pixels if res.pixels else 0.0
     where = {"threads": f"{res.threads} thread(s) in process", "local-cluster": f"local cluster, {res.workers} worker(s) x {res.threads} thread(s)",
              "scheduler": f"Dask scheduler {scheduler}, {res.workers} worker(s)"}[res.mode]
     print(f"map: {o.map}")
-    for label, p in (("confidence", o.confidence), ("probabilities", o.probabilities), ("area", o.area), ("style", o.qml)):
+    shown = [("confidence", o.confidence), *o.uncertainty.items(), ("probabilities", o.probabilities),
+             ("probabilities zarr", o.probabilities_zarr), ("area", o.area), ("style", o.qml), ("stac", o.stac)]
+    for label, p in shown:
         if p is not None:
             print(f"{label}: {p}")
     print(f"{res.classified} of {res.pixels} px classified ({share:.1f} %), {res.chunks} chunks in {res.seconds:.1f} s ({where})")

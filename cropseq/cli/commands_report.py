@@ -45,6 +45,13 @@ def report_cmd(
     map_confusion: Annotated[
         Path | None, typer.Option("--map-confusion", help="Confusion-matrix PNG of the map against the truth.")
     ] = None,
+    assess: Annotated[
+        Path | None,
+        typer.Option("--assess", help="cropseq assess JSON: estimated areas and accuracies with 95 % intervals."),
+    ] = None,
+    assess_plot: Annotated[
+        Path | None, typer.Option("--assess-plot", help="Its mapped vs estimated area PNG.")
+    ] = None,
     stack_summary: Annotated[
         Path | None, typer.Option("--stack-summary", help="Stack summary JSON (cropseq inspect --json).")
     ] = None,
@@ -63,7 +70,8 @@ def report_cmd(
     ] = 1024,
 ) -> None:
     """Build one self-contained HTML report (images embedded): metrics, confusion matrices,
-    training curves, map previews with legends, areas, map-vs-truth accuracy, inputs, timings.
+    training curves, map previews with legends, mapped and estimated areas with 95 % intervals,
+    map accuracy against the held-out reference, inputs, timings.
 
     Every input is optional; sections without inputs are left out.
     """
@@ -82,6 +90,8 @@ def report_cmd(
         area=area,
         map_metrics=map_metrics,
         map_confusion=map_confusion,
+        assess=assess,
+        assess_plot=assess_plot,
         stack_summary=stack_summary,
         run_config=run_config,
         benchmarks=benchmarks,

@@ -98,13 +98,41 @@ def classes_path(scene):
 
 
 def truth_path(scene):
-    """Reference for scoring the map: given truth, simulated truth, or held-out test points."""
+    """Reference the map is scored against (evaluate_map), or None: the given truth, or for
+    a demo scene the simulated truth of the held-out fields only (test_truth.tif: fields in
+    no training table, so the map is scored on unseen fields). A scene without either is
+    assessed from its held-out test samples instead (rule assess), not scored twice."""
     t = SCENES[scene].get("truth")
     if t:
         return user_path(t)
     if is_demo(scene):
-        return out(scene, "scene", "truth.tif")
-    return out(scene, "samples", "test_points.csv")
+        return out(scene, "scene", "test_truth.tif")
+    return None
+
+
+def reference_raster(scene):
+    """A raster that knows every pixel's class, to label the sample-design points (the
+    analyst's part): the demo's simulated truth.tif, or a given truth raster; else None."""
+    t = SCENES[scene].get("truth")
+    if t:
+        return user_path(t) if str(t).lower().endswith((".tif", ".tiff", ".vrt")) else None
+    return out(scene, "scene", "truth.tif") if is_demo(scene) else None
+
+
+def assess_reference(wildcards):
+    """The labelled points `cropseq assess` reads: the sample-design points labelled from
+    the reference raster, else the held-out test samples (treated as a simple random sample)."""
+    s = wildcards.scene
+    if reference_raster(s):
+        return out(s, "design", "points.labelled.gpkg")
+    return out(s, "samples", "test_points.csv")
+
+
+def assess_options(scene):
+    """Pre-quoted `cropseq assess` options matching assess_reference()."""
+    if reference_raster(scene):
+        return "--design stratified"
+    return "--design simple-random --reference-column label"
 
 
 def id_column(scene):
@@ -245,12 +273,22 @@ def report_inputs(wildcards):
         "map": out(s, "map", "cropmap.tif"),
         "confidence": out(s, "map", "cropmap.confidence.tif"),
         "area": out(s, "map", "cropmap.area.csv"),
-        "map_metrics": out(s, "eval", "map.json"),
-        "map_confusion": out(s, "eval", "map.confusion.png"),
+        "assess": out(s, "eval", "assess.json"),
+        "assess_plot": out(s, "eval", "assess.areas.png"),
         "stack_summary": out(s, "stack.json"),
         "run_config": out(s, "run_config.json"),
     }
+    if truth_path(s):
+        d["map_metrics"] = out(s, "eval", "map.json")
+        d["map_confusion"] = out(s, "eval", "map.confusion.png")
     return d
+
+
+def report_map_args(wildcards, input):
+    """Pre-quoted --map-metrics/--map-confusion options, when the scene has a map reference."""
+    if "map_metrics" not in input.keys():
+        return ""
+    return f"--map-metrics {q(input.map_metrics)} --map-confusion {q(input.map_confusion)}"
 
 
 def report_args(wildcards, input):
@@ -272,9 +310,11 @@ def scene_targets(scene):
         out(scene, "map", "cropmap.tif"),
         out(scene, "map", "cropmap.confidence.tif"),
         out(scene, "map", "cropmap.area.csv"),
-        out(scene, "eval", "map.json"),
+        out(scene, "eval", "assess.json"),
         out(scene, "report.html"),
     ]
+    if truth_path(scene):
+        t.append(out(scene, "eval", "map.json"))
     t += [out(scene, "eval", f"{m}.json") for m in MODELS]
     return t
 
@@ -285,11 +325,15 @@ def all_targets():
 
 def scene_run_config(scene):
     """What the report shows as the run's inputs: the scene and every stage's options."""
-    keys = ["outdir", "gpu", "tile", "samples", "split", "train", "baseline", "predict"]
+    keys = ["outdir", "gpu", "tile", "samples", "split", "train", "baseline", "predict", "assess"]
     cfg = {k: config[k] for k in keys}
     cfg["scene"] = {"name": scene, **SCENES[scene]}
     cfg["scene"]["stack"] = stack_path(scene)
     cfg["scene"]["labels"] = labels_path(scene)
     cfg["scene"]["classes"] = classes_path(scene)
     cfg["scene"]["truth"] = truth_path(scene)
+    cfg["scene"]["assess_reference"] = (
+        f"{reference_raster(scene)} (stratified sample-design points)" if reference_raster(scene)
+        else "held-out test samples (as a simple random sample)"
+    )
     return json.dumps(cfg, sort_keys=True)

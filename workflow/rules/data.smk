@@ -8,6 +8,7 @@ rule simulate:
         stack=out("{scene}", "scene", "stack.yaml"),
         labels=out("{scene}", "scene", "labels.gpkg"),
         truth=out("{scene}", "scene", "truth.tif"),
+        test_truth=out("{scene}", "scene", "test_truth.tif"),
         classes=out("{scene}", "scene", "classes.yaml"),
     params:
         outdir=lambda wc, output: os.path.dirname(output.stack),
@@ -16,6 +17,7 @@ rule simulate:
         seed=lambda wc: SCENES[wc.scene]["simulate"]["seed"],
         label_fraction=lambda wc: SCENES[wc.scene]["simulate"]["label_fraction"],
         field_size=lambda wc: SCENES[wc.scene]["simulate"]["field_size"],
+        label_noise=lambda wc: SCENES[wc.scene]["simulate"]["label_noise"],
     wildcard_constraints:
         scene=_alternatives(DEMO_SCENES),
     log:
@@ -30,7 +32,7 @@ rule simulate:
     shell:
         "cropseq simulate {params.outdir:q} --size {params.size} --dates {params.dates}"
         " --seed {params.seed} --label-fraction {params.label_fraction}"
-        " --field-size {params.field_size} > {log:q} 2>&1"
+        " --field-size {params.field_size} --label-noise {params.label_noise} > {log:q} 2>&1"
 
 
 rule inspect:

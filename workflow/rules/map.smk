@@ -1,5 +1,7 @@
 # Map stages: predict (one job per tile) -> mosaic (crop-map COG + confidence COG)
-#             -> area statistics, and the map scored against the truth
+#             -> area statistics, the map scored against the held-out reference, and
+#             accuracy and area with 95 % intervals (Olofsson et al. 2014):
+#             sample_design -> label_points (from a reference raster) -> assess
 
 
 rule predict:
@@ -106,7 +108,8 @@ rule heldout_points:
 
 
 rule evaluate_map:
-    """Score the crop map against the truth (raster or labels) or the held-out test points."""
+    """Score the crop map against the held-out reference: the given truth (raster or labels)
+    or, for a demo scene, the simulated truth of the held-out fields (test_truth.tif)."""
     input:
         map=out("{scene}", "map", "cropmap.tif"),
         truth=lambda wc: truth_path(wc.scene),
@@ -117,7 +120,7 @@ rule evaluate_map:
             out("{scene}", "eval", "map.confusion.png"),
             caption="../report/map_confusion.rst",
             category="Accuracy",
-            labels={"scene": "{scene}", "figure": "confusion matrix (map vs truth)"},
+            labels={"scene": "{scene}", "figure": "confusion matrix (map vs held-out reference)"},
         ),
     params:
         class_column=lambda wc: (
@@ -137,3 +140,81 @@ rule evaluate_map:
         "LOKY_MAX_CPU_COUNT={threads} cropseq evaluate --model {input.model:q} --map {input.map:q} --truth {input.truth:q}"
         " --class-column {params.class_column:q} --out {output.metrics:q}"
         " --plot {output.plot:q} {params.extra} > {log:q} 2>&1"
+
+
+rule sample_design:
+    """Stratified random points over the map (strata = map classes), sized for a target
+    standard error of the overall accuracy, for reference labelling."""
+    input:
+        map=out("{scene}", "map", "cropmap.tif"),
+    output:
+        out("{scene}", "design", "points.gpkg"),
+    params:
+        target_se=config["assess"]["target_se"],
+        allocation=config["assess"]["allocation"],
+        min_per_class=config["assess"]["min_per_class"],
+        seed=config["assess"]["seed"],
+    log:
+        logf("{scene}", "sample_design"),
+    benchmark:
+        bench("{scene}", "sample_design")
+    threads: 1
+    resources:
+        mem_mb=config["assess"]["mem_mb"],
+    conda:
+        "../envs/cropseq.yaml"
+    shell:
+        "cropseq sample-design --map {input.map:q} --out {output:q} --target-se {params.target_se}"
+        " --allocation {params.allocation} --min-per-class {params.min_per_class}"
+        " --seed {params.seed} > {log:q} 2>&1"
+
+
+rule label_points:
+    """Fill the points' reference column from the reference raster (the simulated truth
+    stands in for the analyst who would label them from field visits or imagery)."""
+    input:
+        points=out("{scene}", "design", "points.gpkg"),
+        truth=lambda wc: reference_raster(wc.scene),
+    output:
+        out("{scene}", "design", "points.labelled.gpkg"),
+    log:
+        logf("{scene}", "label_points"),
+    benchmark:
+        bench("{scene}", "label_points")
+    threads: 1
+    resources:
+        mem_mb=config["assess"]["mem_mb"],
+    conda:
+        "../envs/cropseq.yaml"
+    script:
+        "../scripts/label_points.py"
+
+
+rule assess:
+    """Accuracy (OA, UA, PA) and error-adjusted class areas with 95 % intervals from the
+    labelled points: the stratified design's points, else the held-out test samples."""
+    input:
+        map=out("{scene}", "map", "cropmap.tif"),
+        reference=assess_reference,
+    output:
+        metrics=out("{scene}", "eval", "assess.json"),
+        plot=report(
+            out("{scene}", "eval", "assess.areas.png"),
+            caption="../report/assess.rst",
+            category="Accuracy",
+            labels={"scene": "{scene}", "figure": "mapped vs estimated area"},
+        ),
+    params:
+        options=lambda wc: assess_options(wc.scene),
+    log:
+        logf("{scene}", "assess"),
+    benchmark:
+        bench("{scene}", "assess")
+    threads: 1
+    resources:
+        mem_mb=config["assess"]["mem_mb"],
+    conda:
+        "../envs/cropseq.yaml"
+    shell:
+        "cropseq assess --map {input.map:q} --reference {input.reference:q} {params.options}"
+        " --out {output.metrics:q} --plot {output.plot:q} > {log:q} 2>&1"

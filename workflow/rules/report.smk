@@ -50,6 +50,7 @@ rule report:
         ),
     params:
         models=report_args,
+        map_metrics=report_map_args,
         title=lambda wc: f"{config['report']['title']}: {wc.scene}",
         description=lambda wc: opt("--description", SCENES[wc.scene]["description"].strip() or None),
         benchmarks=lambda wc: out(wc.scene, "benchmarks"),
@@ -68,7 +69,7 @@ rule report:
         " {params.description} {params.models}"
         " --curves {input.curves:q} --history {input.history:q}"
         " --map {input.map:q} --confidence {input.confidence:q} --area {input.area:q}"
-        " --map-metrics {input.map_metrics:q} --map-confusion {input.map_confusion:q}"
+        " {params.map_metrics} --assess {input.assess:q} --assess-plot {input.assess_plot:q}"
         " --stack-summary {input.stack_summary:q} --run-config {input.run_config:q}"
         " --benchmarks {params.benchmarks:q} --preview {output.preview:q}"
         " --confidence-preview {output.confidence_preview:q} --preview-size {params.size}"
