@@ -45,6 +45,9 @@ _LOCK = threading.Lock()
 # Process-wide rather than a context variable: readers run in Dask's worker threads too.
 _INPUTS: list[_Input] | None = None
 _OUTPUTS: list[Path] | None = None
+# Files this command has itself completed (by identity): reading one back (cross-validation
+# scores the models it trains) or rewriting it loses nothing the user had.
+_WRITTEN: set[tuple[int, int]] = set()
 
 
 @contextlib.contextmanager
@@ -59,12 +62,22 @@ def inputs_scope() -> Iterator[None]:
         outer = _INPUTS is not None
         if not outer:
             _INPUTS, _OUTPUTS = [], []
+            _WRITTEN.clear()
     try:
         yield
     finally:
         if not outer:
             with _LOCK:
                 _INPUTS = _OUTPUTS = None
+                _WRITTEN.clear()
+
+
+def _mark_written(path: Path) -> None:
+    """Record that the running command completed ``path`` (see ``_WRITTEN``)."""
+    ident = _identity(path)
+    if ident is not None and _INPUTS is not None:
+        with _LOCK:
+            _WRITTEN.add(ident)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -103,6 +116,8 @@ def register_input(*paths: str | os.PathLike[str], what: str) -> None:
 
 
 def _same_file(out: Path, item: _Input) -> bool:
+    if item.ident is not None and item.ident in _WRITTEN:
+        return False  # written by this command itself: nothing of the user's is at stake
     ident = _identity(out)
     if ident is not None and item.ident is not None:
         return ident == item.ident
@@ -290,6 +305,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if final.is_dir() and not final.is_symlink():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        _mark_written(final)
     except BaseException as e:
         full = no_space_error(e, final)
         remove_path(tmp)

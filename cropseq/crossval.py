@@ -5,17 +5,19 @@ samples are grouped (by field, or by square spatial blocks), so that no group �
 pair of neighbouring pixels of one field or block — sits on both sides of a split;
 :class:`~sklearn.model_selection.StratifiedKFold` when every sample is independent
 (``--group none``; with ``seed=0`` these are exactly the folds of ``shared/TARGETS.md``).
-Every model is trained on the training part of a fold, written to its file, loaded back with
-:func:`cropseq.predictor.load_predictor` and scored with
+Every model is trained on the training part of a fold, written to its file, loaded back (as
+:func:`cropseq.predictor.load_predictor` loads it) and scored with
 :func:`cropseq.evaluation.evaluate_samples` — the path ``cropseq train`` + ``cropseq evaluate``
 takes — so the numbers are those a user would get fold by fold.
 
-JSON written by ``cropseq crossval`` (:func:`cross_validate` returns the same dictionary):
+JSON written by ``cropseq crossval``; :func:`cross_validate` returns ``n_samples``, ``labels``,
+``per_fold``, ``summary``, ``pooled``, ``confusion_matrix_axes`` and ``assignment``, and the
+command adds the run's settings, ``plots`` and ``seconds``:
 
 .. code-block:: text
 
     {
-      "samples": "samples.parquet",          # the table (null when called on arrays)
+      "samples": "samples.parquet",          # the table
       "n_samples": 2115, "labels": [...],    # class order of every matrix and per-class entry
       "folds": 5, "group": "field",          # field | block:SIZE | none
       "splitter": "StratifiedGroupKFold",    # or StratifiedKFold (group none)
@@ -62,7 +64,7 @@ import pandas as pd
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.evaluation import CONFUSION_AXES, evaluate_samples, metrics_from_confusion
-from cropseq.predictor import Predictor
+from cropseq.predictor import load_predictor
 from cropseq.sequences import SequenceArrays
 
 #: ``fit(train, workdir) -> model file``: trains one model on a fold's training part.
@@ -256,21 +258,6 @@ def fit_random_forest(
     return out
 
 
-def _load_fold_model(path: Path) -> Predictor:
-    """Load a model this run just wrote, as :func:`cropseq.predictor.load_predictor` does.
-
-    Not through ``load_predictor`` itself: inside a CLI command that registers the file as an
-    input, and a command may not read back one of its own outputs (:mod:`cropseq.atomic`).
-    """
-    if path.suffix == ".skops":
-        from cropseq.baseline import RandomForestPredictor
-
-        return RandomForestPredictor.load(path)
-    from cropseq.models.predictor import DeepPredictor
-
-    return DeepPredictor.load(path, device="cpu")
-
-
 @dataclass
 class FoldScore:
     """One model scored on one fold: the metrics dictionary and the wall times."""
@@ -294,7 +281,7 @@ def score_fold(fit: Fit, train: SequenceArrays, test: SequenceArrays, folder: Pa
     path = fit(train, Path(folder))
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
-    metrics = evaluate_samples(_load_fold_model(path), test)
+    metrics = evaluate_samples(load_predictor(path, device="cpu"), test)
     t_pred = time.perf_counter() - t0
     return FoldScore(metrics, round(t_train, 2), round(t_pred, 2))
 

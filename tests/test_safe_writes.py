@@ -113,3 +113,22 @@ def test_library_write_error_counts_only_when_the_disk_is_full(tmp_path: Path, m
         assert err is not None and "no space left on the device (0 B free of 1.9 MiB" in str(err)
     assert no_space_error(ValueError("bad value"), tmp_path / "m.pt") is None
     assert no_space_error(KeyboardInterrupt(), tmp_path / "m.pt") is None
+
+
+def test_a_file_the_command_wrote_may_be_read_back(tmp_path: Path) -> None:
+    """Reading back one's own finished output (crossval scores the models it trains) is fine;
+    writing over a file read before is not."""
+    from cropseq.atomic import atomic_path, inputs_scope, register_input
+
+    mine, theirs = tmp_path / "fold0.pt", tmp_path / "samples.parquet"
+    theirs.write_text("the user's table")
+    with inputs_scope():
+        with atomic_path(mine) as tmp:
+            tmp.write_text("model")
+        register_input(mine, what="model")  # no error: this command made it
+        with atomic_path(mine) as tmp:  # and may replace it again
+            tmp.write_text("model, fold 1")
+        register_input(theirs, what="samples table")
+        with pytest.raises(CropseqError, match="also an input"), atomic_path(theirs) as tmp:
+            tmp.write_text("lost")
+    assert theirs.read_text() == "the user's table"

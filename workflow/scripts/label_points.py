@@ -33,7 +33,7 @@ def main(points: str, truth: str, out: str) -> None:
         raise CropseqError(f"the reference raster has no class for code(s) {unknown} under some points", truth)
     gdf["reference"] = [names[c] for c in codes]
     with atomic_path(out) as tmp:
-        gdf.to_file(tmp, driver="GPKG", engine="pyogrio")
+        gdf.to_file(tmp, layer="points", driver="GPKG", engine="pyogrio")
     agree = float((gdf["reference"] == gdf["map_class"]).mean()) if len(gdf) else float("nan")
     print(f"{len(gdf)} points labelled from {truth} ({agree:.1%} agree with the map) -> {out}")
 
