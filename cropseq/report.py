@@ -422,6 +422,15 @@ _DESIGNS = {
 }
 
 
+#: Field samples read as a simple random sample: the accuracies hold, the areas follow the sample.
+_SRS_CAVEAT = (
+    "Simple random design: the estimated areas are the reference classes' shares of the points times "
+    "the map area. Held-out field samples are not a random sample of the map (their class mix follows "
+    "the survey, not the area), so read those areas as indicative only; for publishable areas draw a "
+    "stratified sample over the map (cropseq sample-design) and label it."
+)
+
+
 def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str) -> str:
     """OA, per-class UA/PA and areas of a ``cropseq assess`` JSON, with 95 % intervals."""
     unit = _esc(a.get("area_unit", "ha"))
@@ -438,6 +447,8 @@ def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str) ->
                     f"95 % CI ({unit})", "± (half-width)"], rows, "num")
     if a.get("note"):
         body += f"<p class='note'>{_esc(a['note'])}</p>"
+    if a.get("design") == "simple_random":
+        body += f"<p class='note'>{_esc(_SRS_CAVEAT)}</p>"
     if plot is not None:
         body += f'<div class="figs">{_figure(_img(plot, "mapped vs estimated area"), "mapped area vs estimated area with 95 % intervals")}</div>'
     return body
@@ -699,6 +710,8 @@ def build_report(
             body += ("<p class='note'>mapped = pixel counts x pixel area (biased by the map's errors); "
                      "estimated = error-adjusted area from the reference sample with its 95 % interval "
                      "(see Accuracy and area).</p>")
+            if aa.get("design") == "simple_random":
+                body += f"<p class='note'>{_esc(_SRS_CAVEAT)}</p>"
         section("area", "Area per class", body)
 
     # accuracy and area from the reference sample
