@@ -64,6 +64,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import logging
+import math
 import os
 import sys
 import threading
@@ -92,6 +93,23 @@ from cropseq.uncertainty import MEASURES, check_measures, uncertainty
 
 #: Default chunk edge in pixels (the cube contract's chunking).
 DEFAULT_CHUNK = 512
+#: Automatic chunks are never smaller than this (per-chunk overhead and halo re-reads).
+MIN_AUTO_CHUNK = 128
+#: Automatic chunks give every parallel slot (worker thread) at least this many chunks.
+CHUNKS_PER_SLOT = 4
+
+
+def auto_chunk(height: int, width: int, slots: int) -> int:
+    """The chunk edge for a ``height x width`` scene mapped by ``slots`` parallel threads.
+
+    :data:`DEFAULT_CHUNK`, halved (down to :data:`MIN_AUTO_CHUNK`) until every slot gets
+    :data:`CHUNKS_PER_SLOT` chunks: one 512-px chunk for two workers would leave one idle
+    and the progress bar at 0/1 until the end.
+    """
+    chunk = DEFAULT_CHUNK
+    while chunk > MIN_AUTO_CHUNK and math.ceil(height / chunk) * math.ceil(width / chunk) < CHUNKS_PER_SLOT * max(slots, 1):
+        chunk //= 2
+    return max(chunk, MIN_AUTO_CHUNK)
 #: Default minimum number of valid observations for a pixel to be classified.
 #: Fewer than three dates cannot describe a seasonal profile; the model would be guessing.
 DEFAULT_MIN_VALID = 3
@@ -734,6 +752,17 @@ def _chunk_bytes(plan: PredictionPlan, n_bands: int) -> int:
 MODEL_WORKING_BYTES = {"deep": 2**30, "rf": 2**30}
 
 
+def _parallel_slots(workers: int | None, threads: int | None, scheduler: str | None) -> int:
+    """How many chunks run at once, as far as it is known before a cluster starts."""
+    if scheduler:
+        return _cpu_count()  # the cluster's size is known only once connected
+    if workers is None:
+        return _cpu_count() * int(threads or 1)  # auto_workers: one worker per core
+    if workers == 0:
+        return int(threads or _cpu_count())
+    return int(workers) * int(threads or 1)
+
+
 def auto_workers(device: str, chunk_bytes: int, model_bytes: int = 2**30) -> tuple[int, int]:
     """``(workers, threads_per_worker)`` for a LocalCluster on this machine.
 
@@ -1085,7 +1114,7 @@ def run_prediction(
     qml: str | os.PathLike[str] | bool | None = True,
     start: Any = None,
     end: Any = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
     min_valid: int | None = None,
     workers: int | None = None,
     threads: int | None = None,
@@ -1173,7 +1202,11 @@ def run_prediction(
     else:
         from cropseq.io import open_stack
 
-        cube = open_stack(stack, chunks=int(chunk))
+        cube = open_stack(stack, chunks=int(chunk or DEFAULT_CHUNK))
+    if chunk is None:
+        chunk = auto_chunk(cube.sizes["y"], cube.sizes["x"], _parallel_slots(workers, threads, scheduler))
+        if chunk != DEFAULT_CHUNK and not isinstance(stack, xr.DataArray):
+            cube = open_stack(stack, chunks=chunk)  # lazy: headers only
 
     if scheduler:
         mode = "scheduler"

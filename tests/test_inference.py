@@ -678,3 +678,15 @@ def test_local_cluster_workers_keep_glibc_malloc_defaults(monkeypatch) -> None:
     with inference.dask_client(workers=1, threads=1) as client:
         env = client.run(lambda: (os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")))
     assert list(env.values()) == [(None, "1")]  # one BLAS/OpenMP thread per Dask thread is kept
+
+
+def test_auto_chunk_gives_every_thread_work() -> None:
+    """One 512-px chunk for two workers left one idle (issue 12/15): chunks shrink until
+    every parallel slot gets four, but never below 128 px."""
+    from cropseq.inference import auto_chunk
+
+    assert auto_chunk(512, 512, 2) == 128  # 16 chunks for 2 workers
+    assert auto_chunk(256, 256, 1) == 128  # a workflow tile on one thread: 4 chunks
+    assert auto_chunk(4096, 4096, 2) == 512  # big scenes keep the large chunks
+    assert auto_chunk(100, 100, 8) == 128  # never below the floor
+    assert auto_chunk(1024, 1024, 2) == 256  # 4 chunks of 512 < 8: 16 of 256

@@ -59,7 +59,10 @@ def predict_cmd(
     threads: int | None = typer.Option(
         None, "--threads", min=1, help="Threads per worker (with --workers 0: threads in total). [default: 1 / all cores]"),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Address of an existing Dask scheduler (tcp://host:8786)."),
-    chunk: int = typer.Option(512, "--chunk", min=16, help="Chunk edge in pixels; memory grows with its square, the map does not change."),
+    chunk: int | None = typer.Option(
+        None, "--chunk", min=16,
+        help="Chunk edge in pixels; memory grows with its square, the map does not change. [default: 512, halved "
+             "down to 128 until every worker thread gets 4 chunks]"),
     min_valid: int | None = typer.Option(
         None, "--min-valid", min=1, help="Pixels with fewer valid observations are nodata (0). [default: 3, or the number of dates if fewer]"),
     device: Device = typer.Option(Device.auto, "--device", help="Where deep models run."),
