@@ -278,6 +278,22 @@ def remove_path(path: Path) -> None:
             path.unlink()
 
 
+def _replace(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` to ``final``; an existing folder (a Zarr store) is moved aside first
+    and removed only once the new one is in place, so an interruption never loses both."""
+    if not (final.is_dir() and not final.is_symlink()):
+        os.replace(tmp, final)
+        return
+    old = temp_sibling(final, "old")
+    os.replace(final, old)
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling path; rename it to ``path`` if the block succeeds.
@@ -302,9 +318,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = temp_sibling(final, "tmp")
     try:
         yield tmp
-        if final.is_dir() and not final.is_symlink():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _replace(tmp, final)
         _mark_written(final)
     except BaseException as e:
         full = no_space_error(e, final)

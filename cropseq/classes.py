@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from cropseq.atomic import register_input
 from cropseq.errors import CropseqError
 
 NODATA_CODE = 0
@@ -110,6 +111,7 @@ class ClassTable:
         path = Path(path)
         if not path.is_file():
             raise CropseqError("class file not found", path)
+        register_input(path, what="class table")  # outputs may not replace an input (cropseq.atomic)
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:

@@ -308,16 +308,18 @@ def training_norm(predictor: Predictor) -> tuple[np.ndarray, np.ndarray] | None:
     return (mean, std) if mean.shape == (n,) and std.shape == (n,) else None
 
 
-def warn_if_off_scale(predictor: Predictor, values: np.ndarray, where: str | None = None) -> list[str]:
+def warn_if_off_scale(predictor: Predictor, values: np.ndarray, where: str | None = None, *, band_axis: int) -> list[str]:
     """Warn (:class:`~cropseq.errors.DataWarning`, one per band) about input bands on another
     scale than the model's training data, e.g. raw digital numbers (reflectance x 10000)
     scored against a model trained on reflectance.
 
     Args:
         predictor: The model (its bands, and :func:`training_norm`).
-        values: Input values with the bands on axis ``-2`` or ``2`` in the model's order:
-            ``(N, T, C, ...)`` sequences or ``(T, C, M)`` sampled cube pixels.
+        values: Input values, the bands in the model's order on ``band_axis``: e.g.
+            ``(N, T, C)`` sequences (axis 2) or ``(T, C, M)`` sampled cube pixels (axis 1).
         where: The input named in the warning.
+        band_axis: The axis of ``values`` that holds the bands (explicit: the shapes alone
+            cannot tell ``(N, T, C)`` from ``(T, C, M)``).
 
     Returns:
         The warning messages (also emitted).
@@ -331,7 +333,7 @@ def warn_if_off_scale(predictor: Predictor, values: np.ndarray, where: str | Non
         return []
     mean, std = norm
     v = np.asarray(values, np.float64)
-    v = np.moveaxis(v, 1 if v.ndim == 3 else 2, 0).reshape(len(predictor.bands), -1)
+    v = np.moveaxis(v, band_axis, 0).reshape(len(predictor.bands), -1)
     out = []
     for b, band in enumerate(predictor.bands):
         finite = v[b][np.isfinite(v[b])]
@@ -382,7 +384,7 @@ def evaluate_samples(
     x = align_arrays(predictor, arrays, where)
     proba = np.asarray(predictor.predict_proba(x, arrays.doy, batch_size=batch_size))
     c = x.shape[3] // 2
-    warn_if_off_scale(predictor, x[:, :, :, c, c], where)  # after the model's own refusals
+    warn_if_off_scale(predictor, x[:, :, :, c, c], where, band_axis=2)  # after the model's own refusals
     names = predictor.classes.names
     y_pred = np.asarray(names, dtype=object)[np.argmax(proba, axis=1)]
     y_true = np.asarray(arrays.labels).astype(str)

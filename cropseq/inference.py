@@ -561,7 +561,7 @@ def plan_prediction(
     from cropseq.evaluation import warn_if_off_scale
     from cropseq.io import sample_cube
 
-    warn_if_off_scale(predictor, sample_cube(cube), src)  # a bounded sample of pixels
+    warn_if_off_scale(predictor, sample_cube(cube), src, band_axis=1)  # a bounded sample of pixels (T, C, M)
     ny, nx = int(cube.sizes["y"]), int(cube.sizes["x"])
     ych, xch = _axis_chunks(ny, chunk, halo), _axis_chunks(nx, chunk, halo)
     reader = window_reader(cube)
@@ -1019,16 +1019,18 @@ def _run_distributed(client: Any, plan: PredictionPlan, writer: Any, want: tuple
         raise
 
 
-#: Refuse a prediction whose uncompressed outputs exceed the free disk space this many
-#: times: compression of a crop map rarely exceeds it, so it could not finish anyway.
-MAX_COMPRESSION_HOPE = 20
+#: Free space wanted per byte of uncompressed output: the part files are written
+#: uncompressed (blocks rewritten in place), and the compressed COGs are made beside them.
+DISK_HEADROOM = 1.1
 
 
 def _check_output_size(out: Path, pixels: int, confidence: bool, n_probs: int) -> None:
     """Refuse, before any work, outputs the output folder cannot possibly hold.
 
     A tiny file can claim a huge raster (a VRT or TIFF header of 10^6 x 10^6 px): better one
-    line now than hours of work ending in a full disk.
+    line now than hours of work ending in a full disk. The part files hold the outputs
+    uncompressed until the end, so that is what must fit (sparse blocks of nodata-only
+    chunks cost nothing, so this errs on the safe side).
     """
     import shutil
 
@@ -1038,10 +1040,10 @@ def _check_output_size(out: Path, pixels: int, confidence: bool, n_probs: int) -
         free = shutil.disk_usage(out.parent if str(out.parent) else Path(".")).free
     except OSError:
         return
-    if need > MAX_COMPRESSION_HOPE * free:
+    if DISK_HEADROOM * need > free:
         raise CropseqError(
-            f"the outputs would take {_size(need)} uncompressed ({pixels:,} px x {per_px} bytes), over "
-            f"{MAX_COMPRESSION_HOPE} times the {_size(free)} free there; predict a smaller area "
+            f"the outputs take {_size(need)} uncompressed while they are written ({pixels:,} px x {per_px} "
+            f"bytes), more than the {_size(free)} free there; predict a smaller area "
             "(cropseq tile, a smaller stack) or write to a larger disk",
             out,
         )

@@ -57,8 +57,9 @@ class MaskRule:
         if self.kind in ("values", "valid-values"):
             listed = np.isin(raw, np.asarray(self.values, dtype=np.float64))
             return missing | (listed if self.kind == "values" else ~listed)
-        word = np.where(missing, 0, raw).astype(np.int64)
-        bitmask = sum(1 << b for _, b in self.bits)
+        # Unsigned 64-bit words: bit 63 is a valid QA bit index, and 1 << 63 overflows int64.
+        word = np.where(missing, 0, raw).astype(np.uint64)
+        bitmask = np.uint64(sum(1 << b for _, b in self.bits))
         return missing | ((word & bitmask) != 0)
 
     def describe(self) -> str:

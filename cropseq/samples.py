@@ -369,19 +369,45 @@ def write_samples(
     if classes is not None:
         _check_table_classes(df, classes, path)
     out = _normalise(df)
+    if fmt == "csv":
+        _check_csv_sidecar(path)  # before anything is written
     with atomic_path(path) as tmp:
         if fmt == "csv":
             out.to_csv(tmp, index=False)
         else:
             _write_parquet(out, tmp, classes)
     if fmt == "csv":
-        sidecar = classes_sidecar(path)
-        if classes is not None:
-            with atomic_path(sidecar) as tmp:
-                classes.to_yaml(tmp)
-        else:  # a sidecar left from an earlier table of that name would describe another table
-            sidecar.unlink(missing_ok=True)
+        _write_csv_sidecar(path, classes)
     return path
+
+
+#: First line of the class table beside a CSV samples table: only such a file is replaced.
+SIDECAR_HEADER = "# cropseq: class table of the samples table "
+
+
+def _check_csv_sidecar(path: Path) -> None:
+    """Refuse a CSV output whose ``STEM.classes.yaml`` is a file cropseq did not write as a
+    sidecar (a labels file's own class table, ``fields.classes.yaml`` beside ``fields.gpkg``):
+    it would be replaced or removed."""
+    sidecar = classes_sidecar(path)
+    if sidecar.exists():
+        with open(sidecar, encoding="utf-8", errors="replace") as f:
+            ours = f.readline().startswith(SIDECAR_HEADER)
+        if not ours:
+            raise CropseqError(
+                f"{sidecar.name}, where this CSV table keeps its class table, is another file (not written "
+                "by cropseq samples/split); choose another output name or move that file", path)
+
+
+def _write_csv_sidecar(path: Path, classes: ClassTable | None) -> None:
+    """Write (or, without a table, remove) ``STEM.classes.yaml`` beside a CSV table."""
+    sidecar = classes_sidecar(path)
+    if classes is None:
+        sidecar.unlink(missing_ok=True)  # an earlier table's: it would describe another table
+        return
+    with atomic_path(sidecar) as tmp:
+        classes.to_yaml(tmp)
+        tmp.write_text(f"{SIDECAR_HEADER}{path.name}\n" + tmp.read_text())
 
 
 def _write_parquet(df: pd.DataFrame, path: Path, classes: ClassTable | None) -> None:

@@ -40,9 +40,16 @@ def _iso(t: Any) -> str:
     return ts.replace(tzinfo=_dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _footprint(grid: Any) -> tuple[list[float], dict[str, Any]]:
-    """WGS84 bbox and polygon of the grid (edges densified: a UTM square is curved in lon/lat)."""
+def _footprint(grid: Any) -> tuple[list[float] | None, dict[str, Any] | None]:
+    """WGS84 bbox and polygon of the grid (edges densified: a UTM square is curved in lon/lat).
+
+    ``(None, None)`` for a grid without a CRS (``crs: none``): pixel coordinates are no place
+    on Earth, and STAC allows a null geometry (then without bbox).
+    """
     from rasterio.warp import transform as warp
+
+    if grid.crs is None:
+        return None, None
 
     t, w, h = grid.transform, grid.width, grid.height
     n = 10
@@ -50,7 +57,7 @@ def _footprint(grid: Any) -> tuple[list[float], dict[str, Any]]:
     rows = [*[0] * n, *np.linspace(0, h, n), *[h] * n, *np.linspace(h, 0, n)]
     xs = [t.c + c * t.a + r * t.b for c, r in zip(cols, rows)]
     ys = [t.f + c * t.d + r * t.e for c, r in zip(cols, rows)]
-    if grid.crs is not None and not grid.crs.to_epsg() == 4326:
+    if grid.crs.to_epsg() != 4326:
         xs, ys = warp(grid.crs, "EPSG:4326", xs, ys)
     ring = [[round(float(x), 8), round(float(y), 8)] for x, y in zip(xs, ys)]
     ring.append(ring[0])
@@ -111,11 +118,14 @@ def stac_item(map_path: Path, outputs: Any, classes: ClassTable, grid: Any, date
         p = getattr(outputs, key, None)
         if p is not None:
             assets[key] = {"href": rel(p), "type": typ, "roles": [role]}
-    return {
+    item: dict[str, Any] = {
         "type": "Feature", "stac_version": STAC_VERSION, "stac_extensions": EXTENSIONS,
         "id": map_path.stem, "bbox": bbox, "geometry": geom, "properties": props,
         "links": [], "assets": assets,
     }
+    if bbox is None:
+        del item["bbox"]  # STAC: bbox is required unless the geometry is null, then absent
+    return item
 
 
 def write_stac_item(path: Path, item: dict[str, Any]) -> Path:

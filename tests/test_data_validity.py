@@ -88,6 +88,12 @@ def test_values_on_another_scale_than_training_are_warned_about(tmp_path: Path) 
     scale = [w for w in res.warnings if "scale factor" in w]
     assert res.rc == 0 and len(scale) == 2, res
     assert "dn.csv" in scale[0] and "band red" in scale[0] and "x10000" in scale[0] and "scale: 0.0001" in scale[0]
+    # One band off, the other right: the warning names that band only (bands, not dates).
+    one = tmp_path / "one.csv"
+    df.assign(nir=(df["nir"] * 10000).round()).to_csv(one, index=False)
+    res = run_cli(["evaluate", "--model", model, "--samples", one, "--out", tmp_path / "m3.json"])
+    scale = [w for w in res.warnings if "scale factor" in w]
+    assert res.rc == 0 and len(scale) == 1 and "band nir" in scale[0], res
     # A stack of the same kind (values ~ 0..1000 against a model trained on 0..0.3).
     stack, _ = write_stack(tmp_path / "s", "per-date", n_dates=5)
     res = run_cli(["predict", "--model", model, "--stack", stack, "--out", tmp_path / "map.tif", "--workers", "0", "-q"])

@@ -262,3 +262,12 @@ def test_legacy_layout_without_grid_still_requires_one_grid(tmp_path: Path) -> N
         open_stack(_manifest(tmp_path, **keys))
     cube = open_stack(_manifest(tmp_path, **keys, grid={}))
     np.testing.assert_allclose(cube.values[0, 1], _warped(tmp_path / "nir.tif", cube, "bilinear"), rtol=1e-6)
+
+
+def test_bit_mask_accepts_every_bit_index() -> None:
+    """Bit 63 is a valid index (1 << 63 overflowed int64 into a traceback)."""
+    from cropseq.masking import MaskRule
+
+    rule = MaskRule("bits", bits=(("x", 63), ("cloud", 3)))
+    got = rule.invalid(np.array([0, 8, 2**63, 1], np.uint64))
+    assert got.tolist() == [False, True, True, False]

@@ -329,3 +329,19 @@ def test_map_is_self_describing_categories_rat_stac(tmp_path: Path) -> None:
     from pystac.extensions.classification import ClassificationExtension
 
     assert [c.value for c in ClassificationExtension.ext(parsed).classes] == CLASSES.codes
+
+
+def test_stac_item_of_a_grid_without_crs_has_no_footprint() -> None:
+    """Pixel coordinates (``crs: none``) are no place on Earth: null geometry, no bbox."""
+    from types import SimpleNamespace
+
+    from rasterio.transform import from_origin
+
+    from cropseq.classes import ClassTable
+    from cropseq.stac_item import stac_item
+
+    grid = SimpleNamespace(crs=None, transform=from_origin(0, 100, 1, 1), width=10, height=10)
+    outputs = SimpleNamespace(confidence=None, uncertainty={}, probabilities=None, probabilities_zarr=None,
+                              area=None, qml=None, aux=None)  # fmt: skip
+    item = stac_item(Path("/x/map.tif"), outputs, ClassTable.from_names(["a", "b"]), grid)
+    assert item["geometry"] is None and "bbox" not in item

@@ -132,3 +132,31 @@ def test_a_file_the_command_wrote_may_be_read_back(tmp_path: Path) -> None:
         with pytest.raises(CropseqError, match="also an input"), atomic_path(theirs) as tmp:
             tmp.write_text("lost")
     assert theirs.read_text() == "the user's table"
+
+
+def test_replacing_a_folder_keeps_the_old_one_until_the_new_is_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Zarr store is replaced by renames only: a failure in between restores the old store."""
+    from cropseq import atomic
+
+    store = tmp_path / "probs.zarr"
+    store.mkdir()
+    (store / "old.txt").write_text("old")
+    with atomic.atomic_path(store) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert sorted(os.listdir(store)) == ["new.txt"] and os.listdir(tmp_path) == ["probs.zarr"]
+
+    real = os.replace
+    calls = []
+
+    def flaky(src: object, dst: object) -> None:
+        calls.append((src, dst))
+        if len(calls) == 2:  # the new store into place
+            raise OSError(errno.EIO, "simulated failure")
+        real(src, dst)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(atomic.os, "replace", flaky)
+    with pytest.raises(OSError), atomic.atomic_path(store) as tmp:
+        tmp.mkdir()
+        (tmp / "newer.txt").write_text("newer")
+    assert sorted(os.listdir(store)) == ["new.txt"] and os.listdir(tmp_path) == ["probs.zarr"]

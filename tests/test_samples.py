@@ -355,3 +355,19 @@ def test_grouped_stratified_split_table() -> None:
     assert len(test) == 0 and len(train) + len(val) == len(df)
     assert set(train["group"]).isdisjoint(val["group"])
     assert set(train["sample_id"]).isdisjoint(val["sample_id"]) and len(val) > 0
+
+
+def test_csv_output_never_replaces_a_class_table_it_did_not_write(tmp_path: Path) -> None:
+    """``fields.csv``'s sidecar name is ``fields.classes.yaml``, which may be the labels'
+    own class table (beside ``fields.gpkg``): refused before anything is written."""
+    from _data_fixtures import make_samples_table
+
+    from cropseq.errors import CropseqError
+    from cropseq.samples import write_samples
+
+    theirs = tmp_path / "fields.classes.yaml"
+    theirs.write_text("classes: [{code: 1, name: maize, color: '#ff0000'}]\n")
+    with pytest.raises(CropseqError, match="another file"):
+        write_samples(make_samples_table(), tmp_path / "fields.csv")
+    assert theirs.read_text().startswith("classes:") and not (tmp_path / "fields.csv").exists()
+    write_samples(make_samples_table(), tmp_path / "other.csv")  # no sidecar there: fine
