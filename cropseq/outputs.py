@@ -40,6 +40,7 @@ import csv
 import json
 import math
 import os
+import signal
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -377,6 +378,14 @@ class WrittenOutputs:
     styles: list[Path] = field(default_factory=list)
 
 
+def _defer_signals(defer: bool) -> None:
+    """Block (``True``) or unblock SIGINT/SIGTERM for this thread; a signal that arrives
+    meanwhile is delivered on unblocking. A no-op where POSIX signal masks do not exist."""
+    if hasattr(signal, "pthread_sigmask"):
+        how = signal.SIG_BLOCK if defer else signal.SIG_UNBLOCK
+        signal.pthread_sigmask(how, {signal.SIGINT, signal.SIGTERM})
+
+
 class CropMapWriter:
     """Stream class/confidence/probability blocks into COG outputs, atomically.
 
@@ -632,7 +641,9 @@ class CropMapWriter:
         out = WrittenOutputs(map=self.paths["map"], stats=self.stats, blocks=self.blocks)  # type: ignore[arg-type]
         with contextlib.ExitStack() as stack:
             # All temporaries first, renames last (on leaving the stack): either every
-            # output appears or none does.
+            # output appears or none does. Ctrl-C/SIGTERM wait while the renames run (the
+            # callbacks run in reverse: block first, unblock after the last rename).
+            stack.callback(_defer_signals, False)
             for key in ("map", "confidence", "probabilities", *(f"u:{k}" for k in self.measures)):
                 final = self.paths[key]
                 if final is None:
@@ -664,6 +675,7 @@ class CropMapWriter:
                 item = stac_item(self.paths["map"], out, self.classes, self.grid, self.dates)  # type: ignore[arg-type]
                 tmp.write_text(json.dumps(item, indent=2, allow_nan=False) + "\n", encoding="utf-8")
                 out.stac = self.paths["stac"]
+            stack.callback(_defer_signals, True)
         return out
 
     def _write_metadata(self, stack: contextlib.ExitStack, out: WrittenOutputs) -> None:
