@@ -6,7 +6,7 @@ assessing accuracy of land change", Remote Sensing of Environment 148: 42-57) co
 reference **sample** with the map's class areas. Everything here is pure numpy on an error
 matrix of sample counts, **rows = map class, columns = reference class** (the paper's
 convention; note :mod:`cropseq.evaluation` uses rows = reference), plus the map area of
-every class. Three designs:
+every class. Four designs:
 
 - ``stratified`` (:func:`stratified_assessment`): stratified random sample with the map
   classes as strata (what ``cropseq sample-design`` draws). With ``W_i = A_i / A`` the map
@@ -17,12 +17,21 @@ every class. Three designs:
   of reference class ``k`` ``p_.k`` (eq. 9) with its standard error (eq. 10); area
   ``A p_.k`` (eq. 11) with SE ``A S(p_.k)`` (eq. 12). 95 % intervals are
   ``estimate +- 1.96 SE``, clipped to the possible range (``[0, 1]``, areas ``>= 0``).
+  Given the strata's population sizes ``N_i`` (pixels), every stratum's variance term is
+  multiplied by the finite population correction ``1 - n_i. / N_i`` (Cochran 1977, 5.3):
+  a stratum sampled completely (a class of one pixel with its one point) has no sampling
+  error, and a single point in a larger stratum stays an error (its variance needs 2).
   Also valid, as post-stratification, for a simple random sample.
 - ``simple_random`` (:func:`simple_random_assessment`): a simple random sample read as
   plain proportions: OA ``sum n_ii / n``, UA ``n_ii / n_i.``, PA ``n_jj / n_.j``, area
   share ``n_.k / n``; SE ``sqrt(p (1 - p) / m)`` for ``m`` trials and Wilson score
   intervals (:func:`wilson_interval`), which behave at 0 % and 100 % (73 of 73 correct
   gives ``[0.950, 1]``, not ``[1, 1]``).
+- ``non_probability`` (:func:`non_probability_assessment`): points that are no probability
+  sample of the map (held-out field samples: a few fields, many pixels each). Accuracies
+  as for ``simple_random`` (Wilson intervals), but they describe these points, not the
+  map; no class area can be estimated (``area_estimate`` and its intervals ``null``,
+  ``error_matrix_proportions`` ``null``), and the note says why.
 - ``census`` (:func:`census_assessment`): the map against a full reference raster. The
   matrix holds population pixel counts, so the figures are exact (for the pixels that have
   a reference): ``se = 0`` and no interval (``ci95 = null``); the result says
@@ -38,7 +47,7 @@ in ``area_unit``, hectares from the CLI):
 .. code-block:: text
 
     {
-      "design": "stratified" | "simple_random" | "census",
+      "design": "stratified" | "simple_random" | "non_probability" | "census",
       "census": false,                  # true: exact figures, no sampling error
       "confidence": 0.95,
       "n_samples": 640,                 # sample points (census: pixels)
@@ -60,14 +69,14 @@ in ``area_unit``, hectares from the CLI):
         }, ...
       },
       "error_matrix_counts": [[66, 0, 5, 4], ...],
-      "error_matrix_proportions": [[0.0176, 0.0, ...], ...],   # p_ij, sums to 1
+      "error_matrix_proportions": [[0.0176, 0.0, ...], ...],   # p_ij, sums to 1 (null: non_probability)
       "error_matrix_axes": "rows = map class, columns = reference class",
       "note": "",                       # caveats (census coverage, undefined accuracies)
       "map": "map.tif", "reference": "points.gpkg"   # inputs, added by cropseq assess
     }                                               # (--matrix: "matrix", "map_areas")
 
-An accuracy that is undefined (a class never mapped, or absent from the reference) is
-``null`` with ``null`` se and ci95; no NaN reaches the JSON.
+An accuracy that is undefined (a class never mapped or without a sample point, or absent
+from the reference) is ``null`` with ``null`` se and ci95; no NaN reaches the JSON.
 """
 
 from __future__ import annotations
@@ -87,7 +96,7 @@ from cropseq.errors import CropseqError
 #: Axis convention of every error matrix in this module.
 MATRIX_AXES = "rows = map class, columns = reference class"
 #: The designs an assessment can come from.
-Design = Literal["stratified", "simple_random", "census"]
+Design = Literal["stratified", "simple_random", "non_probability", "census"]
 #: Allocation methods of :func:`allocate_sample`.
 Allocation = Literal["proportional", "equal", "neyman"]
 ALLOCATIONS: tuple[str, ...] = ("proportional", "equal", "neyman")
@@ -169,10 +178,11 @@ class AccuracyAssessment:
     """Result of an assessment: overall and per-class accuracy, areas, the matrices.
 
     Attributes:
-        design: ``stratified``, ``simple_random`` or ``census``.
+        design: ``stratified``, ``simple_random``, ``non_probability`` or ``census``.
         classes: Class names, the order of the matrices' rows and columns.
         counts: ``(K, K)`` sample counts (census: pixels), rows = map, columns = reference.
-        proportions: ``(K, K)`` estimated area proportions ``p_ij`` (sum 1).
+        proportions: ``(K, K)`` estimated area proportions ``p_ij`` (sum 1); NaN for a
+            ``non_probability`` sample (no area can be estimated from it).
         overall_accuracy: OA with SE and interval.
         per_class: One :class:`ClassAccuracy` per class, in ``classes`` order.
         area_total: Total map area ``A`` of the classes.
@@ -253,8 +263,24 @@ def _check_inputs(
     return n, a, names
 
 
-def _check_strata(n: np.ndarray, a: np.ndarray, names: tuple[str, ...], unit: str) -> None:
-    """Every stratum with map area needs >= 2 samples (its variance divides by n_i. - 1)."""
+def _check_sizes(sizes: Any, k: int) -> np.ndarray | None:
+    """Stratum population sizes ``N_i`` (pixels) as float64, or None when unknown."""
+    if sizes is None:
+        return None
+    out = np.asarray(sizes, dtype=np.float64).ravel()
+    if out.size != k:
+        raise CropseqError(f"{out.size} stratum sizes for {k} classes")
+    if not (np.isfinite(out).all() and (out >= 0).all() and np.all(out == np.round(out))):
+        raise CropseqError("stratum sizes (pixels per map class) must be non-negative whole numbers")
+    return out
+
+
+def _check_strata(n: np.ndarray, a: np.ndarray, names: tuple[str, ...], unit: str, sizes: np.ndarray | None) -> None:
+    """Every stratum with map area needs a sample point, and 2 unless it is fully enumerated.
+
+    A stratum's variance divides by ``n_i. - 1``; with its population size known, one point
+    in a stratum of one pixel is a census of that stratum (no variance), so it is accepted.
+    """
     rows = n.sum(axis=1)
     for i, name in enumerate(names):
         if a[i] > 0 and rows[i] == 0:
@@ -262,9 +288,19 @@ def _check_strata(n: np.ndarray, a: np.ndarray, names: tuple[str, ...], unit: st
                 f"map class {name!r} covers {a[i]:g} {unit} but has no sample point; add reference points "
                 "in it (cropseq sample-design draws --min-per-class points in every class)"
             )
-        if a[i] > 0 and rows[i] == 1:
+        if sizes is not None and rows[i] > sizes[i]:
             raise CropseqError(
-                f"map class {name!r} has a single sample point; its variance needs at least 2 (add points in it)"
+                f"map class {name!r} has {int(rows[i])} sample points but only {int(sizes[i])} pixels; "
+                "a stratified sample draws each pixel at most once (points repeated, or from another map?)"
+            )
+        if a[i] > 0 and rows[i] == 1 and (sizes is None or sizes[i] > 1):
+            of = f" of {int(sizes[i])} pixels" if sizes is not None else ""
+            hint = "" if sizes is not None else (
+                "; if the class is a single pixel, give the map areas in pixels (--pixel-area) so it counts as complete"
+            )
+            raise CropseqError(
+                f"map class {name!r} has a single sample point{of}; its variance needs at least 2 "
+                f"(add points in it){hint}"
             )
 
 
@@ -305,6 +341,7 @@ def stratified_assessment(
     *,
     area_unit: str = "ha",
     confidence: float = 0.95,
+    stratum_sizes: Any = None,
 ) -> AccuracyAssessment:
     """Stratified estimators of Olofsson et al. (2014), strata = map classes.
 
@@ -314,23 +351,32 @@ def stratified_assessment(
         classes: The K class names (default ``class 1 .. class K``).
         area_unit: Unit of ``map_areas`` and of the area estimates.
         confidence: Confidence level of the normal intervals.
+        stratum_sizes: ``(K,)`` population size ``N_i`` of each stratum (its pixels), or
+            None when unknown. Given, each stratum's variance term gets the finite
+            population correction ``1 - n_i. / N_i``, and a stratum sampled completely
+            (e.g. one point in a class of one pixel) is accepted with no variance.
 
     Returns:
         The :class:`AccuracyAssessment` (design ``stratified``).
 
     Raises:
-        CropseqError: malformed input, or a stratum with area but fewer than 2 samples.
+        CropseqError: malformed input, a stratum with area but no sample, a single sample
+            in a stratum not known to be a single pixel, or more samples than pixels.
     """
     n, a, names = _check_inputs(counts, map_areas, classes)
-    _check_strata(n, a, names, area_unit)
+    sizes = _check_sizes(stratum_sizes, len(names))
+    _check_strata(n, a, names, area_unit, sizes)
     z = _z(confidence)
     total = float(a.sum())
     w = a / total
     rows = n.sum(axis=1)
     p = error_matrix_proportions(n, a)
     q = np.divide(n, rows[:, None], out=np.zeros_like(n), where=rows[:, None] > 0)  # n_ij / n_i.
-    # Per-stratum variance factor; strata without area (w = 0) contribute nothing.
-    dof = np.where(rows > 1, rows - 1, np.inf)
+    # Per-stratum variance factor (1 - n_i./N_i) / (n_i. - 1): with n_i. <= 1 (a stratum
+    # with no area, or fully enumerated by its single point) it contributes nothing.
+    # Below, every variance term divides by dof = (n_i. - 1) / (1 - n_i./N_i).
+    fpc = np.ones_like(rows) if sizes is None else 1.0 - np.divide(rows, sizes, out=np.zeros_like(rows), where=sizes > 0)
+    dof = np.divide(np.where(rows > 1, rows - 1, np.inf), fpc, out=np.full_like(rows, np.inf), where=fpc > 0)
 
     diag_q = np.diag(q)
     oa = float(np.trace(p))
@@ -375,7 +421,9 @@ def _stratified_pa(
 
     ``V(P_j) = 1/N_.j^2 [ N_j.^2 (1-P_j)^2 U_j (1-U_j) / (n_j.-1)
     + P_j^2 sum_{i!=j} N_i.^2 (n_ij/n_i.) (1 - n_ij/n_i.) / (n_i.-1) ]``, with ``N_i.`` the
-    map area of class ``i`` and ``N_.j`` the estimated reference area of class ``j``.
+    map area of class ``i`` and ``N_.j`` the estimated reference area of class ``j``;
+    ``dof`` holds each stratum's ``(n_i. - 1)``, divided by its finite population
+    correction when the stratum sizes are known.
     """
     if n_ref[j] <= 0:
         return Estimate(None)  # the class never occurs in the reference sample
@@ -388,11 +436,15 @@ def _stratified_pa(
 
 
 def _undefined_note(per: Sequence[ClassAccuracy]) -> str:
-    missing_ua = [c.name for c in per if c.users_accuracy.estimate is None]
+    """Which accuracies are undefined, and why (no NaN reaches the JSON: they are null)."""
+    unmapped = [c.name for c in per if c.users_accuracy.estimate is None and c.area_map <= 0]
+    unsampled = [c.name for c in per if c.users_accuracy.estimate is None and c.area_map > 0]
     missing_pa = [c.name for c in per if c.producers_accuracy.estimate is None]
     parts = []
-    if missing_ua:
-        parts.append(f"user's accuracy undefined (class not mapped): {', '.join(missing_ua)}")
+    if unmapped:
+        parts.append(f"user's accuracy undefined (class not mapped): {', '.join(unmapped)}")
+    if unsampled:
+        parts.append(f"user's accuracy undefined (no sample point in the class): {', '.join(unsampled)}")
     if missing_pa:
         parts.append(f"producer's accuracy undefined (class absent from the reference): {', '.join(missing_pa)}")
     return "; ".join(parts)
@@ -484,6 +536,51 @@ def simple_random_assessment(
         overall_accuracy=_binomial(diag.sum(), total_n, confidence), per_class=tuple(per),
         area_total=total, area_unit=area_unit, confidence=confidence, note=_undefined_note(per),
     )  # fmt: skip
+
+
+#: Why a non-probability sample gives accuracies of the points only, and no areas.
+NON_PROBABILITY_NOTE = (
+    "not a probability sample of the map (e.g. held-out field samples: a few fields, many pixels "
+    "each): the accuracies and their Wilson intervals describe these sample points, not the map, "
+    "and no class area can be estimated from them (area estimates null; the mapped areas are pixel "
+    "counts, biased by the map's errors); for the map's accuracy and areas label a stratified "
+    "sample drawn by cropseq sample-design"
+)
+
+
+def non_probability_assessment(
+    counts: Any,
+    map_areas: Any,
+    classes: Sequence[str] | None = None,
+    *,
+    area_unit: str = "ha",
+    confidence: float = 0.95,
+) -> AccuracyAssessment:
+    """Accuracies of points that are no probability sample of the map; no area estimates.
+
+    OA, UA and PA are the sample's proportions with Wilson intervals, as in
+    :func:`simple_random_assessment`, but they describe the points (e.g. held-out field
+    samples), not the map. Areas cannot be estimated from such points: ``area`` and
+    ``area_proportion`` are undefined and ``proportions`` NaN; the map areas give
+    ``area_map`` only. The note (:data:`NON_PROBABILITY_NOTE`) says why.
+
+    Args:
+        counts: ``(K, K)`` sample counts, rows = map class, columns = reference class.
+        map_areas: ``(K,)`` map area of each class, in ``area_unit``.
+        classes: Class names.
+        area_unit: Unit of the areas.
+        confidence: Confidence level.
+
+    Raises:
+        CropseqError: on malformed input or an empty sample.
+    """
+    from dataclasses import replace
+
+    srs = simple_random_assessment(counts, map_areas, classes, area_unit=area_unit, confidence=confidence)
+    per = tuple(replace(c, area=Estimate(None), area_proportion=Estimate(None)) for c in srs.per_class)
+    note = "; ".join(s for s in (NON_PROBABILITY_NOTE, srs.note) if s)
+    return replace(srs, design="non_probability", per_class=per, note=note,
+                   proportions=np.full(srs.proportions.shape, np.nan))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- census
@@ -682,6 +779,8 @@ def _round_keep_total(alloc: np.ndarray, total: int, cap: np.ndarray) -> np.ndar
 def plot_areas(assessment: AccuracyAssessment, path: str | os.PathLike[str], title: str = "") -> Path:
     """Bar chart PNG of mapped vs estimated area per class, the estimate with its interval.
 
+    A ``non_probability`` assessment has no area estimate: the mapped areas only.
+
     Args:
         assessment: The assessment to draw.
         path: Output PNG, written atomically.
@@ -705,16 +804,20 @@ def plot_areas(assessment: AccuracyAssessment, path: str | os.PathLike[str], tit
     hi = np.array([c.area.ci95[1] if c.area.ci95 else e for c, e in zip(assessment.per_class, est, strict=True)])
     fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(names) + 2.5), 4.5), dpi=120)
     try:
-        ax.bar(x - 0.2, mapped, 0.4, label="mapped (pixel count)", color="#9ecae1")
-        label = "estimated (census)" if assessment.census else f"estimated, {assessment.confidence:.0%} CI"
-        ax.bar(x + 0.2, est, 0.4, label=label, color="#3182bd",
-               yerr=np.vstack([est - lo, hi - est]), capsize=4, ecolor="black")  # fmt: skip
+        estimated = assessment.design != "non_probability"  # no area estimate from such points
+        ax.bar(x - 0.2 if estimated else x, mapped, 0.4, label="mapped (pixel count)", color="#9ecae1")
+        if estimated:
+            label = "estimated (census)" if assessment.census else f"estimated, {assessment.confidence:.0%} CI"
+            ax.bar(x + 0.2, est, 0.4, label=label, color="#3182bd",
+                   yerr=np.vstack([est - lo, hi - est]), capsize=4, ecolor="black")  # fmt: skip
         ax.set_xticks(x, names, rotation=30, ha="right", rotation_mode="anchor")
         ax.set_ylabel(f"area ({assessment.area_unit})")
         oa = assessment.overall_accuracy
         oa_text = "OA n/a" if oa.estimate is None else f"OA {oa.estimate:.3f}"
         if oa.ci95 is not None:
             oa_text += f" [{oa.ci95[0]:.3f}, {oa.ci95[1]:.3f}]"
+        if not estimated:
+            oa_text += " of the sample points; areas not estimated (not a probability sample)"
         ax.set_title(f"{title or 'Mapped vs estimated area'}\n{oa_text} ({assessment.design})", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()

@@ -418,6 +418,7 @@ def _estimate_cells(c: Mapping[str, Any] | None) -> list[str]:
 _DESIGNS = {
     "stratified": "a stratified random sample over the map classes (Olofsson et al. 2014, eqs. 2-12)",
     "simple_random": "the sample read as a simple random sample (Wilson intervals)",
+    "non_probability": "points that are not a probability sample of the map (Wilson intervals of the points)",
     "census": "a census against a full reference raster (exact figures, no interval)",
 }
 
@@ -431,26 +432,63 @@ _SRS_CAVEAT = (
 )
 
 
-def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str) -> str:
-    """OA, per-class UA/PA and areas of a ``cropseq assess`` JSON, with 95 % intervals."""
+#: Held-out field samples: accuracies of those points only, no areas (design non_probability).
+_NON_PROBABILITY_CAVEAT = (
+    "No estimated areas: the reference points (held-out field samples: a few fields, many pixels each) "
+    "are not a probability sample of the map, so their class mix says nothing about the map's areas and "
+    "their accuracies describe these points, not the map. The mapped areas are pixel counts, biased by the "
+    "map's errors. For publishable accuracy and areas, label a stratified sample drawn over the map "
+    "(cropseq sample-design) and run cropseq assess on it."
+)
+
+#: A probability sample over the map: it covers the training fields too.
+_WHOLE_MAP_CAVEAT = (
+    "The sample is drawn over the whole map, training fields included, so this accuracy is not a "
+    "held-out score: it describes the map as delivered, which is what the area estimates need."
+)
+
+
+def estimates_areas(a: Mapping[str, Any] | None) -> bool:
+    """Whether a ``cropseq assess`` JSON estimates class areas (not a non-probability sample)."""
+    return a is not None and a.get("design") != "non_probability"
+
+
+def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str, held_out: bool = False) -> str:
+    """OA, per-class UA/PA and areas of a ``cropseq assess`` JSON, with 95 % intervals.
+
+    ``held_out``: the report also has the map scored against a held-out reference (named
+    beside the whole-map caveat as the held-out score).
+    """
     unit = _esc(a.get("area_unit", "ha"))
     oa = a.get("overall_accuracy") or {}
-    body = (f"<p>Overall accuracy of the map <b>{_estimate(oa)}</b> (95 % CI) from "
+    areas = estimates_areas(a)
+    whose = "the map" if areas else "the sample points (not the map)"
+    body = (f"<p>Overall accuracy of {whose} <b>{_estimate(oa)}</b> (95 % CI) from "
             f"{_fmt(a.get('n_samples'))} reference points: {_esc(_DESIGNS.get(a.get('design'), a.get('design')))}. "
             f"{_esc(source)}</p>")
+    if areas and not a.get("census"):
+        also = " The held-out score is under Map vs held-out reference." if held_out else ""
+        body += f"<p class='note'>{_esc(_WHOLE_MAP_CAVEAT + also)}</p>"
     rows = []
     for name, c in (a.get("per_class") or {}).items():
         rows.append([_esc(name), _fmt(c.get("n_samples")), _estimate(c.get("users_accuracy")),
                      _estimate(c.get("producers_accuracy")), _fmt(_num(c.get("area_map")), 1),
-                     *_estimate_cells(c)])
-    body += _table(["class", "points", "UA [95 % CI]", "PA [95 % CI]", f"mapped {unit}", f"estimated {unit}",
-                    f"95 % CI ({unit})", "± (half-width)"], rows, "num")
-    if a.get("note"):
-        body += f"<p class='note'>{_esc(a['note'])}</p>"
+                     *(_estimate_cells(c) if areas else [])])
+    estimated = [f"estimated {unit}", f"95 % CI ({unit})", "± (half-width)"] if areas else []
+    body += _table(["class", "points", "UA [95 % CI]", "PA [95 % CI]", f"mapped {unit}", *estimated], rows, "num")
+    note = str(a.get("note") or "")
+    if not areas:  # the caveat says it in the report's words; keep the rest of the note
+        from cropseq.accuracy import NON_PROBABILITY_NOTE
+
+        note = note.replace(NON_PROBABILITY_NOTE, "").strip("; ")
+        body += f"<p class='note'>{_esc(_NON_PROBABILITY_CAVEAT)}</p>"
+    if note:
+        body += f"<p class='note'>{_esc(note)}</p>"
     if a.get("design") == "simple_random":
         body += f"<p class='note'>{_esc(_SRS_CAVEAT)}</p>"
     if plot is not None:
-        body += f'<div class="figs">{_figure(_img(plot, "mapped vs estimated area"), "mapped area vs estimated area with 95 % intervals")}</div>'
+        caption = "mapped area vs estimated area with 95 % intervals" if areas else "mapped area (no estimate)"
+        body += f'<div class="figs">{_figure(_img(plot, "mapped vs estimated area"), caption)}</div>'
     return body
 
 
@@ -658,8 +696,8 @@ def build_report(
 
     if aa is not None:
         oa = aa.get("overall_accuracy") or {}
-        cards.append((card_pct(oa.get("estimate"), oa.get("ci95")),
-                      f"map overall accuracy ({_fmt(aa.get('n_samples'))} reference points)"))
+        whose = "map overall accuracy" if estimates_areas(aa) else "OA of the sample points (not a map estimate)"
+        cards.append((card_pct(oa.get("estimate"), oa.get("ci95")), f"{whose} ({_fmt(aa.get('n_samples'))} reference points)"))
     if mm is not None:
         ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the reference"
         oa_m = _metric(mm, "overall_accuracy", "oa")
@@ -705,8 +743,10 @@ def build_report(
 
     # area
     if area_p is not None:
-        body = _area_table(area_p, aa)
-        if aa is not None:
+        body = _area_table(area_p, aa if estimates_areas(aa) else None)
+        if aa is not None and not estimates_areas(aa):
+            body += f"<p class='note'>{_esc(_NON_PROBABILITY_CAVEAT)}</p>"
+        elif aa is not None:
             body += ("<p class='note'>mapped = pixel counts x pixel area (biased by the map's errors); "
                      "estimated = error-adjusted area from the reference sample with its 95 % interval "
                      "(see Accuracy and area).</p>")
@@ -717,7 +757,8 @@ def build_report(
     # accuracy and area from the reference sample
     if aa is not None:
         source = f"Reference: {Path(str(aa['reference'])).name}." if aa.get("reference") else ""
-        section("assess", "Accuracy and area (95 % intervals)", _assessment_section(aa, assess_plot_p, source))
+        heading = "Accuracy and area (95 % intervals)" if estimates_areas(aa) else "Accuracy of the sample points (95 % intervals)"
+        section("assess", heading, _assessment_section(aa, assess_plot_p, source, held_out=mm is not None))
 
     # map vs held-out reference
     if mm is not None:

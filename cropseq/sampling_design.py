@@ -18,8 +18,9 @@ map of 10^9 pixels is never held in memory:
   ``map_class``, ``map_code``, ``reference`` (empty, for the analyst), ``x``, ``y``;
 - :func:`assess_points`: the filled points read back (any file
   :func:`cropseq.labels.read_labels` reads), the map sampled at them, the error matrix
-  built and assessed against the map's class areas; :func:`assess_tables` does the same
-  from a count table and an area table (samples labelled elsewhere, e.g. Collect Earth);
+  built and assessed against the map's class areas (the strata's pixel counts give the
+  finite population correction); :func:`assess_tables` does the same from a count table
+  and an area table (samples labelled elsewhere, e.g. Collect Earth);
   :func:`assess_census` scores the map against a full reference raster (a census).
 """
 
@@ -37,6 +38,7 @@ from cropseq.accuracy import (
     AccuracyAssessment,
     allocate_sample,
     census_assessment,
+    non_probability_assessment,
     sample_size_for_oa,
     simple_random_assessment,
     stratified_assessment,
@@ -458,31 +460,44 @@ def assess_points(
         map_path: The crop map the points were drawn on.
         points: The points with their reference class filled in.
         reference_column: Column holding the reference class names.
-        design: ``stratified`` (by map class, as ``cropseq sample-design`` draws) or
-            ``simple_random``.
+        design: ``stratified`` (by map class, as ``cropseq sample-design`` draws),
+            ``simple_random``, or ``non_probability`` (points that are no probability
+            sample, e.g. held-out field samples: accuracies of the points, no areas).
 
     Raises:
-        CropseqError: see :func:`read_reference_points`; a map class with area but fewer
-            than two points (stratified).
+        CropseqError: see :func:`read_reference_points`; a map class with area but no
+            point, or a single point in a class of more than one pixel (stratified).
     """
     strata = map_strata(map_path)
     map_names, reference = read_reference_points(points, strata, reference_column)
     counts = error_matrix(map_names, reference, strata.names)
     try:
-        return _assess(counts, strata.hectares, strata.names, design, strata.note)
+        return _assess(counts, strata.hectares, strata.names, design, strata.note, sizes=strata.pixels)
     except CropseqError as e:  # name the points file: that is where points are missing
         raise CropseqError(e.message, e.path or points) from None
 
 
+#: Designs :func:`_assess` knows (``cropseq assess --design``, dashes for underscores).
+POINT_DESIGNS = ("stratified", "simple_random", "non_probability")
+
+
 def _assess(
-    counts: np.ndarray, hectares: np.ndarray, names: tuple[str, ...], design: str, note: str = ""
+    counts: np.ndarray,
+    hectares: np.ndarray,
+    names: tuple[str, ...],
+    design: str,
+    note: str = "",
+    sizes: np.ndarray | None = None,
 ) -> AccuracyAssessment:
+    """Run the estimator of ``design``; ``sizes`` (pixels per class, or None) give the FPC."""
     if design == "stratified":
-        result = stratified_assessment(counts, hectares, names, area_unit="ha")
+        result = stratified_assessment(counts, hectares, names, area_unit="ha", stratum_sizes=sizes)
     elif design == "simple_random":
         result = simple_random_assessment(counts, hectares, names, area_unit="ha")
+    elif design == "non_probability":
+        result = non_probability_assessment(counts, hectares, names, area_unit="ha")
     else:
-        raise CropseqError(f"unknown design {design!r}; use stratified or simple_random")
+        raise CropseqError(f"unknown design {design!r}; use {', '.join(POINT_DESIGNS)}")
     if note:
         from dataclasses import replace
 
@@ -522,7 +537,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> pd.DataFrame:
 
 def read_count_tables(
     counts_csv: str | os.PathLike[str], areas_csv: str | os.PathLike[str], pixel_area: float | None = None
-) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+) -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray | None]:
     """Class names, sample counts and map areas (hectares) from two CSV tables.
 
     Args:
@@ -533,8 +548,10 @@ def read_count_tables(
         pixel_area: Hectares of one pixel, or None.
 
     Returns:
-        ``(classes, counts (K, K) rows = map, areas (K,) ha)``; classes in ``counts_csv``
-        row order, then classes only ``areas_csv`` lists.
+        ``(classes, counts (K, K) rows = map, areas (K,) ha, pixels (K,) or None)``;
+        classes in ``counts_csv`` row order, then classes only ``areas_csv`` lists. The
+        pixels (stratum sizes, for the finite population correction) are the areas when
+        they are whole pixel counts (``pixel_area`` given), else None (unknown).
 
     Raises:
         CropseqError: missing columns, duplicates, non-numeric cells, a reference column
@@ -563,8 +580,10 @@ def read_count_tables(
         counts[: len(counts_df), classes.index(c)] = _numeric_column(counts_df, c, cpath, whole=True)
     if pixel_area is not None and not pixel_area > 0:
         raise CropseqError(f"--pixel-area {pixel_area} must be positive (hectares per pixel)")
-    areas = np.array([area_of[c] for c in classes]) * (pixel_area if pixel_area is not None else 1.0)
-    return classes, counts, areas
+    given = np.array([area_of[c] for c in classes])
+    areas = given * (pixel_area if pixel_area is not None else 1.0)
+    pixels = given if pixel_area is not None and np.all(given == np.round(given)) else None
+    return classes, counts, areas, pixels
 
 
 def assess_tables(
@@ -574,9 +593,13 @@ def assess_tables(
     pixel_area: float | None = None,
     design: str = "stratified",
 ) -> AccuracyAssessment:
-    """Accuracy and area from a count table and a map-area table (see :func:`read_count_tables`)."""
-    classes, counts, areas = read_count_tables(counts_csv, areas_csv, pixel_area)
-    return _assess(counts, areas, classes, design)
+    """Accuracy and area from a count table and a map-area table (see :func:`read_count_tables`).
+
+    With ``pixel_area`` the areas are pixel counts: the stratified variances get the finite
+    population correction; with areas in hectares the strata's sizes are unknown (none).
+    """
+    classes, counts, areas, pixels = read_count_tables(counts_csv, areas_csv, pixel_area)
+    return _assess(counts, areas, classes, design, sizes=pixels)
 
 
 # --------------------------------------------------------------------------- census

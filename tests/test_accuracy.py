@@ -12,6 +12,7 @@ from cropseq.accuracy import (
     allocate_sample,
     census_assessment,
     error_matrix_proportions,
+    non_probability_assessment,
     sample_size_for_oa,
     simple_random_assessment,
     stratified_assessment,
@@ -99,6 +100,76 @@ def test_stratified_two_classes_by_hand() -> None:
     assert r["a"].area.se == pytest.approx(100 * math.sqrt(0.3**2 * 0.16 / 9 + 0.7**2 * 0.09 / 9))
     assert r["a"].area.ci95 == pytest.approx((31 - Z * r["a"].area.se, 31 + Z * r["a"].area.se))
     assert r["b"].area.estimate == pytest.approx(69.0)
+
+
+def test_olofsson_2014_with_population_sizes(olofsson) -> None:
+    # The paper's example with its strata's pixel counts N_i: the finite population
+    # correction (n_i/N_i <= 4e-4) trims the half-widths by < 0.01 %: within 1.5 ha of the
+    # published (rounded, computed without it) values, within 1e-4 of the uncorrected ones.
+    areas = [p * 0.09 for p in OLOFSSON_PIXELS]
+    r = stratified_assessment(OLOFSSON_COUNTS, areas, OLOFSSON_CLASSES, stratum_sizes=OLOFSSON_PIXELS)
+    for name, (area, half) in {"deforestation": (21_158, 6_158), "forest gain": (11_686, 3_756),
+                               "stable forest": (285_770, 15_510), "stable non-forest": (581_386, 16_282)}.items():
+        assert r[name].area.estimate == pytest.approx(area, abs=1)
+        assert Z * r[name].area.se == pytest.approx(half, abs=1.5) and Z * r[name].area.se < half
+        assert r[name].area.se == pytest.approx(olofsson[name].area.se, rel=1e-4)
+    assert Z * r.overall_accuracy.se == pytest.approx(0.0185, abs=1e-4)
+
+
+def test_stratified_finite_population_correction_by_hand() -> None:
+    # The two-class case above with N = (20, 50) pixels: 10 points each, f = (0.5, 0.2).
+    r = stratified_assessment([[8, 2], [1, 9]], [30.0, 70.0], ["a", "b"], stratum_sizes=[20, 50])
+    f = (1 - 10 / 20, 1 - 10 / 50)
+    var_oa = 0.3**2 * f[0] * 0.8 * 0.2 / 9 + 0.7**2 * f[1] * 0.9 * 0.1 / 9
+    assert r.overall_accuracy.estimate == pytest.approx(0.87)
+    assert r.overall_accuracy.se == pytest.approx(math.sqrt(var_oa))
+    assert r["a"].users_accuracy.se == pytest.approx(math.sqrt(f[0] * 0.8 * 0.2 / 9))
+    assert r["b"].users_accuracy.se == pytest.approx(math.sqrt(f[1] * 0.9 * 0.1 / 9))
+    pa = 0.24 / 0.31
+    var_pa = (30**2 * (1 - pa) ** 2 * f[0] * 0.8 * 0.2 / 9 + pa**2 * 70**2 * f[1] * 0.1 * 0.9 / 9) / 31**2
+    assert r["a"].producers_accuracy.se == pytest.approx(math.sqrt(var_pa))
+    var_area = 100**2 * (0.3**2 * f[0] * 0.16 / 9 + 0.7**2 * f[1] * 0.09 / 9)
+    assert r["a"].area.estimate == pytest.approx(31.0) and r["a"].area.se == pytest.approx(math.sqrt(var_area))
+
+
+def test_fully_enumerated_strata() -> None:
+    # Class c is one pixel, sampled by its one point: accepted, no variance from it.
+    counts = [[9, 1, 0], [2, 8, 0], [0, 0, 1]]
+    r = stratified_assessment(counts, [50.0, 49.99, 0.01], ["a", "b", "c"], stratum_sizes=[5000, 4999, 1])
+    assert r["c"].n_samples == 1 and r["c"].users_accuracy.estimate == 1.0 and r["c"].users_accuracy.se == 0.0
+    two = stratified_assessment([[9, 1], [2, 8]], [50.0, 49.99], stratum_sizes=[5000, 4999])
+    w = np.array([50.0, 49.99]) / 100.0
+    assert r.overall_accuracy.se == pytest.approx(two.overall_accuracy.se * w.sum())  # c adds no variance term
+    # Every stratum enumerated (n_i = N_i): the figures are exact.
+    full = stratified_assessment([[3, 1], [0, 2]], [4, 2], ["a", "b"], stratum_sizes=[4, 2])
+    assert full.overall_accuracy.se == 0.0 and full["a"].area.se == 0.0 and full["a"].area.estimate == 3.0
+    # One point in a stratum of more than one pixel stays an error, as do more points than pixels.
+    with pytest.raises(CropseqError, match="'c' has a single sample point of 2 pixels; its variance needs at least 2"):
+        stratified_assessment(counts, [50.0, 49.99, 0.02], ["a", "b", "c"], stratum_sizes=[5000, 4999, 2])
+    with pytest.raises(CropseqError, match="'a' has 10 sample points but only 9 pixels"):
+        stratified_assessment(counts, [50.0, 49.99, 0.01], ["a", "b", "c"], stratum_sizes=[9, 4999, 1])
+    with pytest.raises(CropseqError, match="3 stratum sizes for 2 classes"):
+        stratified_assessment([[5, 0], [0, 5]], [1, 1], stratum_sizes=[10, 10, 10])
+
+
+def test_non_probability_accuracies_only() -> None:
+    counts, areas = [[8, 2], [1, 9]], [30.0, 70.0]
+    r = non_probability_assessment(counts, areas, ["a", "b"])
+    srs = simple_random_assessment(counts, areas, ["a", "b"])
+    assert r.design == "non_probability" and r.overall_accuracy == srs.overall_accuracy
+    assert r["a"].users_accuracy == srs["a"].users_accuracy and r["a"].producers_accuracy.ci95 == wilson_interval(8, 9)
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert d["per_class"]["a"]["area_estimate"] is None and d["per_class"]["a"]["area_ci95"] is None
+    assert d["per_class"]["a"]["area_map"] == 30.0
+    assert d["error_matrix_proportions"] == [[None, None], [None, None]]
+    assert "not a probability sample" in d["note"] and "not the map" in d["note"]
+
+
+def test_undefined_user_accuracy_says_why() -> None:
+    # b is mapped (area 40) but has no sample point; c is not mapped at all.
+    r = simple_random_assessment([[8, 0, 1], [0, 0, 0], [0, 0, 0]], [60.0, 40.0, 0.0], ["a", "b", "c"])
+    assert "user's accuracy undefined (no sample point in the class): b" in r.note
+    assert "user's accuracy undefined (class not mapped): c" in r.note
 
 
 def test_stratified_scale_free_and_pixel_units() -> None:

@@ -173,8 +173,89 @@ def test_assess_from_tables_olofsson(tmp_path) -> None:
             "--pixel-area", "0.09", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
     d = json.loads(out.read_text())["per_class"]["deforestation"]
-    assert round(d["area_estimate"]) == 21_158 and round(d["area_ci95"][1] - d["area_estimate"]) == 6_158
+    # Areas in pixels: the finite population correction (n/N ~ 4e-4 per stratum) trims the
+    # published half-width 6,158 ha (computed without it) by 0.2 ha.
+    assert round(d["area_estimate"]) == 21_158 and d["area_ci95"][1] - d["area_estimate"] == pytest.approx(6_158, abs=1)
     assert d["area_map"] == pytest.approx(18_000)
+
+
+def test_one_pixel_class_design_label_assess(scene, tmp_path, capsys) -> None:
+    """A map class of one pixel: sample-design draws its one point, assess accepts it (the
+    stratum is enumerated completely: finite population correction, no variance)."""
+    import rasterio
+
+    from cropseq.outputs import read_class_table, write_crop_map
+
+    _, truth, map_path = scene
+    with rasterio.open(map_path) as src:
+        m, transform, crs = src.read(1), src.transform, src.crs
+    classes = read_class_table(map_path)
+    counts = np.bincount(m.ravel(), minlength=256)
+    rare = min(classes.codes, key=lambda c: counts[c])  # the rarest class
+    keep = np.argwhere(m == rare)[0]
+    m[m == rare] = next(c for c in classes.codes if c != rare)
+    m[tuple(keep)] = rare  # exactly one pixel of the class left
+    one = tmp_path / "one.tif"
+    write_crop_map(one, m, transform, crs, classes)
+    name = {c.code: c.name for c in classes.classes}[rare]
+    points = tmp_path / "p.gpkg"
+    argv = ["sample-design", "--map", str(one), "--out", str(points), "--n", "200", "--min-per-class", "20"]
+    assert main(argv) == 0
+    filled = fill_reference(points, truth, tmp_path / "f.gpkg")
+    out = tmp_path / "a.json"
+    assert main(["assess", "--map", str(one), "--reference", str(filled), "--out", str(out)]) == 0, capsys.readouterr()
+    d = json.loads(out.read_text())
+    ones = [c for c in d["per_class"].values() if c["n_samples"] == 1]
+    assert len(ones) == 1, d["per_class"]
+    assert d["per_class"][name]["n_samples"] == 1 and ones[0]["users_accuracy"]["se"] == 0.0  # its one pixel sampled
+    lo, hi = d["overall_accuracy"]["ci95"]
+    assert lo < d["overall_accuracy"]["estimate"] < hi
+
+
+def test_assess_tables_one_pixel_class(tmp_path, capsys) -> None:
+    """--map-areas in pixels (--pixel-area): a class of 1 pixel with its 1 point is complete;
+    in hectares its size is unknown, so 1 point stays an error (with the way out)."""
+    counts = {"map_class": ["a", "b", "c"], "a": [18, 1, 0], "b": [2, 19, 0], "c": [0, 0, 1]}
+    argv = _write_tables(tmp_path, counts, {"class": ["a", "b", "c"], "area": [500, 400, 1]})
+    assert main([*argv, "--pixel-area", "0.01"]) == 0
+    d = json.loads((tmp_path / "o.json").read_text())
+    assert d["per_class"]["c"]["users_accuracy"] == {"estimate": 1.0, "se": 0.0, "ci95": [1.0, 1.0]}
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "map class 'c' has a single sample point" in err and "--pixel-area" in err, err
+    more = _write_tables(tmp_path, counts, {"class": ["a", "b", "c"], "area": [500, 400, 2]})
+    assert main([*more, "--pixel-area", "0.01"]) == 2
+    assert "map class 'c' has a single sample point of 2 pixels" in capsys.readouterr().err
+
+
+def test_assess_non_probability_sample(scene, tmp_path, capsys) -> None:
+    """Points that are no probability sample: accuracies with Wilson intervals, no area
+    estimates (null), a note saying why; a mapped class without a point is named as such."""
+    import geopandas as gpd
+
+    root, truth, map_path = scene
+    filled = gpd.read_file(fill_reference(design(root, map_path, 4), truth, tmp_path / "f.gpkg"))
+    points = tmp_path / "np.gpkg"
+    filled[filled["map_class"] != "water"].to_file(points)  # water is mapped but not sampled
+    out = tmp_path / "np.json"
+    argv = ["assess", "--map", str(map_path), "--reference", str(points), "--out", str(out), "--design", "non-probability"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    d = json.loads(out.read_text())
+    assert d["design"] == "non_probability" and d["census"] is False
+    assert "not a probability sample" in d["note"] and "describe these sample points, not the map" in d["note"]
+    assert "user's accuracy undefined (no sample point in the class): water" in d["note"]
+    assert "class not mapped" not in d["note"]
+    for name, c in d["per_class"].items():
+        assert c["area_estimate"] is None and c["area_se"] is None and c["area_ci95"] is None, name
+        assert c["area_proportion"] == {"estimate": None, "se": None, "ci95": None}
+        assert c["area_map"] > 0
+    wheat = d["per_class"]["winter_wheat"]["users_accuracy"]
+    assert wheat["ci95"][0] < wheat["estimate"] <= wheat["ci95"][1]
+    assert all(v is None for row in d["error_matrix_proportions"] for v in row)
+    assert "Accuracy of the sample points (no area estimate)" in printed and "estimated (ha)" not in printed
+    assert (tmp_path / "np.areas.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def _write_tables(tmp_path: Path, counts: dict, areas: dict) -> list[str]:

@@ -301,6 +301,9 @@ def test_honest_scoring_outputs(tiny_run):
             assert c["area_ci95"][0] <= c["area_estimate"] <= c["area_ci95"][1], name
     html = (out / "report.html").read_text()
     assert "Accuracy and area (95 % intervals)" in html and "Map vs held-out reference" in html
+    # the whole-map sample covers the training fields: its accuracy is not the held-out score
+    assert "training fields included, so this accuracy is not a held-out score" in html
+    assert "The held-out score is under Map vs held-out reference." in html
     assert "estimated ha" in html and "95 % CI (ha)" in html and "mapped ha" in html
     assert "overall accuracy [95 % CI]" in html
     # every accuracy cell of the tables carries its interval: "0.953 [0.941, 0.963]"
@@ -575,6 +578,48 @@ def test_report_intervals_estimated_areas_and_crs_by_name(tmp_path):
     assert "MODIS sinusoidal (+proj=sinu" in html and "PROJCS" not in html
 
 
+def test_scene_without_truth_is_assessed_as_non_probability_sample(tmp_path):
+    """A stack scene without a truth raster: its held-out samples go to cropseq assess as a
+    non-probability sample (accuracies of the points, no area estimates), not as a simple
+    random one (dry run: the shell command)."""
+    from cropseq.simulate import simulate_scene
+
+    info = simulate_scene(tmp_path / "sim", size=32, n_dates=8, seed=0)
+    cfg = {"scenes": {"mine": {"type": "stack", "stack": str(info.stack), "labels": str(info.labels),
+                               "class_column": "label"}}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = snakemake("-n", "-p", "--configfile", str(path), cwd=tmp_path)
+    assess = [line for line in proc.stdout.splitlines() if "cropseq assess" in line]
+    assert assess and "samples/test_points.csv" in assess[0], proc.stdout[-3000:]
+    assert "--design non-probability --reference-column label" in assess[0]
+    assert "simple-random" not in proc.stdout
+
+
+def test_report_non_probability_sample_shows_mapped_areas_only(tmp_path):
+    """Held-out field samples (design non_probability): the report shows the accuracies of
+    the points with their intervals, the mapped areas, no estimated-area column, and why."""
+    from cropseq.accuracy import non_probability_assessment
+    from cropseq.cli import main
+
+    _fake_map(tmp_path / "map.tif")
+    a = non_probability_assessment([[45, 5, 0], [4, 44, 2], [0, 0, 0]], [8.0, 6.0, 2.0], ["Forest", "Maize", "Water"])
+    (tmp_path / "assess.json").write_text(json.dumps({**a.to_dict(), "reference": "test_points.csv"}))
+    (tmp_path / "area.csv").write_text("code,name,pixels,hectares,share\n1,Forest,800,8.0,0.5\n2,Maize,600,6,0.375\n3,Water,200,2,0.125\n")
+    out = tmp_path / "r.html"
+    assert main(["report", "--out", str(out), "--map", str(tmp_path / "map.tif"), "--area", str(tmp_path / "area.csv"),
+                 "--assess", str(tmp_path / "assess.json")]) == 0
+    html = out.read_text()
+    assert "Accuracy of the sample points (95 % intervals)" in html and "Accuracy and area" not in html
+    assert "estimated ha" not in html and "95 % CI (ha)" not in html and "mapped ha" in html
+    assert "No estimated areas: the reference points (held-out field samples" in html
+    assert "not a probability sample of the map" in html and "OA of the sample points (not a map estimate)" in html
+    assert "user&#x27;s accuracy undefined (no sample point in the class): Water" in html or \
+        "user's accuracy undefined (no sample point in the class): Water" in html
+    ua = a["Forest"].users_accuracy
+    assert f"{ua.estimate:.3f} [{ua.ci95[0]:.3f}, {ua.ci95[1]:.3f}]" in html
+
+
 def test_report_missing_input_is_one_line_error(tmp_path, capsys):
     from cropseq.cli import main
     import cropseq.cli.commands_report  # noqa: F401
@@ -610,7 +655,7 @@ def test_dtwsat_workflow(shared_data, tmp_path):
     a = json.loads((out / "eval" / "assess.json").read_text())
     assert set(deep["labels"]) <= {"Cotton-fallow", "Forest", "Soybean-cotton", "Soybean-millet"}
     assert rf["overall_accuracy"] > 0.8 and deep["overall_accuracy"] > 0.6
-    assert a["design"] == "simple_random" and a["n_samples"] >= 30 and a["overall_accuracy"]["estimate"] > 0.6
+    assert a["design"] == "non_probability" and a["n_samples"] >= 30 and a["overall_accuracy"]["estimate"] > 0.6
     lo, hi = a["overall_accuracy"]["ci95"]
     assert lo < a["overall_accuracy"]["estimate"] <= hi
     html = (out / "report.html").read_text()

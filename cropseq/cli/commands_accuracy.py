@@ -103,13 +103,16 @@ def _print_assessment(result: AccuracyAssessment) -> None:
 
     ci = "" if result.census else f" [{result.confidence:.0%} CI]"
     oa = result.overall_accuracy
-    table = Table(title=f"Accuracy and area ({result.design}, n = {int(result.counts.sum())}): "
+    areas = result.design != "non_probability"  # such points estimate no area: mapped only
+    what = "Accuracy and area" if areas else "Accuracy of the sample points (no area estimate)"
+    table = Table(title=f"{what} ({result.design}, n = {int(result.counts.sum())}): "
                   f"OA {_fmt(oa)}", title_justify="left")  # fmt: skip
     table.add_column("class")
-    for col in ("n", f"mapped ({result.area_unit})", f"estimated ({result.area_unit}){ci}", f"UA{ci}", f"PA{ci}"):
+    estimated = [f"estimated ({result.area_unit}){ci}"] if areas else []
+    for col in ("n", f"mapped ({result.area_unit})", *estimated, f"UA{ci}", f"PA{ci}"):
         table.add_column(col, justify="right")
     for c in result.per_class:
-        table.add_row(c.name, str(c.n_samples), f"{c.area_map:,.1f}", _fmt(c.area, 1),
+        table.add_row(c.name, str(c.n_samples), f"{c.area_map:,.1f}", *([_fmt(c.area, 1)] if areas else []),
                       _fmt(c.users_accuracy), _fmt(c.producers_accuracy))  # fmt: skip
     console = Console()
     # Intervals make wide cells: when piped (no terminal width), use 120 columns, not 80.
@@ -142,7 +145,9 @@ def assess_cmd(
         float | None, typer.Option("--pixel-area", help="Hectares per pixel: --map-areas are pixel counts.")
     ] = None,
     design: Annotated[
-        str, typer.Option("--design", help="stratified (by map class, as sample-design draws) | simple-random.")
+        str,
+        typer.Option("--design", help="stratified (by map class, as sample-design draws) | simple-random | "
+                     "non-probability (e.g. held-out field samples: accuracies of the points, no area estimates)."),
     ] = "stratified",
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Area PNG (default: <out stem>.areas.png).")
@@ -152,11 +157,18 @@ def assess_cmd(
 
     From labelled points on a map (--map, --reference), from tables (--matrix,
     --map-areas), or as a census against a reference raster (--map, --reference X.tif).
+    Points that are no probability sample of the map (--design non-probability) give the
+    accuracies of those points only, and no area estimates.
     """
     from cropseq.accuracy import plot_areas
     from cropseq.atomic import check_writable
     from cropseq.evaluation import write_metrics
-    from cropseq.sampling_design import assess_census, assess_points, assess_tables
+    from cropseq.sampling_design import (
+        POINT_DESIGNS,
+        assess_census,
+        assess_points,
+        assess_tables,
+    )
 
     if (map_path is None) == (matrix is None):
         raise CropseqError("give either --map with --reference, or --matrix with --map-areas")
@@ -167,8 +179,8 @@ def assess_cmd(
     if pixel_area is not None and matrix is None:
         raise CropseqError("--pixel-area goes with --matrix and --map-areas")
     design_key = design.replace("-", "_")
-    if design_key not in ("stratified", "simple_random"):
-        raise CropseqError(f"--design {design!r}: use stratified or simple-random")
+    if design_key not in POINT_DESIGNS:
+        raise CropseqError(f"--design {design!r}: use {' | '.join(d.replace('_', '-') for d in POINT_DESIGNS)}")
     plot = plot if plot is not None else default_plot_path(out)
     check_writable(out)
     check_writable(plot)

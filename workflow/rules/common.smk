@@ -121,7 +121,8 @@ def reference_raster(scene):
 
 def assess_reference(wildcards):
     """The labelled points `cropseq assess` reads: the sample-design points labelled from
-    the reference raster, else the held-out test samples (treated as a simple random sample)."""
+    the reference raster, else the held-out test samples (no probability sample of the map:
+    a few fields chosen by the group split, many pixels each; see assess_options)."""
     s = wildcards.scene
     if reference_raster(s):
         return out(s, "design", "points.labelled.gpkg")
@@ -129,10 +130,12 @@ def assess_reference(wildcards):
 
 
 def assess_options(scene):
-    """Pre-quoted `cropseq assess` options matching assess_reference()."""
+    """Pre-quoted `cropseq assess` options matching assess_reference(). The held-out samples
+    are read as a non-probability sample: accuracies of those points (Wilson intervals), no
+    class-area estimate (their class mix follows the fields split off, not the map)."""
     if reference_raster(scene):
         return "--design stratified"
-    return "--design simple-random --reference-column label"
+    return "--design non-probability --reference-column label"
 
 
 def id_column(scene):
@@ -334,6 +337,6 @@ def scene_run_config(scene):
     cfg["scene"]["truth"] = truth_path(scene)
     cfg["scene"]["assess_reference"] = (
         f"{reference_raster(scene)} (stratified sample-design points)" if reference_raster(scene)
-        else "held-out test samples (as a simple random sample)"
+        else "held-out test samples (a non-probability sample: accuracies only, no area estimates)"
     )
     return json.dumps(cfg, sort_keys=True)

@@ -192,7 +192,8 @@ rule label_points:
 
 rule assess:
     """Accuracy (OA, UA, PA) and error-adjusted class areas with 95 % intervals from the
-    labelled points: the stratified design's points, else the held-out test samples."""
+    labelled points: the stratified design's points, else the held-out test samples (read
+    as a non-probability sample: accuracies of those points only, no area estimates)."""
     input:
         map=out("{scene}", "map", "cropmap.tif"),
         reference=assess_reference,
@@ -202,7 +203,7 @@ rule assess:
             out("{scene}", "eval", "assess.areas.png"),
             caption="../report/assess.rst",
             category="Accuracy",
-            labels={"scene": "{scene}", "figure": "mapped vs estimated area"},
+            labels={"scene": "{scene}", "figure": "mapped (vs estimated) area"},
         ),
     params:
         options=lambda wc: assess_options(wc.scene),
