@@ -234,6 +234,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_end_to_end_outputs(tiny_run):
+    import numpy as np
     import rasterio
 
     out = tiny_run["out"]
@@ -260,10 +261,15 @@ def test_end_to_end_outputs(tiny_run):
     ]:
         assert (out / rel).is_file(), f"missing {rel}"
     tiles = sorted((out / "predict").glob("*.tif"))
-    assert len([t for t in tiles if not t.name.endswith(".confidence.tif")]) == 4
+    assert len([t for t in tiles if not t.name.endswith((".confidence.tif", ".entropy.tif"))]) == 4
     with rasterio.open(out / "map" / "cropmap.tif") as src:
         assert src.dtypes[0] == "uint8" and src.nodata == 0 and (src.width, src.height) == (64, 64)
         assert src.colormap(1)
+    # entropy by default (config predict.uncertainty): float32 in [0, 1], the map's grid
+    with rasterio.open(out / "map" / "cropmap.entropy.tif") as src:
+        ent = src.read(1)
+        assert src.dtypes[0] == "float32" and (src.width, src.height) == (64, 64)
+        assert np.nanmin(ent) >= 0.0 and np.nanmax(ent) <= 1.0 and np.isfinite(ent).any()
     # the scene's class table reached the map through samples -> cap -> split -> train
     from cropseq.classes import ClassTable
     from cropseq.outputs import read_class_table
@@ -330,6 +336,7 @@ DOWNSTREAM_OF_LABELS = {
     "evaluate": 2,
     "predict": 4,
     "mosaic": 1,
+    "mosaic_uncertainty": 1,
     "area": 1,
     "evaluate_map": 1,
     "sample_design": 1,
@@ -653,7 +660,10 @@ def test_dtwsat_workflow(shared_data, tmp_path):
     deep = json.loads((out / "eval" / "deep.json").read_text())
     rf = json.loads((out / "eval" / "rf.json").read_text())
     a = json.loads((out / "eval" / "assess.json").read_text())
-    assert set(deep["labels"]) <= {"Cotton-fallow", "Forest", "Soybean-cotton", "Soybean-millet"}
+    # The class table travels with the samples: all five dtwSat classes keep their codes in
+    # every season, though 2011/12 has no Soybean-maize field (support 0).
+    assert set(deep["labels"]) <= {"Cotton-fallow", "Forest", "Soybean-cotton", "Soybean-maize", "Soybean-millet"}
+    assert deep["per_class"].get("Soybean-maize", {}).get("support", 0) == 0
     assert rf["overall_accuracy"] > 0.8 and deep["overall_accuracy"] > 0.6
     assert a["design"] == "non_probability" and a["n_samples"] >= 30 and a["overall_accuracy"]["estimate"] > 0.6
     lo, hi = a["overall_accuracy"]["ci95"]

@@ -237,6 +237,14 @@ def tile_confidences(wildcards):
     return [out(wildcards.scene, "predict", f"{t}.confidence.tif") for t in tile_ids(wildcards.scene)]
 
 
+def tile_uncertainty(wildcards):
+    return [out(wildcards.scene, "predict", f"{t}.{wildcards.measure}.tif") for t in tile_ids(wildcards.scene)]
+
+
+#: Uncertainty layers the predict jobs write and the workflow mosaics (config predict.uncertainty).
+UNCERTAINTY = list(config["predict"]["uncertainty"])
+
+
 # --------------------------------------------------------------------------------------
 # input functions
 # --------------------------------------------------------------------------------------
@@ -319,6 +327,7 @@ def scene_targets(scene):
     if truth_path(scene):
         t.append(out(scene, "eval", "map.json"))
     t += [out(scene, "eval", f"{m}.json") for m in MODELS]
+    t += [out(scene, "map", f"cropmap.{m}.tif") for m in UNCERTAINTY]
     return t
 
 

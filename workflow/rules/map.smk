@@ -12,10 +12,12 @@ rule predict:
     output:
         map=out("{scene}", "predict", "{tile}.tif"),
         confidence=out("{scene}", "predict", "{tile}.confidence.tif"),
+        uncertainty=expand(out("{{scene}}", "predict", "{{tile}}.{m}.tif"), m=UNCERTAINTY),
     params:
         start=lambda wc: opt("--start", SCENES[wc.scene]["start"]),
         end=lambda wc: opt("--end", SCENES[wc.scene]["end"]),
         chunk=opt("--chunk", config["predict"]["chunk"]),
+        uncertainty=" ".join(f"--uncertainty {m}" for m in UNCERTAINTY),
         device="cuda" if GPU else "cpu",
         extra=extra("predict"),
     log:
@@ -31,7 +33,7 @@ rule predict:
     shell:
         "LOKY_MAX_CPU_COUNT={threads} cropseq predict --model {input.model:q} --stack {input.tile:q}"
         " --out {output.map:q} --confidence {output.confidence:q} --workers 0 --threads {threads}"
-        " --device {params.device} {params.start} {params.end} {params.chunk} --quiet"
+        " --device {params.device} {params.start} {params.end} {params.chunk} {params.uncertainty} --quiet"
         " {params.extra} > {log:q} 2>&1"
 
 
@@ -61,6 +63,27 @@ rule mosaic:
     shell:
         "cropseq mosaic {input.maps:q} --out {output.map:q}"
         " --confidence {output.confidence:q} > {log:q} 2>&1"
+
+
+rule mosaic_uncertainty:
+    """Mosaic one uncertainty layer of the tiles (entropy, margin, least) into one float COG."""
+    input:
+        tile_uncertainty,
+    output:
+        out("{scene}", "map", "cropmap.{measure}.tif"),
+    wildcard_constraints:
+        measure="entropy|margin|least",
+    log:
+        logf("{scene}", "mosaic_{measure}"),
+    benchmark:
+        bench("{scene}", "mosaic_{measure}")
+    threads: cpus("mosaic")
+    resources:
+        mem_mb=config["mosaic"]["mem_mb"],
+    conda:
+        "../envs/cropseq.yaml"
+    shell:
+        "cropseq mosaic {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule area:
