@@ -89,11 +89,28 @@ def _find_column(columns: list[str], name: str) -> str | None:
     return lower.get(name.lower())
 
 
+#: sits' sample tables bound a sample's season by ``start_date`` and an *inclusive*
+#: ``end_date``; cropseq's ``from``/``to`` are end-exclusive, so ``to = end_date + 1 day``.
+SITS_BOUNDS = ("start_date", "end_date")
+
+
+def _bound_columns(columns: list[str]) -> tuple[tuple[str | None, str | None], bool]:
+    """The season-bound columns: ``from``/``to``, else sits' ``start_date``/``end_date``
+    (then ``True``: the end is inclusive)."""
+    frm, to = _find_column(columns, "from"), _find_column(columns, "to")
+    if frm is None and to is None:
+        start, end = (_find_column(columns, c) for c in SITS_BOUNDS)
+        if start is not None or end is not None:
+            return (start, end), True
+    return (frm, to), False
+
+
 def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
-    """``from``/``to`` columns parsed to datetimes (NaT when absent or empty)."""
+    """Season bounds parsed to datetimes (NaT when absent or empty): ``from``/``to``
+    (end-exclusive), or sits' ``start_date``/``end_date`` (end-inclusive, made exclusive)."""
     out = []
-    for key in ("from", "to"):
-        col = _find_column(list(map(str, df.columns)), key)
+    cols, end_inclusive = _bound_columns(list(map(str, df.columns)))
+    for key, col in zip(("from", "to"), cols):
         if col is None:
             out.append(pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]"))
             continue
@@ -107,9 +124,11 @@ def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
         bad = parsed.isna().to_numpy() & ~empty
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise CropseqError(f"{key!r} value {_show(raw.iloc[i])} in row {i} is not a date (use YYYY-MM-DD)", where)
+            raise CropseqError(f"{col!r} value {_show(raw.iloc[i])} in row {i} is not a date (use YYYY-MM-DD)", where)
         if getattr(parsed.dt, "tz", None) is not None:
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+        if key == "to" and end_inclusive:
+            parsed = parsed + pd.Timedelta(days=1)  # the end date's observations stay in
         out.append(pd.Series(pd.DatetimeIndex(parsed).as_unit("ns"), index=df.index))
     frm, to = out
     bad = (frm.notna() & to.notna() & (to <= frm)).to_numpy()

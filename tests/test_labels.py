@@ -113,3 +113,18 @@ def test_bad_validity_date_names_row(tmp_path: Path) -> None:
     rows = [{"x": 1, "y": 2, "label": "a", "from": "2021-01-01"}, {"x": 1, "y": 2, "label": "a", "from": "spring"}]
     with pytest.raises(CropseqError, match=r"'from' value 'spring' in row 1 is not a date"):
         read_labels(write_points_csv(tmp_path / "p.csv", rows), TINY_CRS)
+
+
+def test_sits_start_and_end_dates_are_season_bounds(tmp_path: Path) -> None:
+    """sits' sample tables (longitude, latitude, start_date, end_date, label) bound each
+    sample's season with an inclusive end date: read as from = start, to = end + 1 day."""
+    rows = [
+        {"longitude": 15.0, "latitude": 45.0, "start_date": "2013-09-14", "end_date": "2014-08-29", "label": "Soy_Corn"},
+        {"longitude": 15.001, "latitude": 45.001, "start_date": "2013-09-14", "end_date": "2013-09-14", "label": "Cerrado"},
+    ]
+    f = read_labels(write_points_csv(tmp_path / "sits.csv", rows), TINY_CRS).features
+    assert [str(d.date()) for d in f["from"]] == ["2013-09-14", "2013-09-14"]
+    assert [str(d.date()) for d in f["to"]] == ["2014-08-30", "2013-09-15"]  # the end date stays inside
+    bad = [{"longitude": 15.0, "latitude": 45.0, "start_date": "2013-09-14", "end_date": "later", "label": "a"}]
+    with pytest.raises(CropseqError, match="'end_date' value"):
+        read_labels(write_points_csv(tmp_path / "bad.csv", bad), TINY_CRS)
