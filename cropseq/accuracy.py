@@ -92,6 +92,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cropseq.errors import CropseqError
+from cropseq.figures import pyplot, save_png
 
 #: Axis convention of every error matrix in this module.
 MATRIX_AXES = "rows = map class, columns = reference class"
@@ -789,12 +790,8 @@ def plot_areas(assessment: AccuracyAssessment, path: str | os.PathLike[str], tit
     Returns:
         The path written.
     """
-    import matplotlib
+    plt = pyplot()
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from cropseq.atomic import atomic_path
 
     names = list(assessment.classes)
     x = np.arange(len(names))
@@ -821,9 +818,7 @@ def plot_areas(assessment: AccuracyAssessment, path: str | os.PathLike[str], tit
         ax.set_title(f"{title or 'Mapped vs estimated area'}\n{oa_text} ({assessment.design})", fontsize=10)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        path = save_png(fig, path)
     finally:
         plt.close(fig)
     return path

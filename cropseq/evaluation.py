@@ -46,7 +46,9 @@ import numpy as np
 from cropseq.atomic import atomic_path, register_input
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
+from cropseq.figures import pyplot, save_png
 from cropseq.predictor import Predictor
+from cropseq.raster_metadata import pam_category_names
 from cropseq.sequences import SequenceArrays
 
 CONFUSION_AXES = "rows = reference (true), columns = predicted"
@@ -217,10 +219,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | os.PathLike[str],
     Returns:
         The path written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     cm = np.asarray(metrics["confusion_matrix"], dtype=np.int64)
     labels = [str(v) for v in metrics["labels"]]
@@ -249,9 +248,7 @@ def plot_confusion_matrix(metrics: dict[str, Any], path: str | os.PathLike[str],
         head = title or "Confusion matrix"
         ax.set_title(f"{head}\n{summary_line(metrics)}", fontsize=10)
         fig.tight_layout()
-        path = Path(path)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
+        path = save_png(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -466,14 +463,8 @@ def raster_class_names(path: str | os.PathLike[str]) -> dict[int, str]:
     with rasterio.open(path) as ds:
         tags = {**ds.tags(), **ds.tags(1)}
         table = _table_from_tags(tags)
-        if not table:
-            try:  # GDAL category names (rasterio has no public accessor; the .aux.xml/PAM form)
-                from osgeo import gdal  # type: ignore[import-not-found]
-
-                cats = gdal.Open(str(path)).GetRasterBand(1).GetCategoryNames() or []
-                table = {i: str(n) for i, n in enumerate(cats) if n}
-            except Exception:  # noqa: BLE001 - GDAL Python bindings are optional
-                table = {}
+    if not table:
+        table = pam_category_names(path)  # GDAL categories in the .aux.xml (QGIS/ArcGIS rasters too)
     if not table:
         qml = path.with_suffix(".qml")
         if qml.is_file():

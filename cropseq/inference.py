@@ -1199,16 +1199,16 @@ def run_prediction(
     else:
         device = _resolve_device(device)
 
+    slots = _parallel_slots(workers, threads, scheduler)
     if isinstance(stack, xr.DataArray):
         cube = stack
     else:
         from cropseq.io import open_stack
 
-        cube = open_stack(stack, chunks=int(chunk or DEFAULT_CHUNK))
+        # One open: the automatic chunk edge is decided once the grid's size is known.
+        cube = open_stack(stack, chunks=chunk or (lambda h, w: auto_chunk(h, w, slots)))
     if chunk is None:
-        chunk = auto_chunk(cube.sizes["y"], cube.sizes["x"], _parallel_slots(workers, threads, scheduler))
-        if chunk != DEFAULT_CHUNK and not isinstance(stack, xr.DataArray):
-            cube = open_stack(stack, chunks=chunk)  # lazy: headers only
+        chunk = auto_chunk(cube.sizes["y"], cube.sizes["x"], slots)  # what open_stack used
 
     if scheduler:
         mode = "scheduler"

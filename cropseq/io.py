@@ -21,7 +21,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -290,10 +290,11 @@ def _build_cube(
     crs: CRS | None,
     transform: Affine,
     shape: tuple[int, int],
-    chunks: int,
+    chunks: Chunks,
     source: str,
     native: dict[str, tuple[float, float, str | None]] | None = None,
 ) -> xr.DataArray:
+    chunks = _chunk_edge(chunks, shape)
     ych, xch = _spatial_chunks(shape[0], chunks), _spatial_chunks(shape[1], chunks)
     name = "open_stack-" + tokenize(reader, chunks, shape)
     arr = _lazy_blocks(reader, ych, xch, 0, (len(times), len(bands)), name)
@@ -439,13 +440,26 @@ def is_tile_store(path: str | os.PathLike[str]) -> bool:
     return p.is_dir() and (p.suffix == ".zarr" or (p / "zarr.json").is_file() or (p / ".zgroup").is_file())
 
 
-def open_stack(path: str | os.PathLike[str], chunks: int = 512, grid: GridSpec | None = None) -> xr.DataArray:
+#: A chunk edge, or a function of the grid's ``(height, width)`` returning one (decided
+#: once the grid is known, without opening the stack twice).
+Chunks = int | Callable[[int, int], int]
+
+
+def _chunk_edge(chunks: Chunks, shape: tuple[int, int]) -> int:
+    edge = int(chunks(*shape)) if callable(chunks) else int(chunks)
+    if edge < 1:
+        raise CropseqError(f"chunk size must be >= 1, not {edge}")
+    return edge
+
+
+def open_stack(path: str | os.PathLike[str], chunks: Chunks = 512, grid: GridSpec | None = None) -> xr.DataArray:
     """Open a stack as the cube (lazy; only raster headers are read here).
 
     Args:
         path: A ``stack.yaml`` manifest, a folder holding ``stack.yaml``, or a Zarr tile
             store (``*.zarr``) written by :func:`cropseq.tiling.write_tile`.
-        chunks: Spatial chunk size in pixels (each chunk holds every date and band).
+        chunks: Spatial chunk size in pixels (each chunk holds every date and band), or a
+            function of the grid's ``(height, width)`` that returns it.
         grid: A target grid overriding the manifest's ``grid:`` (e.g. from CLI options);
             every raster is read onto it (see :mod:`cropseq.grid`). Not for tile stores.
 
@@ -458,8 +472,8 @@ def open_stack(path: str | os.PathLike[str], chunks: int = 512, grid: GridSpec |
         CropseqError: missing/unreadable manifest or raster, grids that differ (naming both
             files), band or date counts that do not match the manifest.
     """
-    if chunks < 1:
-        raise CropseqError(f"chunk size must be >= 1, not {chunks}")
+    if not callable(chunks):
+        _chunk_edge(chunks, (1, 1))  # a bad size fails before any file is read
     p = Path(path)
     if not p.exists():
         raise CropseqError("stack not found", p)
@@ -471,7 +485,7 @@ def open_stack(path: str | os.PathLike[str], chunks: int = 512, grid: GridSpec |
     return _open_manifest(m, chunks, grid)
 
 
-def _open_manifest(m: StackManifest, chunks: int, grid: GridSpec | None = None) -> xr.DataArray:
+def _open_manifest(m: StackManifest, chunks: Chunks, grid: GridSpec | None = None) -> xr.DataArray:
     order = m.date_order
     mname = m.path
     headers: dict[Path, _Header] = {}
@@ -696,7 +710,7 @@ def _band_source(
     )
 
 
-def _open_zarr(p: Path, chunks: int) -> xr.DataArray:
+def _open_zarr(p: Path, chunks: Chunks) -> xr.DataArray:
     try:
         ds = xr.open_zarr(p, chunks={}, decode_coords="all", consolidated=False)
     except Exception as e:  # zarr/xarray raise many types for a broken store
@@ -712,7 +726,8 @@ def _open_zarr(p: Path, chunks: int) -> xr.DataArray:
     for k in ("grid_mapping", "_FillValue"):
         attrs.pop(k, None)
     cube = cube.drop_vars([c for c in ("spatial_ref",) if c in cube.coords])
-    cube = cube.astype(np.float32).chunk({"time": -1, "band": -1, "y": chunks, "x": chunks})
+    edge = _chunk_edge(chunks, (cube.sizes["y"], cube.sizes["x"]))
+    cube = cube.astype(np.float32).chunk({"time": -1, "band": -1, "y": edge, "x": edge})
     cube = cube.assign_coords(band=np.array([str(b) for b in cube["band"].values], dtype=str))
     cube.attrs = attrs
     cube.attrs["source"] = str(p.resolve())

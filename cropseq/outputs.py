@@ -55,10 +55,25 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from cropseq.atomic import atomic_path, check_writable, no_space_error, register_input, remove_path, temp_sibling
+from cropseq.atomic import (
+    atomic_path,
+    check_writable,
+    no_space_error,
+    register_input,
+    remove_path,
+    temp_sibling,
+)
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
-from cropseq.raster_metadata import CONFIDENCE_RAMP, UNCERTAINTY_RAMP, class_band_items, pam_xml, ramp_qml
+from cropseq.figures import pyplot, save_png
+from cropseq.raster_metadata import (
+    CONFIDENCE_RAMP,
+    QML_MIN_MAX_ORIGIN,
+    UNCERTAINTY_RAMP,
+    class_band_items,
+    pam_xml,
+    ramp_qml,
+)
 from cropseq.uncertainty import MEASURES
 
 #: Tile size of every COG written here.
@@ -181,14 +196,7 @@ def qml_text(classes: ClassTable) -> str:
     </provider>
     <rasterrenderer type="paletted" band="1" opacity="1" alphaBand="-1" nodataColor="">
       <rasterTransparency/>
-      <minMaxOrigin>
-        <limits>None</limits>
-        <extent>WholeRaster</extent>
-        <statAccuracy>Estimated</statAccuracy>
-        <cumulativeCutLower>0.02</cumulativeCutLower>
-        <cumulativeCutUpper>0.98</cumulativeCutUpper>
-        <stdDevFactor>2</stdDevFactor>
-      </minMaxOrigin>
+{QML_MIN_MAX_ORIGIN}
       <colorPalette>
 {entries}
       </colorPalette>
@@ -967,10 +975,7 @@ def write_preview(
         max_size: Longest side of the rendered raster, in pixels.
         title: Figure title (default: the map's file name).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -1000,9 +1005,7 @@ def write_preview(
         ax.set_title(title or map_path.name)
         ax.tick_params(labelsize=7)
         fig.tight_layout()
-        png = Path(png)
-        with atomic_path(png) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
+        png = save_png(fig, png, bbox_inches="tight")
     finally:
         plt.close(fig)
     return png

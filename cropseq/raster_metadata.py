@@ -15,7 +15,10 @@ legend/attribute table.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
 from cropseq.classes import ClassTable
@@ -73,9 +76,42 @@ def pam_xml(classes: ClassTable, pixels: Any = None, hectares: Any = None) -> st
     )
 
 
+def pam_category_names(raster: str | os.PathLike[str]) -> dict[int, str]:
+    """GDAL category names of band 1 from the raster's PAM sidecar (``<raster>.aux.xml``).
+
+    The reader of what :func:`pam_xml` writes, and of the sidecars QGIS, ArcGIS or GDAL
+    write for other class rasters (rasterio has no accessor for categories). ``{}`` when
+    there is no sidecar, no category list, or the XML is unreadable.
+    """
+    aux = Path(f"{os.fspath(raster)}.aux.xml")
+    if not aux.is_file():
+        return {}
+    try:
+        root = ElementTree.parse(aux).getroot()
+    except (ElementTree.ParseError, OSError):
+        return {}
+    band = next((b for b in root.iter("PAMRasterBand") if b.get("band", "1") == "1"), None)
+    names = band.find("CategoryNames") if band is not None else None
+    if names is None:
+        return {}
+    return {i: (c.text or "").strip() for i, c in enumerate(names.iter("Category")) if (c.text or "").strip()}
+
+
 #: Ramps of the continuous styles: (value fraction, colour).
 CONFIDENCE_RAMP = ((0.0, "#d7191c"), (0.5, "#fdae61"), (0.75, "#ffffbf"), (1.0, "#1a9641"))
 UNCERTAINTY_RAMP = ((0.0, "#1a9641"), (0.25, "#ffffbf"), (0.5, "#fdae61"), (1.0, "#d7191c"))
+
+
+#: The ``<minMaxOrigin>`` element every QGIS raster style of the package carries (QGIS
+#: writes it with these defaults; the class map's paletted style shares it).
+QML_MIN_MAX_ORIGIN = """      <minMaxOrigin>
+        <limits>None</limits>
+        <extent>WholeRaster</extent>
+        <statAccuracy>Estimated</statAccuracy>
+        <cumulativeCutLower>0.02</cumulativeCutLower>
+        <cumulativeCutUpper>0.98</cumulativeCutUpper>
+        <stdDevFactor>2</stdDevFactor>
+      </minMaxOrigin>"""
 
 
 def ramp_qml(label: str, ramp: tuple[tuple[float, str], ...] = CONFIDENCE_RAMP, vmin: float = 0.0, vmax: float = 1.0) -> str:
@@ -89,14 +125,7 @@ def ramp_qml(label: str, ramp: tuple[tuple[float, str], ...] = CONFIDENCE_RAMP, 
   <pipe>
     <rasterrenderer type="singlebandpseudocolor" band="1" opacity="1" alphaBand="-1" classificationMin="{vmin:g}" classificationMax="{vmax:g}" nodataColor="">
       <rasterTransparency/>
-      <minMaxOrigin>
-        <limits>None</limits>
-        <extent>WholeRaster</extent>
-        <statAccuracy>Estimated</statAccuracy>
-        <cumulativeCutLower>0.02</cumulativeCutLower>
-        <cumulativeCutUpper>0.98</cumulativeCutUpper>
-        <stdDevFactor>2</stdDevFactor>
-      </minMaxOrigin>
+{QML_MIN_MAX_ORIGIN}
       <rastershader>
         <colorrampshader colorRampType="INTERPOLATED" classificationMode="1" clip="0" minimumValue="{vmin:g}" maximumValue="{vmax:g}" labelPrecision="2">
           <colorramp type="gradient" name="[source]">

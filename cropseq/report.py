@@ -42,6 +42,7 @@ import numpy as np
 
 from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
+from cropseq.figures import pyplot
 
 PathLike = str | os.PathLike[str]
 
@@ -242,10 +243,7 @@ def map_preview(
     area_csv: PathLike | None = None,
 ) -> bytes:
     """PNG bytes of a crop map with its legend (only classes present in the map)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
@@ -276,10 +274,7 @@ def map_preview(
 
 def confidence_preview(conf_path: PathLike, *, max_size: int = 1024, title: str | None = None) -> bytes:
     """PNG bytes of a confidence map (0..1 or percent) with a colour bar."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     path = Path(conf_path)
     data, b, _ = _read_decimated(path, max_size)

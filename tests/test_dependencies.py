@@ -43,13 +43,6 @@ NOT_IMPORTED: dict[str, str] = {
     "pytest-timeout": "pytest plugin: the timeout marker and --timeout",
 }
 
-#: Modules imported only as optional extras or fallbacks, each import inside a ``try``
-#: statement that catches ImportError (checked): they need not be declared.
-OPTIONAL: dict[str, str] = {
-    "osgeo": "GDAL's Python bindings: category names of foreign crop maps when installed",
-    "click": "fallback for typer < 0.20, which depends on click itself (newer typer vendors it)",
-}
-
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
 _EXTRA_RE = re.compile(r"""extra\s*==\s*["']([^"']+)["']""")
 
@@ -147,22 +140,18 @@ def import_sites(root: Path) -> list[tuple[str, str, bool]]:
     return out
 
 
-def imported_modules(root: Path, *, skip_optional: bool = False) -> dict[str, list[str]]:
+def imported_modules(root: Path) -> dict[str, list[str]]:
     """Top-level names of every absolute import under ``root`` -> where they occur.
+
+    Guarded imports (inside a ``try``) count too: a fallback the fresh install lacks is a
+    code path that fails, or one that never runs.
 
     Args:
         root: A folder (every ``*.py`` below it) or one file.
-        skip_optional: Leave out :data:`OPTIONAL` modules where every import of them is
-            guarded by a ``try`` that catches ImportError.
     """
-    sites = import_sites(root)
     found: dict[str, list[str]] = {}
-    for name, where, _ in sites:
+    for name, where, _ in import_sites(root):
         found.setdefault(name, []).append(where)
-    if skip_optional:
-        for name in OPTIONAL:
-            if name in found and all(g for n, _, g in sites if n == name):
-                del found[name]
     return found
 
 
@@ -190,7 +179,7 @@ def _own_modules() -> set[str]:
 def uncovered(root: Path, allowed: set[str]) -> list[str]:
     """Third-party imports under ``root`` whose distribution is not in ``allowed``."""
     bad = []
-    for module, where in sorted(third_party(imported_modules(root, skip_optional=True), _own_modules()).items()):
+    for module, where in sorted(third_party(imported_modules(root), _own_modules()).items()):
         dists = distributions_of(module)
         if not dists:
             bad.append(f"{module} (no installed distribution provides it) at {where[0]}")
@@ -247,7 +236,7 @@ def test_the_check_sees_imports_inside_functions_and_try_blocks(tmp_path):
     assert [g for _, _, g in import_sites(src)] == [True, True]
     assert "rich" in {m for m in found if distributions_of(m) & with_extras(["rich>=13"])}
     assert with_extras(["dask[distributed]"]) >= {"dask", "distributed"}
-    # an optional module is excused only where a try guards it
+    # no module is excused: guarded (tqdm) or not (osgeo), each must be declared
     src.write_text(src.read_text() + "import osgeo\n")
     bad = uncovered(src, with_extras(["rich>=13"]))
     assert [b.split()[0] for b in bad] == ["osgeo", "tqdm"], bad

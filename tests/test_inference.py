@@ -690,3 +690,21 @@ def test_auto_chunk_gives_every_thread_work() -> None:
     assert auto_chunk(4096, 4096, 2) == 512  # big scenes keep the large chunks
     assert auto_chunk(100, 100, 8) == 128  # never below the floor
     assert auto_chunk(1024, 1024, 2) == 256  # 4 chunks of 512 < 8: 16 of 256
+
+
+def test_automatic_chunks_open_the_stack_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunk edge follows the grid's size, decided inside the one ``open_stack`` of a
+    prediction (manifest, headers and fill-value sample read once, not again for the size)."""
+    from _data_fixtures import write_stack
+
+    import cropseq.io
+
+    inference.clear_predictor_cache()
+    stack = write_stack(tmp_path / "s", shape=(300, 300), n_dates=4, bands=BANDS)[0]
+    model = make_predictor(patch=3).save(tmp_path / "m.npz")
+    calls = []
+    real = cropseq.io.load_manifest
+    monkeypatch.setattr(cropseq.io, "load_manifest", lambda p: calls.append(p) or real(p))
+    res = run_prediction(model, stack, tmp_path / "map.tif", workers=0, threads=2, min_valid=1, loader=load_centroid)
+    assert len(calls) == 1
+    assert res.chunks == 9  # 300 px: 512 gives 1 chunk < 4 x 2 slots; 256 gives 4; 128 gives 3 x 3

@@ -345,3 +345,22 @@ def test_stac_item_of_a_grid_without_crs_has_no_footprint() -> None:
                               area=None, qml=None, aux=None)  # fmt: skip
     item = stac_item(Path("/x/map.tif"), outputs, ClassTable.from_names(["a", "b"]), grid)
     assert item["geometry"] is None and "bbox" not in item
+
+
+def test_class_names_of_a_foreign_raster_come_from_its_pam_sidecar(tmp_path: Path) -> None:
+    """A class raster from QGIS/ArcGIS/GDAL keeps its category names only in ``.aux.xml``:
+    they are read without GDAL's Python bindings (not a dependency)."""
+    import rasterio
+
+    from cropseq.classes import ClassTable
+    from cropseq.evaluation import raster_class_names
+    from cropseq.raster_metadata import pam_xml
+
+    path = tmp_path / "landcover.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8") as dst:
+        dst.write(np.ones((1, 4, 4), np.uint8))
+    assert raster_class_names(path) == {}
+    (tmp_path / "landcover.tif.aux.xml").write_text(pam_xml(ClassTable.from_names(["crop", "forest & wood"])))
+    assert raster_class_names(path) == {1: "crop", 2: "forest & wood"}
+    (tmp_path / "landcover.tif.aux.xml").write_text("<PAMDataset><broken")
+    assert raster_class_names(path) == {}

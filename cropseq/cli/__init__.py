@@ -16,10 +16,9 @@ from collections.abc import Iterator
 
 import typer
 
-try:  # typer >= 0.20 vendors click; its exceptions are not the ``click`` package's
-    from typer._click import exceptions as _click_exc
-except ImportError:  # pragma: no cover - older typer uses click itself
-    from click import exceptions as _click_exc
+# typer >= 0.26 vendors click (pinned in pyproject.toml): its usage errors are these classes,
+# not the ``click`` package's, which a fresh install need not have at all.
+from typer._click import exceptions as _click_exc
 
 from cropseq.atomic import inputs_scope
 from cropseq.errors import CropseqError, Interrupted

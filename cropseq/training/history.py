@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cropseq.atomic import atomic_path
+from cropseq.figures import pyplot, save_png
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -26,10 +27,7 @@ def write_history(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> P
 
 def plot_history(path: str | os.PathLike[str], rows: list[dict[str, Any]], best_epoch: int | None = None) -> Path:
     """Training curves PNG: losses (left axis), validation accuracy (right axis), LR (bottom)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     ep = [r["epoch"] for r in rows]
 
@@ -61,7 +59,7 @@ def plot_history(path: str | os.PathLike[str], rows: list[dict[str, Any]], best_
     axl.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     axl.grid(alpha=0.3)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    try:
+        return save_png(fig, path, dpi=110)
+    finally:
+        plt.close(fig)
