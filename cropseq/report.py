@@ -46,7 +46,8 @@ from cropseq.figures import pyplot
 
 PathLike = str | os.PathLike[str]
 
-__all__ = ["build_report", "confidence_preview", "map_preview", "read_benchmarks"]
+__all__ = ["build_report", "confidence_preview", "error_map", "map_preview", "panels_preview", "read_benchmarks",
+           "rgb_and_valid_previews"]
 
 
 # --------------------------------------------------------------------------- small helpers
@@ -568,6 +569,201 @@ def _kv_table(d: Mapping[str, Any], depth: int = 0) -> str:
     return _table(["key", "value"], rows, "kv")
 
 
+# --------------------------------------------------------------------------- map products
+#: Error-map categories: (value, label, colour).
+_ERROR_CLASSES = ((1, "right", "#1a9641"), (2, "wrong", "#d7191c"), (3, "no reference", "#e6e6e6"))
+
+
+def _rgba_lut(table: Sequence[tuple[int, str, str]]) -> np.ndarray:
+    """``(256, 4)`` RGBA (0..1) per class code; unknown codes and 0 transparent."""
+    rgba = np.zeros((256, 4), np.float32)
+    for code, _, colour in table:
+        h = colour.lstrip("#")
+        rgba[code] = [int(h[0:2], 16) / 255, int(h[2:4], 16) / 255, int(h[4:6], 16) / 255, 1.0]
+    return rgba
+
+
+def error_map(map_codes: np.ndarray, truth_codes: np.ndarray, map_names: Mapping[int, str],
+              truth_names: Mapping[int, str]) -> np.ndarray:
+    """Per pixel 1 right / 2 wrong / 3 classified without reference / 0 unclassified.
+
+    Codes are compared by class name (each raster's own names), as ``cropseq evaluate`` does.
+    """
+    m = np.asarray(map_codes, np.int64)
+    t = np.asarray(truth_codes, np.int64)
+    mname = np.array([map_names.get(i, f"code {i}") for i in range(256)], dtype=object)
+    tname = np.array([truth_names.get(i, f"code {i}") for i in range(256)], dtype=object)
+    has_ref = (t > 0) & (t < 256)
+    right = has_ref & (mname[np.clip(m, 0, 255)] == tname[np.clip(t, 0, 255)])
+    out = np.where(has_ref, np.where(right, 1, 2), 3)
+    return np.where(m > 0, out, 0).astype(np.uint8)
+
+
+def panels_preview(
+    map_path: PathLike,
+    *,
+    confidence: PathLike | None = None,
+    uncertainty: PathLike | None = None,
+    truth: PathLike | None = None,
+    max_size: int = 512,
+    area_csv: PathLike | None = None,
+) -> bytes:
+    """PNG bytes: the map, confidence, uncertainty and (with a truth raster) the error map
+    side by side on one extent, with one shared legend (classes and error categories) and a
+    0..1 scale under each continuous layer."""
+    plt = pyplot()
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.patches import Patch
+
+    from cropseq.evaluation import raster_class_names
+
+    path = Path(map_path)
+    table = _class_table_of(path, Path(area_csv) if area_csv else None)
+    data, b, _ = _read_decimated(path, max_size)
+    codes = np.asarray(data.filled(0), np.int64)
+    extent = (b.left, b.right, b.bottom, b.top)
+    panels: list[tuple[str, Any, dict[str, Any]]] = [("crop map", _rgba_lut(table)[np.clip(codes, 0, 255)], {})]
+    for layer, title in ((confidence, "confidence"), (uncertainty, None)):
+        if layer is not None:
+            arr = np.ma.masked_invalid(_read_decimated(Path(layer), max_size)[0].astype(np.float32))
+            label = title or Path(layer).name.split(".")[-2]
+            panels.append((label + (" (1 = certain)" if title else " (1 = uncertain)"), arr,
+                           {"cmap": "viridis" if title else "magma_r", "vmin": 0.0, "vmax": 1.0}))
+    if truth is not None:
+        tcodes = np.asarray(_read_decimated(Path(truth), max_size)[0].filled(0), np.int64)
+        names = {c: n for c, n, _ in table}
+        err = error_map(codes, tcodes, names, raster_class_names(truth) or names)
+        lut = _rgba_lut([(v, n, c) for v, n, c in _ERROR_CLASSES])
+        panels.append((f"errors vs {Path(truth).name}", lut[err], {}))
+    h, w = codes.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4 * h / max(w, 1) + 1.6), dpi=100,
+                             sharex=True, sharey=True, squeeze=False, layout="constrained")
+    for ax, (title, arr, style) in zip(axes[0], panels, strict=True):
+        im = ax.imshow(arr, interpolation="nearest", extent=extent, **style)
+        # A continuous layer's 0..1 scale under the panel; an invisible one under the others
+        # keeps every panel the same size.
+        bar = fig.colorbar(im if style else ScalarMappable(), ax=ax, location="bottom", shrink=0.8, aspect=25, pad=0.02)
+        bar.ax.set_visible(bool(style))
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    present = set(np.unique(codes).tolist())
+    handles = [Patch(facecolor=c, edgecolor="0.3", label=n) for code, n, c in table if code in present]
+    if truth is not None:
+        handles += [Patch(facecolor=c, edgecolor="0.3", label=f"error map: {n}") for _, n, c in _ERROR_CLASSES]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(6, max(1, len(handles))), frameon=False,
+               fontsize=8)
+    return _savefig(fig)
+
+
+def rgb_and_valid_previews(stack: PathLike, max_size: int = 512) -> tuple[bytes, bytes, str]:
+    """PNG bytes of the scene's RGB composite and of the per-date share of valid pixels.
+
+    RGB: bands by name (B04/B03/B02, else red/green/blue), else the stack's first three;
+    the per-band median over the dates, 2-98 % stretched. Valid share: pixels with all
+    three bands observed, per date (cloud gaps show as short bars). Both from every
+    ``step``-th pixel so the read stays bounded by the preview size.
+
+    Returns:
+        ``(rgb_png, valid_png, note)`` where the note names the bands and the sampling.
+    """
+    plt = pyplot()
+
+    from cropseq.io import open_stack
+    from cropseq.parcels import median_composite, pick_bands, read_bands, stretch
+
+    cube = open_stack(stack)
+    names = [str(v) for v in cube["band"].values]
+    bands = pick_bands(names, (("B04", "red"), ("B03", "green"), ("B02", "blue")), 3)
+    if len(bands) < 3:  # one- or two-band stacks: grey
+        bands = (bands * 3)[:3]
+    step = max(1, math.ceil(max(cube.sizes["y"], cube.sizes["x"]) / max_size))
+    values = read_bands(cube, bands, step=step)
+    rgb = np.moveaxis(stretch(median_composite(cube, bands, values=values)), 0, -1)
+    t = cube.rio.transform()
+    extent = (t.c, t.c + cube.sizes["x"] * t.a, t.f + cube.sizes["y"] * t.e, t.f)
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 6 * rgb.shape[0] / max(rgb.shape[1], 1))), dpi=100)
+    ax.imshow(rgb, interpolation="nearest", extent=extent)
+    ax.set_title(f"median over {cube.sizes['time']} dates of {', '.join(bands)} (2-98 % stretch)", fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(useOffset=False, style="plain")
+    rgb_png = _savefig(fig)
+    share = np.isfinite(values).all(axis=1).mean(axis=(1, 2))
+    dates = [str(d)[:10] for d in cube["time"].values]
+    fig, ax = plt.subplots(figsize=(max(6, 0.28 * len(dates)), 3), dpi=100)
+    ax.bar(range(len(dates)), 100 * share, color=["#d7191c" if s < 0.5 else "#2b83ba" for s in share])
+    ax.set_xticks(range(len(dates)), dates, rotation=90, fontsize=7)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("valid pixels (%)")
+    ax.set_title("share of valid (cloud-free, observed) pixels per date; red: under 50 %", fontsize=9)
+    valid_png = _savefig(fig)
+    note = f"bands {', '.join(bands)}" + (f"; every {step}th pixel in each direction" if step > 1 else "")
+    return rgb_png, valid_png, note
+
+
+def _map_section(map_p: Path | None, conf_p: Path | None, unc_p: Path | None, truth_p: Path | None,
+                 area_p: Path | None, preview: PathLike | None, conf_png: PathLike | None, size: int) -> str:
+    """The crop-map section: side-by-side panels, the previews with legends, the map's grid."""
+    figs = []
+    if map_p is not None and (conf_p or unc_p or truth_p):
+        png = panels_preview(map_p, confidence=conf_p, uncertainty=unc_p, truth=truth_p,
+                             max_size=min(size, 512), area_csv=area_p)
+        what = "map, confidence" + (", uncertainty" if unc_p else "") + (", errors against the reference" if truth_p else "")
+        figs.append(_figure(_img(png, "map panels"), f"{what}: one extent, one legend"))
+    for path, out_png, make, alt, caption in (
+        (map_p, preview, lambda p: map_preview(p, max_size=size, title="crop map", area_csv=area_p), "crop map preview",
+         "class codes with the map's colours and names"),
+        (conf_p, conf_png, lambda p: confidence_preview(p, max_size=size, title="confidence"), "confidence preview",
+         "probability of the mapped class"),
+    ):
+        if path is None:
+            continue
+        png = make(path)
+        if out_png is not None:
+            with atomic_path(out_png) as tmp:
+                Path(tmp).write_bytes(png)
+        figs.append(_figure(_img(png, alt), f"{path.name}: {caption}"))
+    body = f'<div class="figs">{"".join(figs)}</div>'
+    if map_p is not None:
+        import rasterio
+
+        with rasterio.open(map_p) as src:
+            info = {
+                "file": map_p.name, "size": f"{src.width} x {src.height} px",
+                "pixel size": f"{abs(src.transform.a):g} x {abs(src.transform.e):g}",
+                "CRS": _crs_label(src.crs),
+                "overviews": ", ".join(map(str, src.overviews(1))) or "none",
+                "nodata": "none" if src.nodata is None else f"{src.nodata:g}",
+            }
+        body += _kv_table(info)
+    return body
+
+
+def _scene_section(stack: Path, size: int) -> str:
+    """The image: RGB composite and per-date valid share."""
+    rgb, valid, note = rgb_and_valid_previews(stack, max_size=min(size, 768))
+    return ('<div class="figs">' + _figure(_img(rgb, "RGB composite"), f"RGB composite ({note})")
+            + _figure(_img(valid, "valid pixels per date"), "valid pixels per date") + "</div>")
+
+
+def _parcels_section(parcels_map: Path | None, metrics: Any, size: int) -> str:
+    """The parcel map preview and, when scored, the share of reference parcels classed right."""
+    body = ""
+    if metrics is not None:
+        share, ci = metrics.get("share_right"), metrics.get("ci95")
+        body += (f"<p>Majority class right for <b>{_fmt(metrics.get('right'))} of {_fmt(metrics.get('scored'))}</b> "
+                 f"reference parcels: <b>{_fmt(share)}{_ci(ci)}</b> (95 % Wilson interval; reference: "
+                 f"{_esc(metrics.get('reference'))}; {_fmt(metrics.get('n_parcels'))} parcels in all).</p>")
+        rows = [[_esc(name), _fmt(c.get("fields")), _fmt(c.get("right")), _fmt(c.get("share_right"))]
+                for name, c in (metrics.get("per_class") or {}).items()]
+        if rows:
+            body += _table(["reference class", "parcels", "right", "share right"], rows, "num")
+    if parcels_map is not None:
+        png = map_preview(parcels_map, max_size=size, title="parcel map (majority class per parcel)")
+        body += f'<div class="figs">{_figure(_img(png, "parcel map"), parcels_map.name)}</div>'
+    return body
+
+
 # --------------------------------------------------------------------------- the report
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1150px;
@@ -615,6 +811,11 @@ def build_report(
     preview: PathLike | None = None,
     confidence_preview_png: PathLike | None = None,
     preview_size: int = 1024,
+    uncertainty: PathLike | None = None,
+    truth: PathLike | None = None,
+    stack: PathLike | None = None,
+    parcels: PathLike | None = None,
+    parcels_metrics: PathLike | None = None,
 ) -> Path:
     """Write one self-contained HTML report to ``out`` (atomically) and return its path.
 
@@ -642,6 +843,11 @@ def build_report(
         preview: Also write the crop-map preview PNG here.
         confidence_preview_png: Also write the confidence preview PNG here.
         preview_size: Longest side in pixels of the map previews.
+        uncertainty: An uncertainty COG (``predict --uncertainty``), shown beside the map.
+        truth: A reference class raster on the map's grid: the error map beside the map.
+        stack: The image stack: RGB composite and per-date share of valid pixels.
+        parcels: The parcel map COG (``cropseq parcels``).
+        parcels_metrics: Its scoring JSON (share of reference parcels classed right).
 
     Raises:
         CropseqError: an input that was given does not exist or cannot be read, or an
@@ -668,6 +874,9 @@ def build_report(
     assess_p = _need(assess, "accuracy assessment")
     assess_plot_p = _need(assess_plot, "area plot")
     stack_p = _need(stack_summary, "stack summary")
+    unc_p, truth_p = _need(uncertainty, "uncertainty map"), _need(truth, "reference raster")
+    image_p, parcels_p = _need(stack, "image stack"), _need(parcels, "parcel map")
+    parcels_metrics_p = _need(parcels_metrics, "parcel metrics")
     config_p = _need(run_config, "run configuration")
     bench_p = Path(benchmarks) if benchmarks is not None else None
 
@@ -706,35 +915,15 @@ def build_report(
         cards.append((f"{ha:,.0f} ha", f"classified area, {len(rows)} classes"))
     cards_html = "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div></div>' for v, k in cards)
 
-    # map
+    # map, the image, parcels
     if map_p is not None or conf_p is not None:
-        figs = []
-        if map_p is not None:
-            png = map_preview(map_p, max_size=preview_size, title="crop map", area_csv=area_p)
-            if preview is not None:
-                with atomic_path(preview) as tmp:
-                    Path(tmp).write_bytes(png)
-            figs.append(_figure(_img(png, "crop map preview"), f"{map_p.name}: class codes with the map's colours and names"))
-        if conf_p is not None:
-            png = confidence_preview(conf_p, max_size=preview_size, title="confidence")
-            if confidence_preview_png is not None:
-                with atomic_path(confidence_preview_png) as tmp:
-                    Path(tmp).write_bytes(png)
-            figs.append(_figure(_img(png, "confidence preview"), f"{conf_p.name}: probability of the mapped class"))
-        body = f'<div class="figs">{"".join(figs)}</div>'
-        if map_p is not None:
-            import rasterio
-
-            with rasterio.open(map_p) as src:
-                info = {
-                    "file": map_p.name, "size": f"{src.width} x {src.height} px",
-                    "pixel size": f"{abs(src.transform.a):g} x {abs(src.transform.e):g}",
-                    "CRS": _crs_label(src.crs),
-                    "overviews": ", ".join(map(str, src.overviews(1))) or "none",
-                    "nodata": "none" if src.nodata is None else f"{src.nodata:g}",
-                }
-            body += _kv_table(info)
+        body = _map_section(map_p, conf_p, unc_p, truth_p, area_p, preview, confidence_preview_png, preview_size)
         section("map", "Crop map", body)
+    if image_p is not None:
+        section("scene", "The image", _scene_section(image_p, preview_size))
+    if parcels_p is not None or parcels_metrics_p is not None:
+        pm = _read_json(parcels_metrics_p, "parcel metrics") if parcels_metrics_p else None
+        section("parcels", "Parcel map", _parcels_section(parcels_p, pm, preview_size))
 
     # area
     if area_p is not None:

@@ -248,6 +248,9 @@ def test_end_to_end_outputs(tiny_run):
         "eval/map.json",
         "eval/assess.json",
         "eval/assess.areas.png",
+        "map/parcels.gpkg",
+        "map/parcels.tif",
+        "eval/parcels.json",
         "design/points.gpkg",
         "design/points.labelled.gpkg",
         "eval/deep.confusion.png",
@@ -342,6 +345,7 @@ DOWNSTREAM_OF_LABELS = {
     "sample_design": 1,
     "label_points": 1,
     "assess": 1,
+    "parcels": 1,
     "report": 1,
     "all": 1,
 }

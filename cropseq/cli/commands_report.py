@@ -68,10 +68,24 @@ def report_cmd(
     preview_size: Annotated[
         int, typer.Option("--preview-size", min=64, max=8192, help="Longest side of the map previews in pixels.")
     ] = 1024,
+    uncertainty: Annotated[
+        Path | None, typer.Option("--uncertainty", help="Uncertainty COG (predict --uncertainty), beside the map.")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option("--truth", help="Reference class raster on the map's grid: the error map.")
+    ] = None,
+    stack: Annotated[
+        Path | None, typer.Option("--stack", help="Image stack (stack.yaml): RGB composite, valid pixels per date.")
+    ] = None,
+    parcels: Annotated[Path | None, typer.Option("--parcels", help="Parcel map COG (cropseq parcels).")] = None,
+    parcels_metrics: Annotated[
+        Path | None, typer.Option("--parcels-metrics", help="Parcel scoring JSON (cropseq parcels --metrics).")
+    ] = None,
 ) -> None:
     """Build one self-contained HTML report (images embedded): metrics, confusion matrices,
-    training curves, map previews with legends, mapped and estimated areas with 95 % intervals,
-    map accuracy against the held-out reference, inputs, timings.
+    training curves, map previews with legends (map, confidence, uncertainty and error map side
+    by side), the image (RGB composite, valid pixels per date), the parcel map, mapped and
+    estimated areas with 95 % intervals, map accuracy against the held-out reference, inputs, timings.
 
     Every input is optional; sections without inputs are left out.
     """
@@ -98,5 +112,10 @@ def report_cmd(
         preview=preview,
         confidence_preview_png=confidence_preview,
         preview_size=preview_size,
+        uncertainty=uncertainty,
+        truth=truth,
+        stack=stack,
+        parcels=parcels,
+        parcels_metrics=parcels_metrics,
     )
     typer.echo(f"wrote {path}")

@@ -29,6 +29,7 @@ rule report:
     """One self-contained HTML report (images embedded) and PNG previews of the maps."""
     input:
         unpack(report_inputs),
+        unpack(report_product_inputs),
     output:
         html=report(
             out("{scene}", "report.html"),
@@ -51,6 +52,7 @@ rule report:
     params:
         models=report_args,
         map_metrics=report_map_args,
+        products=report_product_args,
         title=lambda wc: f"{config['report']['title']}: {wc.scene}",
         description=lambda wc: opt("--description", SCENES[wc.scene]["description"].strip() or None),
         benchmarks=lambda wc: out(wc.scene, "benchmarks"),
@@ -72,5 +74,5 @@ rule report:
         " {params.map_metrics} --assess {input.assess:q} --assess-plot {input.assess_plot:q}"
         " --stack-summary {input.stack_summary:q} --run-config {input.run_config:q}"
         " --benchmarks {params.benchmarks:q} --preview {output.preview:q}"
-        " --confidence-preview {output.confidence_preview:q} --preview-size {params.size}"
+        " --confidence-preview {output.confidence_preview:q} --preview-size {params.size} {params.products}"
         " > {log:q} 2>&1"
