@@ -27,12 +27,6 @@ class CropseqError(Exception):
         return f"{self.path}: {self.message}" if self.path else self.message
 
 
-def require(condition: bool, message: str, path: str | PathLike[str] | None = None) -> None:
-    """Raise :class:`CropseqError` unless ``condition`` holds."""
-    if not condition:
-        raise CropseqError(message, path)
-
-
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or another termination signal) received: unwinds like Ctrl-C.
 

@@ -47,7 +47,7 @@ from cropseq.atomic import atomic_path, register_input
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.figures import pyplot, save_png
-from cropseq.predictor import Predictor
+from cropseq.predictors import Predictor, band_indices
 from cropseq.raster_metadata import pam_category_names
 from cropseq.sequences import SequenceArrays
 
@@ -268,12 +268,7 @@ def align_arrays(predictor: Predictor, arrays: SequenceArrays, where: str | None
     Raises:
         CropseqError: naming the missing bands, or when the samples' patch is too small.
     """
-    missing = [b for b in predictor.bands if b not in arrays.bands]
-    if missing:
-        raise CropseqError(
-            f"the model needs bands {missing} that the samples lack (samples have {list(arrays.bands)})", where
-        )
-    order = [list(arrays.bands).index(b) for b in predictor.bands]
+    order = band_indices(predictor.bands, arrays.bands, where, what="samples")
     x = arrays.x if order == list(range(arrays.x.shape[2])) else arrays.x[:, :, order]
     p, q = int(predictor.patch), arrays.patch
     if q < p:
@@ -363,7 +358,7 @@ def evaluate_samples(
     under ``unknown_labels``, so a test set is never silently shrunk.
 
     Args:
-        predictor: Any :class:`~cropseq.predictor.Predictor` (deep model or RandomForest).
+        predictor: Any :class:`~cropseq.predictors.Predictor` (deep model or RandomForest).
         arrays: Labelled sequences (any band order / patch ≥ the model's).
         batch_size: Sequences per ``predict_proba`` call.
         where: File name used in error messages (the samples table).

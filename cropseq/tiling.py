@@ -208,56 +208,6 @@ def crop_core(tile_cube: xr.DataArray) -> xr.DataArray:
     return tile_cube.isel(y=slice(r, r + h), x=slice(c, c + w))
 
 
-def assemble_tiles(tile_cubes: Sequence[xr.DataArray]) -> xr.DataArray:
-    """Put tile cores back together into the scene (inverse of :func:`read_tile`).
-
-    Args:
-        tile_cubes: One array per tile (any leading dims; ``y``/``x`` last two), each with
-            the tile attrs; any order.
-
-    Returns:
-        The scene: cores placed by their ``tile_window``; CRS and transform restored.
-
-    Raises:
-        CropseqError: when the tiles do not form a complete grid.
-    """
-    if not tile_cubes:
-        raise CropseqError("no tiles to assemble")
-    items = sorted(((tuple(int(v) for v in t.attrs["tile_window"]), t) for t in tile_cubes), key=lambda it: it[0][:2])
-    rows: dict[int, list[tuple[tuple[int, ...], xr.DataArray]]] = {}
-    for win, t in items:
-        rows.setdefault(win[0], []).append((win, t))
-    row_arrays = []
-    expect_r = 0
-    width = None
-    for r0 in sorted(rows):
-        if r0 != expect_r:
-            raise CropseqError(f"tiles leave a gap: no tile starts at scene row {expect_r}")
-        expect_c = 0
-        parts = []
-        for win, t in rows[r0]:
-            if win[1] != expect_c:
-                raise CropseqError(f"tiles leave a gap or overlap at scene row {r0}, column {expect_c}")
-            parts.append(crop_core(t))
-            expect_c += win[3]
-        if width is not None and expect_c != width:
-            raise CropseqError(f"tile row at scene row {r0} is {expect_c} px wide, expected {width}")
-        width = expect_c
-        row_arrays.append(xr.concat(parts, dim="x") if len(parts) > 1 else parts[0])
-        expect_r += rows[r0][0][0][2]
-    out = xr.concat(row_arrays, dim="y") if len(row_arrays) > 1 else row_arrays[0]
-    first = items[0][1]
-    crs = cube_crs(first)
-    t = first.rio.transform()
-    halo = int(first.attrs.get("tile_halo", 0))
-    r0, c0 = items[0][0][:2]
-    scene_t = t @ Affine.translation(halo - c0, halo - r0)  # tile origin = core origin - halo
-    out.attrs = {k: v for k, v in first.attrs.items() if not k.startswith("tile_")}
-    if crs is not None:
-        out = out.rio.write_crs(crs)
-    return out.rio.write_transform(scene_t)
-
-
 def tile_stack(
     cube: xr.DataArray, out_dir: str | os.PathLike[str], size: int = 256, halo: int = 1
 ) -> dict[str, Any]:
@@ -294,3 +244,40 @@ def tile_stack(
     with atomic_path(out / TILES_JSON) as tmp:
         tmp.write_text(json.dumps(index, indent=2) + "\n")
     return index
+
+
+def read_tile_index(tiles_dir: str | os.PathLike[str]) -> list[str]:
+    """The tile ids of a folder written by :func:`tile_stack` (its ``tiles.json``), in order.
+
+    Args:
+        tiles_dir: The folder holding ``tiles.json`` and the ``<tile_id>.zarr`` stores.
+
+    Returns:
+        The ids of the ``tiles`` entries, in the file's (row-major) order.
+
+    Raises:
+        CropseqError: no ``tiles.json``, or one that is not what :func:`tile_stack` writes
+            (not JSON, no ``tiles`` list, an entry that is no tile, no tiles, a repeated id).
+    """
+    path = Path(tiles_dir) / TILES_JSON
+    if not path.is_file():
+        raise CropseqError(f"no {TILES_JSON} in this folder: not written by `cropseq tile`", tiles_dir)
+    try:
+        index = json.loads(path.read_text())
+    except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+        raise CropseqError(f"cannot read the tile index ({str(e).splitlines()[0]})", path) from None
+    entries = index.get("tiles") if isinstance(index, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise CropseqError("not a tile index of `cropseq tile`: no non-empty 'tiles' list", path)
+    ids: list[str] = []
+    for i, entry in enumerate(entries):
+        try:
+            ids.append(Tile.from_dict(entry).id)
+        except (KeyError, TypeError, ValueError):
+            raise CropseqError(f"tile entry {i} is not a tile (needs id, core, halo, window, pad)", path) from None
+    from collections import Counter
+
+    repeated = sorted(t for t, n in Counter(ids).items() if n > 1)
+    if repeated:
+        raise CropseqError(f"tile id(s) listed twice: {', '.join(repeated)}", path)
+    return ids

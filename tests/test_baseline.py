@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cropseq.baseline import RandomForestPredictor, train_random_forest
+from cropseq.baseline import train_random_forest
+from cropseq.predictors.forest import RandomForestPredictor
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.predictor import Predictor, load_predictor
+from cropseq.predictors import Predictor, load_predictor
 from cropseq.sequences import SequenceArrays
 
 

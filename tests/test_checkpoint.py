@@ -11,8 +11,8 @@ import torch
 
 from cropseq.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from cropseq.errors import CropseqError
-from cropseq.models import DeepPredictor
-from cropseq.predictor import Predictor, load_predictor
+from cropseq.predictors.deep import DeepPredictor
+from cropseq.predictors import Predictor, load_predictor
 from cropseq.training import TrainConfig, train_model
 
 from test_training import FAST, toy_sequences
@@ -179,3 +179,29 @@ def _write_table(path, data) -> None:
             for j in range(p):
                 cols[f"{band}@r{i}c{j}"] = data.x[:, :, k, i, j].ravel()
     pd.DataFrame(cols).to_csv(path, index=False)
+
+
+def test_legacy_arch_record_is_upgraded_on_load(tmp_path) -> None:
+    """A record written before ``cell``/``encoder_time``/``pooling``/``season_*`` existed means
+    the model of that time (LSTM, mean+max pooling, no date in the encoder), not today's
+    defaults (GRU, season pooling, date in the encoder): it loads and predicts identically."""
+    from cropseq.classes import ClassTable
+    from cropseq.models.recurrent import LEGACY_ARCH, ArchConfig, SequenceClassifier
+
+    torch.manual_seed(0)
+    old = ArchConfig(n_bands=2, n_classes=3, hidden_size=8, encoder_width=8, encoder_dim=6,
+                     cell="lstm", pooling="mean-max", encoder_time=False)  # fmt: skip
+    model = SequenceClassifier(old, torch.tensor([0.1, 0.2]), torch.tensor([1.0, 2.0])).eval()
+    record = {k: v for k, v in old.to_dict().items() if k not in ("cell", "encoder_time", "pooling", "season_bins", "season_sigma")}
+    meta = {"arch": record, "bands": ["red", "nir"], "patch": 1, "norm": {"mean": [0.1, 0.2], "std": [1.0, 2.0]},
+            "classes": ClassTable.from_names(["a", "b", "c"]).to_records(), "temporal_encoding": {}, "head": "many-to-one"}  # fmt: skip
+    save_checkpoint(tmp_path / "old.pt", model.state_dict(), meta)
+    assert ArchConfig.from_dict({"n_bands": 2, "n_classes": 3}).cell == "gru"  # today's default differs
+    loaded = load_predictor(tmp_path / "old.pt", device="cpu")
+    assert loaded.model.arch == old and LEGACY_ARCH["pooling"] == "mean-max"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(7, 9, 2, 1, 1)).astype(np.float32)
+    doy = np.tile(np.arange(9, dtype=np.float32) * 20 + 10, (7, 1))
+    with torch.no_grad():
+        want = model.sequence_proba(model(torch.from_numpy(x), torch.from_numpy(doy)), model.valid_mask(torch.from_numpy(x)))
+    np.testing.assert_array_equal(loaded.predict_proba(x, doy), want.numpy())

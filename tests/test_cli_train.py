@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cropseq.cli import main
-from cropseq.models import DeepPredictor
+from cropseq.predictors.deep import DeepPredictor
 
 from test_training import toy_sequences
 
@@ -92,10 +92,9 @@ def test_train_explicit_outputs_val_table_and_resume(tmp_path: Path, table: Path
 
 
 def test_train_random_forest(tmp_path: Path, table: Path) -> None:
-    pytest.importorskip("cropseq.baseline")
     out = tmp_path / "rf.skops"
     assert main(["train", "--samples", str(table), "--out", str(out), "--arch", "rf", "--seed", "0"]) == 0
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     assert load_predictor(out).kind == "rf"
 

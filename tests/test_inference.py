@@ -28,6 +28,7 @@ from cropseq import inference
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.inference import predict_cube, run_prediction
+from cropseq.predictors import resolve_device
 
 # Workers of a process-based LocalCluster unpickle the test double by value (this module
 # is not importable there under the same name).
@@ -549,7 +550,7 @@ def test_stack_chunks_read_with_their_halo(tmp_path: Path) -> None:
     between chunks) and predict exactly what the overlap path predicts."""
     from _data_fixtures import write_stack
 
-    from cropseq.io import open_stack
+    from cropseq.io import open_stack, window_reader
 
     path, _ = write_stack(tmp_path, "per-date", bands=BANDS, n_dates=6, shape=(40, 37), masks=True, seed=3)
     cube = open_stack(path, chunks=16)
@@ -561,7 +562,7 @@ def test_stack_chunks_read_with_their_halo(tmp_path: Path) -> None:
     direct = predict_cube(cube, pred, chunk=16, min_valid=5, probabilities=True).compute()
     # The same cube through a graph the direct reader must not take (values * 1): overlap.
     general = cube.copy(data=cube.data * 1.0)
-    assert inference.window_reader(general) is None
+    assert window_reader(general) is None
     ref = predict_cube(general, pred, chunk=16, min_valid=5, probabilities=True).compute()
     np.testing.assert_array_equal(direct["class"].values, ref["class"].values)
     np.testing.assert_array_equal(direct["probabilities"].values, ref["probabilities"].values)
@@ -625,7 +626,7 @@ def deep_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_deep_model_halo_and_chunking(deep_model: Path) -> None:
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     pred = load_predictor(deep_model, device="cpu")
     assert pred.patch == 3
@@ -658,18 +659,18 @@ def test_deep_model_run_prediction_threads(deep_model: Path, tmp_path: Path) -> 
 
 def test_auto_workers_and_device() -> None:
     w, t = inference.auto_workers("cpu", 50 * 2**20)
-    assert 1 <= w <= inference._cpu_count() and t == 1
+    assert 1 <= w <= inference.resources.cpu_count() and t == 1
     assert inference.auto_workers("cuda", 50 * 2**20) == (1, 2)  # one CUDA context, I/O overlapped
     assert inference.auto_workers("cpu", 2**50)[0] == 1  # never zero, even when memory is short
-    assert inference._resolve_device("cpu") == "cpu"
+    assert resolve_device("cpu") == "cpu"
     with pytest.raises(CropseqError, match="not one of"):
-        inference._resolve_device("tpu")
+        resolve_device("tpu")
     import torch
 
     if not torch.cuda.is_available():
         with pytest.raises(CropseqError, match="no CUDA GPU"):
-            inference._resolve_device("cuda")
-        assert inference._resolve_device("auto") == "cpu"
+            resolve_device("cuda")
+        assert resolve_device("auto") == "cpu"
 
 
 def test_local_cluster_workers_keep_glibc_malloc_defaults(monkeypatch) -> None:

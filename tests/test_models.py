@@ -13,7 +13,9 @@ import torch
 from cropseq.checkpoint import save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.models import ArchConfig, DeepPredictor, PatchEncoder, SequenceClassifier, check_bands
+from cropseq.models import ArchConfig, PatchEncoder, SequenceClassifier
+from cropseq.predictors import band_indices
+from cropseq.predictors.deep import DeepPredictor
 from cropseq.models.recurrent import reverse_padded, run_direction, run_direction_outputs, sequence_lengths
 
 NAN = float("nan")
@@ -154,7 +156,7 @@ def test_arch_records_without_pooling_keep_mean_max() -> None:
     record = _model(head="mean-max").arch.to_dict()
     for key in ("pooling", "season_bins", "season_sigma"):
         del record[key]
-    m = SequenceClassifier(ArchConfig.from_dict(record))
+    m = SequenceClassifier(ArchConfig.from_record(record))  # the explicit upgrade of an old record
     assert m.arch.pooling == "mean-max"
     assert m.head.in_features == 2 * m.out_dim
     assert _model().head.in_features == (1 + _model().arch.season_bins) * m.out_dim
@@ -257,9 +259,7 @@ def test_predictor_band_check_and_shapes(tmp_path) -> None:
     assert pred.kind == "deep" and pred.patch == 1 and pred.classes.names == ["c0", "c1", "c2", "c3"]
     assert pred.check_bands(["blue", "swir", "red", "nir"]) == [2, 3, 1]
     with pytest.raises(CropseqError, match="swir") as e:
-        check_bands(pred.bands, ["red", "nir", "blue"], "stack.yaml")
+        band_indices(pred.bands, ["red", "nir", "blue"], "stack.yaml")
     assert "stack.yaml" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(CropseqError, match="expected sequences"):
         pred.predict_proba(np.zeros((2, 4, 2, 1, 1), np.float32), np.zeros((2, 4), np.float32))
-    with pytest.raises(CropseqError, match="many-to-many"):
-        pred.predict_dates(np.zeros((2, 4, 3, 1, 1), np.float32), np.zeros((2, 4), np.float32))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cropseq.errors import CropseqError
-from cropseq.models import DeepPredictor
+from cropseq.predictors.deep import DeepPredictor
 from cropseq.sequences import SequenceArrays
 from cropseq.training import TrainConfig, train_model
 from cropseq.training.augmentation import Augmentation
@@ -124,7 +124,7 @@ def test_resume_with_other_model_is_an_error(tmp_path) -> None:
 def test_killed_run_leaves_no_model_under_its_name(tmp_path) -> None:
     """A run stopped after epoch 2 of 4 leaves model.pt.partial only; loaders refuse it unless allowed."""
     from cropseq.checkpoint import partial_path
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     out = tmp_path / "m.pt"
     res = train_model(toy_sequences(n=24), None, TrainConfig(epochs=4, **FAST), out, progress=False,
@@ -207,7 +207,10 @@ def test_gru_unidirectional_patch3_many_to_many_trains(tmp_path) -> None:
     res = train_model(data, None, cfg, tmp_path / "m.pt", progress=False)
     pred = DeepPredictor.load(res.path)
     assert pred.patch == 1  # centre crop of the 3x3 table
-    assert pred.predict_dates(data.x[:, :, :, 1:2, 1:2], data.doy).shape == (30, 10, 3)
+    x, doy = data.x[:, :, :, 1:2, 1:2], data.doy
+    with torch.no_grad():  # the many-to-many head: per-date logits, pooled by predict_proba
+        assert pred.model(torch.from_numpy(x), torch.from_numpy(doy)).shape == (30, 10, 3)
+    assert pred.predict_proba(x, doy).shape == (30, 3)
 
 
 def test_progress_lines_on_stderr(tmp_path, capsys) -> None:

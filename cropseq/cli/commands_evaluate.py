@@ -59,7 +59,7 @@ def evaluate_cmd(
         summary_line,
         write_metrics,
     )
-    from cropseq.predictor import load_predictor, missing_model_error
+    from cropseq.predictors import load_predictor, missing_model_error
 
     if (samples is None) == (map_path is None):
         raise CropseqError("give exactly one of --samples or --map")

@@ -18,13 +18,11 @@ from cropseq.errors import CropseqError
 
 
 def _read_arrays(path: Path, bands: list[str] | None, patch: int | None, what: str) -> Any:
-    """Samples table -> SequenceArrays (via the data module)."""
+    """Samples table -> SequenceArrays."""
     if not path.exists():
         raise CropseqError(f"{what} not found", path)
-    try:
-        from cropseq.samples import read_samples, table_to_arrays
-    except ImportError:  # pragma: no cover - only while the data module is missing
-        raise CropseqError("reading samples tables needs cropseq.samples, which is not installed", path) from None
+    from cropseq.samples import read_samples, table_to_arrays
+
     df = read_samples(path)
     return table_to_arrays(df, bands=bands, patch=patch, where=path)
 
@@ -93,10 +91,8 @@ def train_cmd(
     val = None if val_samples is None else _read_arrays(val_samples, cfg.bands, cfg.patch, "validation table")
 
     if is_rf:
-        try:
-            from cropseq.baseline import train_random_forest
-        except ImportError:  # pragma: no cover - only while the baseline module is missing
-            raise CropseqError("--arch rf needs cropseq.baseline, which is not installed") from None
+        from cropseq.baseline import train_random_forest
+
         if table_classes is None and train.labels is not None:
             table_classes = ClassTable.from_names(train.labels)
         train_random_forest(train, out, table_classes, seed=cfg.seed)

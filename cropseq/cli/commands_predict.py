@@ -99,13 +99,10 @@ def predict_cmd(
     """
     from cropseq.inference import run_prediction
     from cropseq.outputs import sidecar_paths
-    from cropseq.predictor import load_incomplete_predictor, missing_model_error
+    from cropseq.predictors import load_incomplete_predictor
     from cropseq.smoothing import make_smoothing
 
     smoothing = make_smoothing(smooth.value, smooth_window, smooth_variance, smooth_edge_sigma)  # bad values: one line, before any work
-
-    if not model.is_file():
-        raise missing_model_error(model)  # names an unfinished run's .partial file, if any
     side = sidecar_paths(out)
     with progress_bar(f"predict {out.name}", not quiet, unit="chunks") as update:
         res = run_prediction(

@@ -5,21 +5,20 @@
 - :mod:`cropseq.models.recurrent`: :class:`ArchConfig`, :class:`SequenceClassifier`
   (masking, temporal encoding, (bi)LSTM/GRU, many-to-one / many-to-many heads).
 - :mod:`cropseq.models.tbptt`: truncated BPTT windows (``k1``/``k2``).
-- :mod:`cropseq.models.predictor`: :class:`DeepPredictor` (the ``Predictor`` protocol).
+
+The trained model behind the ``Predictor`` protocol is
+:class:`cropseq.predictors.deep.DeepPredictor`.
 """
 
 from cropseq.models.encoder import PatchEncoder
-from cropseq.models.predictor import DeepPredictor, check_bands
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier, build_model
 from cropseq.models.tbptt import check_k, tbptt_windows
 
 __all__ = [
     "ArchConfig",
-    "DeepPredictor",
     "PatchEncoder",
     "SequenceClassifier",
     "build_model",
-    "check_bands",
     "check_k",
     "tbptt_windows",
 ]

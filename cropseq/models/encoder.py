@@ -5,7 +5,7 @@ convolution is unpadded, ``h = p // 2`` 3x3 layers shrink a ``p x p`` patch to `
 the *same* module applied to a whole image chunk ``(T, C, H + 2h, W + 2h)`` yields per-pixel
 vectors ``(T, D, H, W)`` in one convolution pass: the vector at pixel ``(i, j)`` is exactly the
 vector of the patch centred on it. That identity is what makes whole-scene inference
-(:meth:`cropseq.models.predictor.DeepPredictor.predict_image`) fast.
+(:meth:`cropseq.predictors.deep.DeepPredictor.predict_image`) fast.
 
 ``p = 1`` degenerates to a per-pixel encoder: only 1x1 convolutions (a per-pixel MLP).
 """

@@ -4,7 +4,7 @@ Inputs and masking
 ------------------
 The model takes *raw* values ``x (N, T, C, p, p)`` (NaN = missing) and day of year
 ``doy (N, T)``; band normalisation lives in the model as buffers, so every consumer (training,
-:class:`~cropseq.models.predictor.DeepPredictor`, whole-image inference) applies the same one.
+:class:`~cropseq.predictors.deep.DeepPredictor`, whole-image inference) applies the same one.
 
 - An observation is **valid** when all ``C`` bands at the centre pixel are finite. Invalid
   steps are never encoded: their encoder vector is exactly zero and a flag input says the step
@@ -68,7 +68,6 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -88,9 +87,10 @@ DAYS_PER_YEAR = 365.25
 class ArchConfig:
     """Every hyper-parameter needed to rebuild a :class:`SequenceClassifier`.
 
-    Stored as the checkpoint's ``arch`` record. The defaults are what a record that lacks a
-    key means (checkpoints written before the option existed), not the training defaults,
-    which live in :class:`cropseq.training.TrainConfig` (see its ``arch_config``).
+    Stored as the checkpoint's ``arch`` record. The defaults are cropseq's one set of model
+    defaults (:class:`cropseq.training.TrainConfig` takes its model options from here). A
+    record written before an option existed means something else by its absence:
+    :meth:`from_record` fills such keys from :data:`LEGACY_ARCH` explicitly.
 
     Attributes:
         n_bands: Input bands ``C``.
@@ -110,16 +110,14 @@ class ArchConfig:
             February" differs from "green in May" before any pooling).
         pooling: Many-to-one pooling, ``"season"`` (mean + seasonal bins) or
             ``"mean-max"``; see the module docstring.
-        season_bins: Bins over the seasonal cycle (``"season"`` pooling). This default and
-            ``season_sigma``'s are the training defaults: no record written before these
-            keys existed has season pooling.
+        season_bins: Bins over the seasonal cycle (``"season"`` pooling).
         season_sigma: Width (standard deviation, days) of a bin's Gaussian weights.
     """
 
     n_bands: int
     n_classes: int
     patch: int = 1
-    cell: str = "lstm"
+    cell: str = "gru"
     bidirectional: bool = True
     hidden_size: int = 128
     num_layers: int = 2
@@ -128,8 +126,8 @@ class ArchConfig:
     encoder_dim: int = 64
     head: str = "many-to-one"
     period_steps: int = 23
-    encoder_time: bool = False
-    pooling: str = "mean-max"
+    encoder_time: bool = True
+    pooling: str = "season"
     season_bins: int = 72
     season_sigma: float = 6.0
 
@@ -158,6 +156,36 @@ class ArchConfig:
         """Rebuild from :meth:`to_dict` output (unknown keys are ignored for forward compat)."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> ArchConfig:
+        """Rebuild a checkpoint's ``arch`` record, upgrading one written by an older cropseq.
+
+        Keys the record lacks take the value the model had before the option existed
+        (:data:`LEGACY_ARCH`), never today's defaults: an old LSTM checkpoint stays an LSTM
+        with mean+max pooling and no date in its encoder.
+        """
+        return cls.from_dict({**LEGACY_ARCH, **record})
+
+
+#: What a checkpoint's ``arch`` record that lacks a key was built with (the model before the
+#: option existed, or the default of the time): :meth:`ArchConfig.from_record` fills these.
+LEGACY_ARCH: dict[str, Any] = {
+    "patch": 1,
+    "cell": "lstm",
+    "bidirectional": True,
+    "hidden_size": 128,
+    "num_layers": 2,
+    "dropout": 0.2,
+    "encoder_width": 64,
+    "encoder_dim": 64,
+    "head": "many-to-one",
+    "period_steps": 23,
+    "encoder_time": False,
+    "pooling": "mean-max",
+    "season_bins": 72,
+    "season_sigma": 6.0,
+}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -501,16 +529,5 @@ class SequenceClassifier(nn.Module):
 def build_model(arch: ArchConfig | dict[str, Any], norm_center: Any = None, norm_scale: Any = None) -> SequenceClassifier:
     """Build a :class:`SequenceClassifier` from an :class:`ArchConfig` or its dict."""
     if isinstance(arch, dict):
-        arch = ArchConfig.from_dict(arch)
+        arch = ArchConfig.from_record(arch)
     return SequenceClassifier(arch, norm_center, norm_scale)
-
-
-def masked_ce_per_date(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, **kw: Any) -> torch.Tensor:
-    """Many-to-many loss: cross-entropy of the sequence label at every valid date.
-
-    Returns the per-sequence mean over its valid dates, ``(N,)`` (0 for no valid date).
-    """
-    n, t, k = logits.shape
-    ce = F.cross_entropy(logits.reshape(n * t, k).float(), y.repeat_interleave(t), reduction="none", **kw)
-    ce = ce.view(n, t) * valid
-    return ce.sum(1) / valid.sum(1).clamp_min(1)

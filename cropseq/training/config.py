@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,9 @@ SAMPLINGS = ("shuffle", "balanced")
 MONITORS = ("val_loss", "val_accuracy")
 DEVICES = ("auto", "cpu", "cuda")
 #: Options passed unchanged to :class:`~cropseq.models.recurrent.ArchConfig` (``arch`` maps to ``cell``).
+#: ArchConfig's defaults, which the model options of TrainConfig take.
+_ARCH_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ArchConfig) if f.default is not MISSING}
+
 MODEL_OPTIONS = (
     "bidirectional",
     "hidden_size",
@@ -134,18 +137,19 @@ class TrainConfig:
         plot: Training-curve PNG path; None = ``<out stem>.curves.png``; "" = no plot.
     """
 
-    arch: str = "gru"
-    bidirectional: bool = True
-    hidden_size: int = 128
-    num_layers: int = 2
-    dropout: float = 0.2
-    encoder_width: int = 64
-    encoder_dim: int = 64
-    encoder_time: bool = True
-    head: str = "many-to-one"
-    pooling: str = "season"
-    season_bins: int = 72
-    season_sigma: float = 6.0
+    # The model options take ArchConfig's defaults: one set of model defaults in cropseq.
+    arch: str = _ARCH_DEFAULTS["cell"]
+    bidirectional: bool = _ARCH_DEFAULTS["bidirectional"]
+    hidden_size: int = _ARCH_DEFAULTS["hidden_size"]
+    num_layers: int = _ARCH_DEFAULTS["num_layers"]
+    dropout: float = _ARCH_DEFAULTS["dropout"]
+    encoder_width: int = _ARCH_DEFAULTS["encoder_width"]
+    encoder_dim: int = _ARCH_DEFAULTS["encoder_dim"]
+    encoder_time: bool = _ARCH_DEFAULTS["encoder_time"]
+    head: str = _ARCH_DEFAULTS["head"]
+    pooling: str = _ARCH_DEFAULTS["pooling"]
+    season_bins: int = _ARCH_DEFAULTS["season_bins"]
+    season_sigma: float = _ARCH_DEFAULTS["season_sigma"]
     patch: int | None = None
     bands: list[str] | None = None
 
@@ -261,10 +265,8 @@ class TrainConfig:
     def arch_config(self, n_bands: int, n_classes: int, patch: int, period_steps: int) -> ArchConfig:
         """The model record these options build (the checkpoint's ``arch``).
 
-        The model options are declared twice on purpose: here with the *training* defaults,
-        in :class:`~cropseq.models.recurrent.ArchConfig` with the values that a checkpoint
-        written before an option existed implies (e.g. ``encoder_time=False``). This method
-        is the one place that maps one onto the other.
+        The model options' defaults are :class:`~cropseq.models.recurrent.ArchConfig`'s (what
+        an old checkpoint's record implies is :data:`~cropseq.models.recurrent.LEGACY_ARCH`).
 
         Args:
             n_bands: Input bands of the training data.

@@ -37,9 +37,10 @@ from cropseq.atomic import check_writable
 from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint, partial_path, save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.models.predictor import model_from_checkpoint
-from cropseq.models.recurrent import ArchConfig, SequenceClassifier, masked_ce_per_date
+from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 from cropseq.models.tbptt import is_full_bptt, tbptt_windows, window_bounds
+from cropseq.predictors import band_indices, resolve_device
+from cropseq.predictors.deep import model_from_checkpoint
 from cropseq.progress import progress_bar, stderr_is_terminal
 from cropseq.sequences import SequenceArrays
 from cropseq.training.augmentation import Augmentation
@@ -89,17 +90,6 @@ class TrainResult:
 # ----------------------------------------------------------------------------- data prep
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CropseqError("--device cuda requested but no CUDA GPU is available")
-    if device not in ("cpu", "cuda"):
-        raise CropseqError(f"--device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
-
-
 def select_bands(data: SequenceArrays, bands: list[str] | None, what: str = "training data") -> SequenceArrays:
     """Reorder/subset ``data`` to ``bands`` (None = unchanged).
 
@@ -108,10 +98,7 @@ def select_bands(data: SequenceArrays, bands: list[str] | None, what: str = "tra
     """
     if bands is None or list(bands) == list(data.bands):
         return data
-    missing = [b for b in bands if b not in data.bands]
-    if missing:
-        raise CropseqError(f"band(s) {', '.join(missing)} not in the {what} (has: {', '.join(data.bands)})")
-    idx = [data.bands.index(b) for b in bands]
+    idx = band_indices(bands, data.bands, what=what, by="training")
     return replace(data, x=data.x[:, :, idx], bands=list(bands))
 
 
@@ -128,28 +115,17 @@ def crop_patch(data: SequenceArrays, patch: int | None, what: str = "training da
 def split_train_val(
     labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Grouped, stratified train/validation split (indices).
+    """Grouped, stratified train/validation split (sorted indices).
 
-    A field (group) never straddles the split. Uses ``StratifiedGroupKFold`` with
-    ``round(1 / fraction)`` folds and keeps the first fold as validation; falls back to
-    ``GroupShuffleSplit`` when stratification is impossible (e.g. a class with one group).
+    A field (group) never straddles the split: :func:`cropseq.samples.assign_split`, the
+    one grouped split of cropseq (``cropseq split`` uses it too), with no test part.
+    Without groups every sequence is its own group.
     """
-    from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
+    from cropseq.samples import assign_split
 
-    n = len(labels)
-    g = np.arange(n) if groups is None else np.asarray(groups).astype(str)
-    n_splits = max(2, int(round(1.0 / fraction)))
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "least populated class has only k members"
-            skf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            tr, va = next(skf.split(np.zeros(n), labels, g))
-    except ValueError:
-        gss = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-        tr, va = next(gss.split(np.zeros(n), labels, g))
-    return np.sort(tr), np.sort(va)
+    g = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    side = assign_split(np.asarray(labels).astype(str), g, val_fraction=fraction, seed=seed)
+    return np.flatnonzero(side == "train"), np.flatnonzero(side == "val")
 
 
 def _class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
@@ -330,7 +306,7 @@ def train_model(
     out = check_writable(Path(out))
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    device = torch.device(resolve_device(cfg.device))
     amp = bool(cfg.amp and device.type == "cuda")
 
     # -- data ----------------------------------------------------------------------

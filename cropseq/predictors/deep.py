@@ -1,4 +1,9 @@
-""":class:`DeepPredictor`: a trained deep checkpoint behind the :class:`~cropseq.predictor.Predictor` protocol."""
+""":class:`DeepPredictor`: a trained deep checkpoint behind the :class:`~cropseq.predictors.Predictor` protocol.
+
+The mirror of :mod:`cropseq.predictors.forest`; the network lives in :mod:`cropseq.models`,
+its training in :mod:`cropseq.training`. :func:`check_checkpoint` validates a checkpoint's
+metadata against its weights without building the model (what a prediction's client needs).
+"""
 
 from __future__ import annotations
 
@@ -15,40 +20,7 @@ from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier
-
-
-def resolve_inference_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise CropseqError("--device cuda requested but no CUDA GPU is available")
-    if device not in ("cpu", "cuda"):
-        raise CropseqError(f"device must be auto, cpu or cuda, got {device!r}")
-    return torch.device(device)
-
-
-def check_bands(model_bands: Sequence[str], stack_bands: Sequence[str], where: str | os.PathLike[str] | None = None) -> list[int]:
-    """Indices of ``model_bands`` in ``stack_bands`` (the order the model needs).
-
-    Args:
-        model_bands: Bands the checkpoint was trained on, in model order.
-        stack_bands: Band names of the image stack or samples table.
-        where: The stack/table path, for the error message.
-
-    Returns:
-        ``idx`` such that ``stack[..., idx, ...]`` is in model order.
-
-    Raises:
-        CropseqError: naming the missing bands (and what the stack has).
-    """
-    missing = [b for b in model_bands if b not in stack_bands]
-    if missing:
-        raise CropseqError(
-            f"the model needs band(s) {', '.join(missing)} which the input lacks (it has: {', '.join(stack_bands)})",
-            where,
-        )
-    return [list(stack_bands).index(b) for b in model_bands]
+from cropseq.predictors.base import band_indices, resolve_device
 
 
 def incomplete_message(meta: dict[str, Any]) -> str:
@@ -75,7 +47,7 @@ def _check_arch_types(arch: Any) -> ArchConfig:
     for name in ("n_bands", "n_classes"):
         if name not in arch:
             raise CropseqError(f"arch lacks {name}")
-    return ArchConfig.from_dict(arch)
+    return ArchConfig.from_record(arch)
 
 
 def _check_record(meta: dict[str, Any], arch: ArchConfig, state: dict[str, Any]) -> None:
@@ -124,13 +96,17 @@ def _state_mismatch(model: SequenceClassifier, state: dict[str, Any]) -> str | N
     return None
 
 
-def model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = None) -> SequenceClassifier:
-    """Build the model a checkpoint describes and load its weights, checking they agree.
+def check_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = None) -> ArchConfig:
+    """Check a checkpoint's metadata against itself and its weights, without building the model.
 
     The metadata (``arch``, ``bands``, ``patch``, ``head``, ``classes``, ``norm``) is a
     plain JSON record that anyone can edit; every field is checked against the others and
-    against the weights' shapes before anything runs, so an edited record fails here with
-    one line instead of a shape error deep inside prediction.
+    against the weights' shapes (those of a skeleton on torch's ``meta`` device: no memory,
+    no weights) before anything runs, so an edited record fails here with one line instead
+    of a shape error deep inside prediction.
+
+    Returns:
+        The architecture record.
 
     Raises:
         CropseqError: naming ``path`` and the first field that disagrees.
@@ -139,16 +115,30 @@ def model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = 
     try:
         arch = _check_arch_types(meta["arch"])
         _check_record(meta, arch, ck.state_dict)
-        model = SequenceClassifier(arch)
-        problem = _state_mismatch(model, ck.state_dict)
-        if problem is None:
-            model.load_state_dict(ck.state_dict, strict=True)
+        with torch.device("meta"):
+            problem = _state_mismatch(SequenceClassifier(arch), ck.state_dict)
     except CropseqError as e:
         raise CropseqError(f"checkpoint metadata does not match its weights: {e.message}", path) from None
     except (RuntimeError, TypeError, ValueError) as e:
         problem = str(e).strip().splitlines()[0][:200]
     if problem is not None:
         raise CropseqError(f"checkpoint weights do not match its architecture record ({problem})", path)
+    return arch
+
+
+def model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = None) -> SequenceClassifier:
+    """Build the model a checkpoint describes and load its weights (:func:`check_checkpoint` first).
+
+    Raises:
+        CropseqError: naming ``path`` and the first field that disagrees.
+    """
+    arch = check_checkpoint(ck, path)
+    model = SequenceClassifier(arch)
+    try:
+        model.load_state_dict(ck.state_dict, strict=True)
+    except (RuntimeError, TypeError, ValueError) as e:
+        problem = str(e).strip().splitlines()[0][:200]
+        raise CropseqError(f"checkpoint weights do not match its architecture record ({problem})", path) from None
     return model
 
 
@@ -203,11 +193,11 @@ class DeepPredictor:
         model = model_from_checkpoint(ck, path)
         if not allow_incomplete and not is_complete(ck.meta):
             raise CropseqError(incomplete_message(ck.meta), path)
-        return cls(model, ck.meta, resolve_inference_device(device), Path(path))
+        return cls(model, ck.meta, torch.device(resolve_device(device)), Path(path))
 
     def check_bands(self, stack_bands: Sequence[str], where: str | os.PathLike[str] | None = None) -> list[int]:
-        """See :func:`check_bands`: indices of this model's bands in ``stack_bands``."""
-        return check_bands(self.bands, stack_bands, where)
+        """Indices of this model's bands in ``stack_bands`` (see :func:`~cropseq.predictors.band_indices`)."""
+        return band_indices(self.bands, stack_bands, where, what="input")
 
     def _check_x(self, x: np.ndarray, doy: np.ndarray) -> None:
         if x.ndim != 5 or x.shape[2] != len(self.bands) or x.shape[3] != self.patch or x.shape[4] != self.patch:
@@ -234,27 +224,6 @@ class DeepPredictor:
             with self._autocast():
                 logits = self.model(xb, db)
             out[i : i + batch_size] = self.model.sequence_proba(logits.float(), self.model.valid_mask(xb)).cpu().numpy()
-        return out
-
-    @torch.inference_mode()
-    def predict_dates(self, x: np.ndarray, doy: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-        """Per-date probabilities ``(N, T, K)`` of a many-to-many model.
-
-        Raises:
-            CropseqError: for a many-to-one model.
-        """
-        if self.model.arch.head != "many-to-many":
-            raise CropseqError("per-date predictions need a many-to-many model (trained with head: many-to-many)", self.path)
-        x = np.asarray(x, dtype=np.float32)
-        doy = np.asarray(doy, dtype=np.float32)
-        self._check_x(x, doy)
-        out = np.empty((*x.shape[:2], len(self.classes)), dtype=np.float32)
-        for i in range(0, x.shape[0], batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(self.device)
-            db = torch.from_numpy(np.ascontiguousarray(doy[i : i + batch_size])).to(self.device)
-            with self._autocast():
-                logits = self.model(xb, db)
-            out[i : i + batch_size] = torch.softmax(logits.float(), -1).cpu().numpy()
         return out
 
     @torch.inference_mode()
