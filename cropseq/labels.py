@@ -5,6 +5,8 @@
 - **vector files** any GDAL/OGR format (GeoPackage, GeoJSON, Shapefile, ...) with
   polygons and/or points; multi-points are split into points; features without a geometry
   are an error; everything is reprojected to the stack CRS;
+- **label rasters** (a land-cover map): one point per labelled pixel, read onto the stack's
+  grid, grouped by connected patch of one class (:mod:`cropseq.label_raster`);
 - **CSV points** with ``longitude, latitude`` (or ``lon, lat``; WGS84) or ``x, y`` (already
   in the stack CRS) columns, a class column, and optional ``from``/``to`` validity dates
   (a point labelled for one season, ``[from, to)``) — like dtwSat's ``samples.csv``.
@@ -23,7 +25,9 @@ the row number (extraction replaces a point's group by its pixel, see
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,9 +35,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cropseq import remote
 from cropseq.atomic import register_input
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
+from cropseq.grid import TargetGrid
+from cropseq.label_raster import UNLABELLED, is_label_raster, read_label_raster
 
 _LONLAT = (("longitude", "latitude"), ("lon", "lat"))
 _XY = ("x", "y")
@@ -49,7 +56,8 @@ class LabelSet:
             and ``geometry`` (Point or Polygon/MultiPolygon), in the stack CRS.
         classes: The class table (given, or derived from the labels' names).
         path: The file read.
-        id_column: The column the groups came from (None: groups are row numbers).
+        id_column: The column the groups came from (None: groups are row numbers;
+            ``"patch"`` for a label raster: connected patches of one class).
         classes_source: Where the class table came from: a YAML path, ``"column 'code'"``,
             ``"given"``, or None when it was derived from the class names.
     """
@@ -158,7 +166,7 @@ def _read_csv_points(path: Path, crs: Any, class_column: str) -> Any:
     import geopandas as gpd
 
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(io.StringIO(remote.read_text(path, "labels CSV")) if remote.is_remote(path) else path)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise CropseqError(f"cannot read CSV ({_one_line(e)})", path) from None
     cols = list(map(str, df.columns))
@@ -209,7 +217,8 @@ def _read_vector(path: Path, class_column: str) -> Any:
     import geopandas as gpd
 
     try:
-        gdf = gpd.read_file(path)
+        with remote.gdal_env(path):
+            gdf = gpd.read_file(remote.gdal_path(path))
     except Exception as e:  # pyogrio raises DataSourceError and friends
         raise CropseqError(f"cannot read vector file ({_one_line(e)})", path) from None
     if gdf.crs is None:
@@ -283,11 +292,15 @@ def read_labels(
     class_column: str = "label",
     id_column: str | None = None,
     classes: ClassTable | None = None,
+    grid: TargetGrid | None = None,
+    unlabelled: Sequence[int] = UNLABELLED,
 ) -> LabelSet:
     """Read labelled polygons or points into the stack CRS.
 
     Args:
-        path: A vector file (GeoPackage, GeoJSON, Shapefile, ...) or a CSV of points.
+        path: A vector file (GeoPackage, GeoJSON, Shapefile, ...), a CSV of points, or a
+            label raster (``.tif``, ``.vrt``, ...: one point per labelled pixel, grouped by
+            patch; :mod:`cropseq.label_raster`).
         crs: The stack CRS (anything ``pyproj``/``rasterio`` accepts; e.g. ``cube.rio.crs``).
             CSV ``x, y`` columns are taken to be in it.
         class_column: Column holding the class names (case-insensitive match).
@@ -297,6 +310,8 @@ def read_labels(
             own table (``<stem>.classes.yaml`` or ``classes.yaml`` beside the file, or
             ``code``/``color`` columns), else derived from the label names
             (``ClassTable.from_names``: sorted, codes 1..K).
+        grid: The stack's grid; a label raster is read onto it (nearest neighbour).
+        unlabelled: Label-raster values that mean "no label" (besides its nodata).
 
     Returns:
         A :class:`LabelSet`.
@@ -307,10 +322,14 @@ def read_labels(
     """
     import geopandas as gpd
 
-    path = Path(path)
-    if not path.exists():
+    path = remote.source(path)  # a URL stays a URL (read through GDAL's /vsicurl/ ...)
+    if not remote.is_remote(path) and not path.exists():
         raise CropseqError("labels file not found", path)
     register_input(path, what="labels file")  # outputs may not replace an input
+    if is_label_raster(path):
+        if id_column is not None:
+            raise CropseqError("--id-column is for vector labels: a label raster's groups are its patches of one class", path)
+        return read_label_raster(path, crs, grid=grid, classes=classes, unlabelled=unlabelled)
     if path.suffix.lower() in (".csv", ".txt"):
         gdf, table = _read_csv_points(path, crs, class_column)
     else:

@@ -41,6 +41,17 @@ Resolution rules (beyond ARCHITECTURE.md, which they refine):
   file on every date.
 - ``scale`` / ``offset`` not set in the manifest for a band come from the raster's own
   scale/offset tags (GDAL metadata), else 1 / 0.
+- ``interleaved`` layout: ``files`` is one raster holding every band of every date
+  (e.g. 447 bands = 149 dates × 3 bands); ``bands`` lists the bands within a date,
+  ``order: date-major`` (raster bands d1b1 d1b2 ... d2b1) or ``band-major`` (b1d1 b1d2 ...
+  b2d1) says the order, ``dates`` a file, a list or ``descriptions`` (each raster band's
+  description holds its date, e.g. ``NDVI_2021-07-04``; the bands of one date must agree);
+  ``masks`` as for per-band. A band count that is not dates × bands is an error that says
+  the arithmetic.
+- ``dtype: {band: int16}`` (or one type for all bands) reinterprets the stored bits before
+  nodata, scale and offset (a MODIS NDVI of -0.01 stored unsigned as 65535 reads -1); the
+  same size as the stored type only, not for a band resampled onto another grid. A nodata
+  in the manifest is in the new type's terms; the file's own is reinterpreted with the data.
 """
 
 from __future__ import annotations
@@ -58,17 +69,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from cropseq import remote
+from cropseq.composite import CompositeSpec, parse_composite
 from cropseq.errors import CropseqError
 from cropseq.filenames import compile_pattern, match_files
 from cropseq.grid import RESAMPLING, GridSpec, parse_grid_spec
 from cropseq.masking import MaskRule, parse_mask
+from cropseq.remote import Source, is_remote
 
 MANIFEST_NAME = "stack.yaml"
 _KEYS = {
     "layout", "bands", "dates", "files", "date_pattern", "masks", "mask_invalid",
     "nodata", "valid_range", "scale", "offset", "crs", "transform", "grid", "mask", "pattern", "resampling",
+    "order", "dtype", "composite",
 }  # fmt: skip
-LAYOUTS = ("per-band", "per-date", "single-band")
+LAYOUTS = ("per-band", "per-date", "single-band", "interleaved")
+#: Raster band order of the ``interleaved`` layout (one raster holding every band of every date).
+ORDERS = ("date-major", "band-major")
+#: What ``dtype:`` may reinterpret a band's stored values as (same size as the stored type).
+REINTERPRET_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64")
 _GENERIC_DATE = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2}|\d{8})(?!\d)")
 
 
@@ -78,12 +97,13 @@ class StackManifest:
 
     Attributes:
         path: The manifest file.
-        layout: ``"per-band"`` or ``"per-date"``.
+        layout: ``"per-band"``, ``"per-date"``, ``"single-band"`` or ``"interleaved"``.
         bands: Band names, in cube order.
         dates: Dates in **file order** (raster band order for per-band, ``files`` order for
             per-date); :attr:`date_order` sorts them.
         band_files: per-band: band name -> multi-date raster (raster band i = ``dates[i]``).
-        files: per-date: one multi-band raster per date, aligned with ``dates``.
+        files: per-date: one multi-band raster per date, aligned with ``dates``; interleaved:
+            the one raster holding every band of every date (a 1-tuple).
         masks: per-date: one single-band mask per date, aligned with ``dates``; per-band: one
             multi-date mask raster (a 1-tuple); empty when there are no masks.
         mask_invalid: ``"nonzero"`` (non-zero = invalid) or ``"zero"``.
@@ -104,15 +124,23 @@ class StackManifest:
             when coarsening, nearest for the mask band).
         scale_set: Bands whose ``scale``/``offset`` the manifest sets (others may take the
             raster's own scale/offset tags).
+        order: interleaved: ``"date-major"`` (raster bands d1b1 d1b2 ... d2b1 ...) or
+            ``"band-major"`` (b1d1 b1d2 ... b2d1 ...); None for the other layouts.
+        dtype: band -> numpy type name its stored values are reinterpreted as (same size:
+            a uint16 65535 read as int16 is -1), before nodata, scale and offset.
+        composite: The ``composite:`` regular time grid (:mod:`cropseq.composite`), or None.
+
+    Files are :class:`~pathlib.Path` when local and :class:`~cropseq.remote.RemotePath`
+    (a URL kept verbatim) when remote (:mod:`cropseq.remote`).
     """
 
-    path: Path
-    layout: Literal["per-band", "per-date"]
+    path: Source
+    layout: Literal["per-band", "per-date", "single-band", "interleaved"]
     bands: tuple[str, ...]
     dates: pd.DatetimeIndex
-    band_files: dict[str, Path] = field(default_factory=dict)
-    files: tuple[Path, ...] = ()
-    masks: tuple[Path, ...] = ()
+    band_files: dict[str, Source] = field(default_factory=dict)
+    files: tuple[Source, ...] = ()
+    masks: tuple[Source, ...] = ()
     mask_invalid: Literal["nonzero", "zero"] = "nonzero"
     nodata: dict[str, float | None] = field(default_factory=dict)
     valid_range: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -123,9 +151,12 @@ class StackManifest:
     transform: tuple[float, float, float, float, float, float] | None = None
     grid: GridSpec | None = None
     mask: MaskRule | None = None
-    band_date_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    band_date_files: dict[str, tuple[Source, ...]] = field(default_factory=dict)
     resampling: dict[str, str] = field(default_factory=dict)
     scale_set: frozenset[str] = frozenset()
+    order: Literal["date-major", "band-major"] | None = None
+    dtype: dict[str, str] = field(default_factory=dict)
+    composite: CompositeSpec | None = None
 
     @property
     def cube_bands(self) -> tuple[str, ...]:
@@ -133,7 +164,7 @@ class StackManifest:
         return tuple(b for b in self.bands if self.mask is None or b != self.mask.band)
 
     @property
-    def root(self) -> Path:
+    def root(self) -> Source:
         """The folder relative paths are resolved against."""
         return self.path.parent
 
@@ -147,7 +178,7 @@ class StackManifest:
         """Dates ascending (the cube's time axis)."""
         return self.dates[self.date_order]
 
-    def raster_files(self) -> list[Path]:
+    def raster_files(self) -> list[Source]:
         """Every raster the stack reads (bands, then masks)."""
         if self.layout == "single-band":
             return [f for b in self.bands for f in self.band_date_files[b]]
@@ -158,12 +189,18 @@ class StackManifest:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _resolve(root: Path, p: Any) -> Path:
+def _resolve(root: Source, p: Any) -> Source:
+    # A URL stays a URL (Path would collapse "https://" to "https:/"); a relative path in a
+    # remote manifest is resolved against the manifest's URL.
+    if is_remote(p) or is_remote(root):
+        return remote.join(str(root), str(p))
     p = Path(os.path.expanduser(str(p)))
     return p if p.is_absolute() else root / p
 
 
-def _glob(root: Path, pattern: str) -> list[Path]:
+def _glob(root: Source, pattern: str) -> list[Source]:
+    if is_remote(pattern) or is_remote(root):
+        return remote.glob(str(root), pattern)
     # The folder is literal (a path like "scenes [2023]" holds glob metacharacters); only the
     # pattern is a glob. os.path.join keeps an absolute pattern as is.
     return sorted(Path(p) for p in glob.glob(os.path.join(glob.escape(str(root)), os.path.expanduser(pattern))))
@@ -201,9 +238,11 @@ def _check_unique_dates(dates: Sequence[pd.Timestamp], source: str, where: Path)
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         j = int(np.flatnonzero(idx == idx[i])[0])
-        raise CropseqError(
-            f"duplicate date {idx[i].isoformat()} in {source} (entries {j + 1} and {i + 1})", where
-        )
+        remedy = "" if "file names" in source else (
+            ": two acquisitions on one day need their times (2015-12-08T10:04:09 and 2015-12-08T10:11:25 stay two "
+            "dates); else drop one"
+        )  # fmt: skip
+        raise CropseqError(f"duplicate date {idx[i].isoformat()} in {source} (entries {j + 1} and {i + 1}){remedy}", where)
     return idx
 
 
@@ -272,10 +311,10 @@ def _date_from_name(name: str, pattern: re.Pattern[str] | None, where: Path) -> 
 def _read_descriptions(raster: Path, where: Path) -> list[str | None]:
     import rasterio  # lazy: manifest parsing alone should not need GDAL
 
-    if not raster.is_file():
+    if not is_remote(raster) and not raster.is_file():
         raise CropseqError(f"raster named in {where.name} not found", raster)
     try:
-        with rasterio.open(raster) as src:
+        with remote.gdal_env(raster), rasterio.open(remote.gdal_path(raster)) as src:
             return list(src.descriptions)
     except rasterio.errors.RasterioError as e:
         raise CropseqError(f"cannot read raster ({str(e).splitlines()[0]})", raster) from None
@@ -284,8 +323,12 @@ def _read_descriptions(raster: Path, where: Path) -> list[str | None]:
 # ----------------------------------------------------------------------------- loading
 
 
-def find_manifest(path: str | os.PathLike[str]) -> Path:
-    """The manifest file for ``path`` (a ``stack.yaml`` or a folder holding one)."""
+def find_manifest(path: str | os.PathLike[str]) -> Source:
+    """The manifest file for ``path`` (a ``stack.yaml`` or a folder holding one; a URL
+    ending with ``/`` is a folder)."""
+    if is_remote(path):
+        url = remote.source(path)
+        return url / MANIFEST_NAME if url.endswith("/") else url  # type: ignore[return-value]
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_NAME
@@ -307,7 +350,8 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
     Returns:
         The resolved :class:`StackManifest` (paths absolute, globs expanded, dates parsed).
         Raster headers are not checked here (except reading band descriptions for
-        ``dates: descriptions``); :func:`cropseq.io.open_stack` does that.
+        ``dates: descriptions``); :func:`cropseq.io.open_stack` does that. With
+        ``source: stac``, a :class:`cropseq.stac_source.StacManifest` instead.
 
     Raises:
         CropseqError: naming the manifest (or the file concerned) and the problem: not YAML,
@@ -316,21 +360,30 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
     """
     mpath = find_manifest(path)
     try:
-        data = yaml.safe_load(mpath.read_text(encoding="utf-8-sig"))
+        text = remote.read_text(mpath, "stack manifest") if is_remote(mpath) else mpath.read_text(encoding="utf-8-sig")
+        data = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise CropseqError("not a YAML manifest (a binary file? point to a stack.yaml)", mpath) from None
     except yaml.YAMLError as e:
         raise CropseqError(f"not valid YAML ({str(e).splitlines()[0]})", mpath) from None
     if not isinstance(data, dict):
         raise CropseqError("a stack manifest must be a YAML mapping (layout, bands, dates, ...)", mpath)
+    if "source" in data:  # source: stac -> a StacManifest (cropseq.stac_source), opened by open_stack
+        if data["source"] != "stac":
+            raise CropseqError(f"source must be 'stac' (or left out for files), not {data['source']!r}", mpath)
+        from cropseq.stac_source import parse_stac_manifest
+
+        return parse_stac_manifest(data, mpath)  # type: ignore[return-value]
     unknown = sorted(set(map(str, data)) - _KEYS)
     if unknown:
         raise CropseqError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})", mpath)
-    root = mpath.parent.resolve()
+    root = mpath.parent if is_remote(mpath) else mpath.parent.resolve()
 
     layout = data.get("layout")
     if layout not in LAYOUTS:
-        raise CropseqError(f"layout must be 'per-band', 'per-date' or 'single-band', not {layout!r}", mpath)
+        raise CropseqError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}", mpath)
+    if layout != "interleaved" and data.get("order") is not None:
+        raise CropseqError("order is for the interleaved layout (one raster holding every band of every date)", mpath)
     raw_bands = data.get("bands")
     mask = parse_mask(data["mask"], mpath) if data.get("mask") is not None else None
     if mask is not None and data.get("masks") is not None:
@@ -345,7 +398,8 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         bands = [str(b) for b in raw_bands]
     else:
         if not isinstance(raw_bands, list) or not raw_bands:
-            raise CropseqError("per-date layout needs bands: [name, ...] (band names in raster order)", mpath)
+            order = " within a date" if layout == "interleaved" else " in raster order"
+            raise CropseqError(f"{layout} layout needs bands: [name, ...] (band names{order})", mpath)
         bands = [str(b) for b in raw_bands]
     if len(set(bands)) != len(bands):
         dup = next(b for b in bands if bands.count(b) > 1)
@@ -371,6 +425,8 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         raise CropseqError("pattern is for the single-band layout (per-date dates use date_pattern)", mpath)
     if layout == "single-band":
         pass
+    elif layout == "interleaved":
+        files, dates, source, masks = _interleaved(data, root, len(bands), mpath)
     elif layout == "per-band":
         for key in ("files", "date_pattern"):
             if key in data:
@@ -441,7 +497,7 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         raise
     nodata_raw = data.get("nodata")
     return StackManifest(
-        path=mpath.resolve(),
+        path=mpath if is_remote(mpath) else mpath.resolve(),
         layout=layout,
         bands=tuple(bands),
         dates=idx,
@@ -459,8 +515,117 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         band_date_files=band_date_files,
         resampling=_resampling(data.get("resampling"), bands, mpath),
         scale_set=frozenset(_set_bands(data, ("scale", "offset"), bands)),
+        composite=_composite(data.get("composite"), bands, mask, mpath),
+        order=data["order"] if layout == "interleaved" else None,
+        dtype=_dtypes(data.get("dtype"), bands, mpath),
         **_georeferencing(data, mpath),
     )
+
+
+def interleaved_band(order: str, t: int, b: int, n_dates: int, n_bands: int) -> int:
+    """The 0-based raster band holding date ``t``'s band ``b`` in an interleaved raster."""
+    return t * n_bands + b if order == "date-major" else b * n_dates + t
+
+
+def interleaved_count_error(count: int, n_dates: int | None, n_bands: int) -> str:
+    """The arithmetic of an interleaved raster whose band count does not fit the manifest."""
+    if n_dates is None:
+        return f"{count} raster bands is not a whole number of dates × {n_bands} bands"
+    msg = f"{count} raster bands is not {n_dates} dates × {n_bands} bands"
+    if count % n_bands == 0:
+        msg += f" ({count} = {count // n_bands} dates × {n_bands} bands: check dates)"
+    return msg
+
+
+def _interleaved(
+    data: dict[str, Any], root: Path, n_bands: int, mpath: Path
+) -> tuple[list[Path], list[pd.Timestamp], str, list[Path]]:
+    """The ``interleaved`` layout: ``([raster], dates, their source, [mask raster])``."""
+    for key in ("date_pattern", "pattern"):
+        if data.get(key) is not None:
+            raise CropseqError(f"{key!r} is not used by the interleaved layout (dates: a file, a list or 'descriptions')", mpath)
+    raw = data.get("files")
+    raw = raw[0] if isinstance(raw, list) and len(raw) == 1 else raw
+    if not isinstance(raw, str) or not raw.strip():
+        raise CropseqError("interleaved layout needs files: one raster holding every band of every date", mpath)
+    if data.get("order") not in ORDERS:
+        raise CropseqError(
+            "interleaved layout needs order: date-major (raster bands d1b1 d1b2 ... d2b1 ...) or band-major "
+            f"(b1d1 b1d2 ... b2d1 ...), not {data.get('order')!r}",
+            mpath,
+        )
+    raster = _resolve(root, raw)
+    raw_dates = data.get("dates")
+    if raw_dates is None:
+        raise CropseqError("interleaved layout needs dates (a file, a list, or 'descriptions')", mpath)
+    if raw_dates == "descriptions":
+        dates = _interleaved_description_dates(raster, n_bands, str(data["order"]), mpath)
+        source = f"band descriptions of {raster.name}"
+    else:
+        dates, source = _explicit_dates(raw_dates, root, mpath)
+    masks = []
+    if data.get("masks") is not None:
+        m = data["masks"]
+        if not isinstance(m, str) or any(ch in m for ch in "*?["):
+            raise CropseqError("interleaved masks must be one multi-date raster (band i = date i)", mpath)
+        masks = [_resolve(root, m)]
+    return [raster], dates, source, masks
+
+
+def _interleaved_description_dates(raster: Path, n_bands: int, order: str, mpath: Path) -> list[pd.Timestamp]:
+    """Dates of an interleaved raster from its band descriptions (each holds its date,
+    e.g. ``2021-07-04`` or ``NDVI_2021-07-04``); the bands of one date must agree."""
+    desc = _read_descriptions(raster, mpath)
+    if len(desc) % n_bands:
+        raise CropseqError(interleaved_count_error(len(desc), None, n_bands), raster)
+    n_dates = len(desc) // n_bands
+    per_band = [_description_date(d, i, raster) for i, d in enumerate(desc)]
+    dates = []
+    for t in range(n_dates):
+        idx = [interleaved_band(order, t, b, n_dates, n_bands) for b in range(n_bands)]
+        other = next((i for i in idx if per_band[i] != per_band[idx[0]]), None)
+        if other is not None:
+            raise CropseqError(
+                f"band descriptions do not follow order: {order} ({n_dates} dates × {n_bands} bands): raster bands "
+                f"{idx[0] + 1} and {other + 1} should hold one date but say {desc[idx[0]]!r} and {desc[other]!r}",
+                raster,
+            )
+        dates.append(per_band[idx[0]])
+    return dates
+
+
+def _description_date(desc: str | None, i: int, raster: Path) -> pd.Timestamp:
+    """The date a band description holds: all of it, else its first YYYY-MM-DD/YYYYMMDD."""
+    text = str(desc or "").strip()
+    if not text:
+        raise CropseqError("dates: descriptions, but the raster has bands without a description", raster)
+    try:
+        return parse_date(text, f"band {i + 1} description", raster)
+    except CropseqError:
+        m = _GENERIC_DATE.search(text)
+        if m is None:
+            raise CropseqError(f"band {i + 1} description {text!r} holds no date", raster) from None
+        return parse_date(m.group(1), f"band {i + 1} description", raster)
+
+
+def _dtypes(raw: Any, bands: Sequence[str], where: Path) -> dict[str, str]:
+    """``dtype: {band: type}`` (or one type for every band): how stored values are read."""
+    if raw is None:
+        return {}
+    items = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {b: raw for b in bands}
+    for b, v in items.items():
+        if b not in bands:
+            raise CropseqError(f"dtype names unknown band {b!r} (bands: {', '.join(bands)})", where)
+        if str(v) not in REINTERPRET_DTYPES:
+            raise CropseqError(f"dtype.{b} must be one of {', '.join(REINTERPRET_DTYPES)}, not {v!r}", where)
+    return {b: str(v) for b, v in items.items()}
+
+
+def _composite(raw: Any, bands: Sequence[str], mask: MaskRule | None, mpath: Source) -> CompositeSpec | None:
+    """The ``composite:`` key, checked against the cube's bands (the mask band excluded)."""
+    if raw is None:
+        return None
+    return parse_composite(raw, [b for b in bands if mask is None or b != mask.band], mpath, parse_date)
 
 
 def _set_bands(data: dict[str, Any], keys: Sequence[str], bands: Sequence[str]) -> set[str]:
@@ -564,10 +729,10 @@ def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestam
         return [parse_date(v, f"date {i + 1} in dates", mpath) for i, v in enumerate(raw)], "dates"
     if isinstance(raw, str):
         f = _resolve(root, raw)
-        if not f.is_file():
+        if not is_remote(f) and not f.is_file():
             raise CropseqError(f"dates file {raw!r} named in {mpath.name} not found", f)
         try:
-            text = f.read_text(encoding="utf-8-sig")
+            text = remote.read_text(f, "dates file") if is_remote(f) else f.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError:
             raise CropseqError("dates file is not text (one ISO date per line expected)", f) from None
         lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]

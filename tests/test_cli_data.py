@@ -243,3 +243,25 @@ def test_dtwsat_cli(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert steps.index.tolist() == list(range(603)) and set(steps) == {22, 23}
     src = pd.read_csv(labels)
     assert (df.drop_duplicates("sample_id")["label"].to_numpy() == src["label"].to_numpy()).all()
+
+
+def test_inspect_value_stats_and_limit_warning(tmp_path: Path) -> None:
+    """A uint16 NDVI with scale 0.0001 holding 65535: inspect shows each band's value range
+    and warns that the maximum 6.5535 is the type's limit (it passed unseen with 0.00 % missing)."""
+    import numpy as np
+    from _data_fixtures import run_cli, write_raster
+
+    write_raster(tmp_path / "ndvi.tif", np.array([[[65535, 5000], [1000, 2000]], [[3000, 4000], [65535, 100]]], np.uint16))
+    m = {"layout": "per-band", "bands": {"NDVI": "ndvi.tif"}, "dates": tiny_dates(2), "scale": 0.0001}
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(m))
+    res = run_cli(["inspect", tmp_path / "stack.yaml"])
+    assert res.rc == 0, res
+    assert "Valid values (4 sampled px, all dates)" in res.out
+    row = next(ln for ln in res.out.splitlines() if ln.startswith("│ NDVI") and "6.5535" in ln)
+    assert [c.strip() for c in row.strip("│").split("│")] == ["NDVI", "0.01", "0.0163", "6.5535", "6.5535"]
+    warning = [ln for ln in res.err.splitlines() if "cropseq: warning: band NDVI: 25.00 % of sampled valid values" in ln]
+    assert len(warning) == 1 and "6.5535 = 65535 × 0.0001, the maximum of uint16" in warning[0]
+    res = run_cli(["inspect", tmp_path / "stack.yaml", "--json"])
+    s = json.loads(res.out)
+    assert s["value_stats"]["NDVI"]["max"] == 6.5535 and s["value_sampled_px"] == 4
+    assert len(s["value_warnings"]) == 1

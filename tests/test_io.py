@@ -251,3 +251,111 @@ def test_inspect_shows_band_resolution(tmp_path: Path) -> None:
     assert s["resolution"] == [10.0, 10.0] and s["missing_fraction"] == {"B04": 0.0, "B11": 0.0}
     text = run_cli(["inspect", tmp_path]).out
     assert "target grid" in text and "bilinear" in text and "20 x 20" in text
+
+
+# ----------------------------------------------------------------------------- interleaved layout, dtype, value stats
+
+
+@pytest.mark.parametrize("order", ["date-major", "band-major"])
+def test_interleaved_raster_read_in_band_order(tmp_path: Path, order: str) -> None:
+    """One raster holding 4 dates × 3 bands: each cube value is the raster band the order
+    names (read independently with rasterio), dates sorted, a per-date mask raster applied."""
+    import rasterio
+
+    rng = np.random.default_rng(1)
+    n_t, bands = 4, ["B04", "B08", "B11"]
+    write_raster(tmp_path / "all.tif", rng.random((n_t * 3, 5, 6), dtype=np.float32))
+    clouds = np.zeros((n_t, 5, 6), np.uint8)
+    clouds[2, 1, 1] = 1
+    write_raster(tmp_path / "clouds.tif", clouds)
+    dates = tiny_dates(n_t)[::-1]  # stored newest first: the cube sorts them
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(
+        {"layout": "interleaved", "files": "all.tif", "bands": bands, "order": order, "dates": dates, "masks": "clouds.tif"}
+    ))  # fmt: skip
+    cube = open_stack(tmp_path, chunks=4)
+    assert cube.dims == ("time", "band", "y", "x") and list(cube["band"].values) == bands
+    with rasterio.open(tmp_path / "all.tif") as src:
+        raw = src.read()
+    vals = cube.values
+    for t in range(n_t):
+        stored = n_t - 1 - t  # cube date t is the stored date n_t - 1 - t
+        for b in range(3):
+            k = stored * 3 + b if order == "date-major" else b * n_t + stored
+            expect = raw[k].copy()
+            expect[clouds[stored] == 1] = np.nan
+            np.testing.assert_array_equal(vals[t, b], expect)
+
+
+def test_interleaved_count_mismatch_says_the_arithmetic(tmp_path: Path) -> None:
+    write_raster(tmp_path / "all.tif", np.zeros((12, 2, 2), np.float32))
+    m = {"layout": "interleaved", "files": "all.tif", "bands": ["a", "b", "c"], "order": "date-major", "dates": tiny_dates(5)}
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(m))
+    with pytest.raises(CropseqError, match=r"12 raster bands is not 5 dates × 3 bands \(12 = 4 dates × 3 bands: check dates\)"):
+        open_stack(tmp_path)
+    # The per-band layout given such a raster points to the interleaved layout.
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"layout": "per-band", "bands": {"a": "all.tif"}, "dates": tiny_dates(4)}))
+    with pytest.raises(CropseqError, match="12 raster bands but 4 dates .*use layout: interleaved"):
+        open_stack(tmp_path)
+
+
+def _uint16_ndvi(tmp_path: Path, **keys: object) -> Path:
+    """MODIS-like NDVI stored uint16 with scale 0.0001: 65535 is -0.0001 stored unsigned."""
+    data = np.array([[[65535, 5000], [0, 65436]], [[1000, 65535], [2000, 3000]]], np.uint16)
+    write_raster(tmp_path / "ndvi.tif", data)
+    m = {"layout": "per-band", "bands": {"NDVI": "ndvi.tif"}, "dates": tiny_dates(2), "scale": 0.0001, **keys}
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(m))
+    return tmp_path / "stack.yaml"
+
+
+def test_dtype_override_reinterprets_stored_bits(tmp_path: Path) -> None:
+    vals = open_stack(_uint16_ndvi(tmp_path, dtype={"NDVI": "int16"})).values[:, 0]
+    np.testing.assert_allclose(vals[0], [[-0.0001, 0.5], [0.0, -0.01]], rtol=1e-5)
+    np.testing.assert_allclose(vals[1], [[0.1, -0.0001], [0.2, 0.3]], rtol=1e-5)
+    # Without it the same bits are 6.5535: the reason for the key.
+    assert float(open_stack(_uint16_ndvi(tmp_path)).max()) == pytest.approx(6.5535)
+    # nodata in the manifest is in the new type's terms; the file's own is reinterpreted too.
+    vals = open_stack(_uint16_ndvi(tmp_path, dtype={"NDVI": "int16"}, nodata=-1)).values[:, 0]
+    assert np.isnan(vals[0, 0, 0]) and np.isnan(vals[1, 0, 1]) and vals[0, 1, 1] == pytest.approx(-0.01)
+    import rasterio
+
+    path = _uint16_ndvi(tmp_path, dtype={"NDVI": "int16"})
+    with rasterio.open(tmp_path / "ndvi.tif", "r+") as dst:
+        dst.nodata = 65535
+    vals = open_stack(path).values[:, 0]
+    assert np.isnan(vals[0, 0, 0]) and vals[0, 1, 1] == pytest.approx(-0.01)
+
+
+def test_dtype_override_errors(tmp_path: Path) -> None:
+    with pytest.raises(CropseqError, match="dtype.NDVI in stack.yaml: int8 cannot reinterpret values stored as uint16"):
+        open_stack(_uint16_ndvi(tmp_path, dtype={"NDVI": "int8"}))
+    with pytest.raises(CropseqError, match="read onto another grid cannot be reinterpreted"):
+        open_stack(_uint16_ndvi(tmp_path, dtype={"NDVI": "int16"}, grid={"resolution": 20}))
+
+
+def test_summary_value_stats_and_limit_warning(tmp_path: Path) -> None:
+    """inspect's value statistics come from the sampled windows, in physical units, and a
+    cube maximum at scale × the dtype's maximum (6.5535 = 65535 × 0.0001) is flagged."""
+    s = stack_summary(open_stack(_uint16_ndvi(tmp_path)))
+    st = s["value_stats"]["NDVI"]
+    assert st["n_valid"] == 8 and st["min"] == 0.0 and st["max"] == 6.5535
+    assert st["p1"] == pytest.approx(np.percentile(np.float32([6.5535, 0.5, 0, 6.5436, 0.1, 6.5535, 0.2, 0.3]), 1), rel=1e-5)
+    (warning,) = s["value_warnings"]
+    assert "band NDVI: 25.00 % of sampled valid values sit at 6.5535 = 65535 × 0.0001, the maximum of uint16" in warning
+    assert "dtype: {NDVI: int16}" in warning and "nodata: {NDVI: 65535}" in warning
+    fixed = stack_summary(open_stack(_uint16_ndvi(tmp_path, dtype={"NDVI": "int16"})))
+    assert fixed["value_warnings"] == [] and fixed["value_stats"]["NDVI"]["min"] == pytest.approx(-0.01)
+
+
+def test_summary_value_stats_read_only_the_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large scene: statistics from the bounded window sample, never a full read."""
+    import cropseq.io as io_mod
+
+    write_raster(tmp_path / "b.tif", np.arange(2 * 600 * 500, dtype=np.float32).reshape(2, 600, 500))
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"layout": "per-band", "bands": {"b": "b.tif"}, "dates": tiny_dates(2)}))
+    cube = open_stack(tmp_path, chunks=16)  # > EXACT_SUMMARY_MAX_CHUNKS chunks
+    read = []
+    monkeypatch.setattr(io_mod, "_read_many", lambda reads, win, warp=None, f=io_mod._read_many: read.append(win) or f(reads, win, warp))
+    s = stack_summary(cube)
+    assert s["value_sampled_px"] == 16 * 64 * 64 == s["missing_sampled_px"]
+    assert sum(w.height * w.width for w in read) == 16 * 64 * 64
+    assert 0 < s["value_stats"]["b"]["min"] < s["value_stats"]["b"]["p1"] < s["value_stats"]["b"]["max"] < 2 * 600 * 500

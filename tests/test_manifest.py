@@ -195,3 +195,70 @@ def test_per_date_files_per_band_hint(tmp_path: Path) -> None:
     _rewrite(path, files={"red": "S2_*.tif"})
     with pytest.raises(CropseqError, match="use layout: single-band"):
         load_manifest(path)
+
+
+# ----------------------------------------------------------------------------- interleaved layout
+
+
+def _interleaved(tmp_path: Path, n_dates: int = 3, n_bands: int = 2, descriptions: list[str] | None = None, **keys: object) -> Path:
+    write_raster(tmp_path / "all.tif", np.zeros((n_dates * n_bands, 2, 2), np.float32), descriptions=descriptions)
+    m = {"layout": "interleaved", "files": "all.tif", "bands": ["red", "nir"][:n_bands], "order": "date-major",
+         "dates": tiny_dates(n_dates), **keys}  # fmt: skip
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(m))
+    return tmp_path / "stack.yaml"
+
+
+def test_interleaved_manifest_resolves(tmp_path: Path) -> None:
+    m = load_manifest(_interleaved(tmp_path))
+    assert m.layout == "interleaved" and m.order == "date-major" and m.bands == ("red", "nir")
+    assert m.files == (tmp_path / "all.tif",) and len(m.dates) == 3
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"order": None}, "interleaved layout needs order: date-major"),
+        ({"order": "time-major"}, "not 'time-major'"),
+        ({"files": "*.tif"}, "not found"),  # one raster, not a glob: checked when opened
+        ({"date_pattern": "(\\d{8})"}, "'date_pattern' is not used by the interleaved layout"),
+        ({"bands": {"red": "all.tif"}}, "interleaved layout needs bands: [name, ...]"),
+    ],
+)
+def test_interleaved_manifest_errors(tmp_path: Path, keys: dict[str, object], message: str) -> None:
+    from cropseq.io import open_stack
+
+    path = _interleaved(tmp_path, **keys)
+    with pytest.raises(CropseqError) as e:
+        open_stack(path)
+    assert message in str(e.value)
+
+
+def test_order_only_for_interleaved(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path / "s")
+    _rewrite(path, order="date-major")
+    with pytest.raises(CropseqError, match="order is for the interleaved layout"):
+        load_manifest(path)
+
+
+def test_interleaved_dates_from_descriptions(tmp_path: Path) -> None:
+    """Each raster band's description holds its date (here with the band name); the bands of
+    one date must agree, which also catches a wrong order."""
+    dates = tiny_dates(3)
+    desc = [f"{b}_{d}" for d in dates for b in ("red", "nir")]  # date-major
+    m = load_manifest(_interleaved(tmp_path, descriptions=desc, dates="descriptions"))
+    assert [str(d.date()) for d in m.dates] == dates and m.dates_source == "band descriptions of all.tif"
+    with pytest.raises(CropseqError, match=r"do not follow order: band-major \(3 dates × 2 bands\): raster bands 1 and 4"):
+        load_manifest(_interleaved(tmp_path, descriptions=desc, dates="descriptions", order="band-major"))
+    with pytest.raises(CropseqError, match="7 raster bands is not a whole number of dates × 2 bands"):
+        write_raster(tmp_path / "all.tif", np.zeros((7, 2, 2), np.float32), descriptions=[dates[0]] * 7)
+        load_manifest(tmp_path / "stack.yaml")
+
+
+def test_dtype_key_checked(tmp_path: Path) -> None:
+    path, _ = write_stack(tmp_path / "s")
+    assert load_manifest(_rewrite(path, dtype={"red": "int16"})).dtype == {"red": "int16"}
+    assert load_manifest(_rewrite(path, dtype="uint16")).dtype == {"red": "uint16", "nir": "uint16"}
+    with pytest.raises(CropseqError, match="dtype names unknown band 'swir'"):
+        load_manifest(_rewrite(path, dtype={"swir": "int16"}))
+    with pytest.raises(CropseqError, match="dtype.red must be one of int8, uint8"):
+        load_manifest(_rewrite(path, dtype={"red": "short"}))

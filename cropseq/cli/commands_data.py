@@ -33,6 +33,10 @@ def _print_summary(s: dict[str, Any]) -> None:
     grid.add_column("key", style="bold")
     grid.add_column("value")
     grid.add_row("dates", f"{len(dates)}: {dates[0]} .. {dates[-1]}" if dates else "0")
+    if s.get("composite"):  # a regular time grid (cropseq.composite): the dates are bin starts
+        c = s["composite"]
+        grid.add_row("composite", f"{c['period']} {c['method']} of {c['observations']} dates: {c['bins']} bins "
+                     f"(dates = bin starts), {c['empty_bins']} empty (no date in the bin: NaN)")
     grid.add_row("bands", ", ".join(s["bands"]))
     grid.add_row("size", f"{s['shape']['y']} rows x {s['shape']['x']} cols (y x x)")
     grid.add_row("CRS", s["crs_name"])
@@ -57,6 +61,39 @@ def _print_summary(s: dict[str, Any]) -> None:
             cells += [f"{r['resolution'][0]:.6g} x {r['resolution'][1]:.6g}", r["resampling"] or "no (on the grid)"]
         miss.add_row(*cells)
     console.print(miss)
+    stats = s.get("value_stats") or {}
+    if stats:
+        vals = Table(title=f"Valid values ({s['value_sampled_px']} sampled px, all dates)", title_justify="left")
+        for col in ("band", "min", "1st pct", "99th pct", "max"):
+            vals.add_column(col, justify="left" if col == "band" else "right")
+        for b, v in stats.items():
+            vals.add_row(b, *("-" if v[k] is None else f"{v[k]:.6g}" for k in ("min", "p1", "p99", "max")))
+        console.print(vals)
+
+
+def _print_stac(found: dict[str, Any]) -> None:
+    """The STAC items, dates and bands (asset, resolution, CRS) a ``source: stac`` stack found."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    items, dates = found["items"], found["dates"]
+    console.print(f"STAC {found['catalog']}: {len(items)} items on {len(dates)} dates "
+                  f"({found['groupby']}), {dates[0]} .. {dates[-1]}")  # fmt: skip
+    table = Table(title="Items", title_justify="left")
+    for col in ("item", "datetime", "collection"):
+        table.add_column(col)
+    for it in items:
+        table.add_row(it["id"], it["datetime"], str(it["collection"] or ""))
+    console.print(table)
+    bands = Table(title=f"Bands, read onto a {found['resolution'][0]:.6g} x {found['resolution'][1]:.6g} grid in {found['crs']}",
+                  title_justify="left")  # fmt: skip
+    for col in ("band", "asset", "resolution", "CRS", "resampling", "nodata", "scale"):
+        bands.add_column(col)
+    for name, b in found["bands"].items():
+        bands.add_row(name + (" (mask)" if b["mask"] else ""), b["asset"], "{:.6g} x {:.6g}".format(*b["resolution"]),
+                      str(b["crs"]), b["resampling"], str(b["nodata"]), f"{b['scale']:g}")  # fmt: skip
+    console.print(bands)
 
 
 @app.command("inspect")
@@ -64,14 +101,25 @@ def inspect_cmd(
     stack: Path = typer.Argument(..., help="stack.yaml, a folder holding one, or a tile store (*.zarr)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Summarise a stack: dates, bands, grid, CRS and missing data per band."""
-    from cropseq.io import open_stack, stack_summary
+    """Summarise a stack: dates, bands, grid, CRS, missing data and value ranges per band.
 
-    summary = stack_summary(open_stack(existing_path(stack, "stack")))
+    Value ranges (min, 1st/99th percentile, max of the valid values) come from a bounded
+    sample of windows; bands whose values sit at their integer type's limit are warned about.
+    """
+    from cropseq.io import open_stack, stack_summary
+    from cropseq.stac_source import stac_listing
+
+    cube = open_stack(existing_path(stack, "stack"))
+    found = stac_listing(cube)
+    if found is not None and not as_json:
+        _print_stac(found)  # what the catalogue search found, before any pixel is read
+    summary = stack_summary(cube)
     if as_json:
         print_json(summary)
     else:
         _print_summary(summary)
+    for line in summary.get("value_warnings") or []:
+        _warn(line)
 
 
 @app.command("tile")
@@ -93,7 +141,11 @@ def tile_cmd(
 @app.command("samples")
 def samples_cmd(
     stack: Path = typer.Option(..., "--stack", help="stack.yaml, a folder holding one, or a tile store."),
-    labels: Path = typer.Option(..., "--labels", help="Labels: vector file (polygons/points) or CSV points."),
+    labels: Path = typer.Option(
+        ..., "--labels",
+        help="Labels: vector file (polygons/points), CSV points, or a label raster (.tif: every labelled pixel "
+             "is a sample, grouped by connected patch of one class; read onto the stack's grid).",
+    ),
     out: Path = typer.Option(..., "--out", help="Samples table to write (.csv or .parquet)."),
     patch: int = typer.Option(1, "--patch", help="Patch size (odd, >= 1)."),
     class_column: str = typer.Option("label", "--class-column", help="Column holding the class names."),
@@ -111,6 +163,9 @@ def samples_cmd(
         help="Keep at most N random samples per field (group): polygons give one sample per pixel.",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed of --max-per-group."),
+    unlabelled: Optional[list[int]] = typer.Option(
+        None, "--unlabelled", help="Label-raster value meaning 'no label' (repeatable; default 0; its nodata too)."
+    ),
 ) -> None:
     """Extract labelled pixel time series into a samples table.
 
@@ -119,7 +174,8 @@ def samples_cmd(
     """
     from cropseq.atomic import check_writable
     from cropseq.classes import ClassTable
-    from cropseq.io import open_stack
+    from cropseq.io import cube_grid, open_stack
+    from cropseq.label_raster import UNLABELLED
     from cropseq.labels import read_labels
     from cropseq.samples import cap_per_group, check_patch, extract_samples, table_format, write_samples
 
@@ -133,7 +189,8 @@ def samples_cmd(
     table = ClassTable.from_yaml(classes) if classes is not None else None
     cube = open_stack(existing_path(stack, "stack"))
     label_set = read_labels(existing_path(labels, "labels file"), cube.rio.crs, class_column=class_column,
-                            id_column=id_column, classes=table)  # fmt: skip
+                            id_column=id_column, classes=table, grid=cube_grid(cube),
+                            unlabelled=unlabelled or UNLABELLED)  # fmt: skip
     df, report = extract_samples(cube, label_set, patch=patch, start=start, end=end)
     for w in report.warnings():
         _warn(w)
