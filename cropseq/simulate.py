@@ -93,11 +93,14 @@ Reproducibility and scale
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import json
 import math
 import os
 import queue
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -259,6 +262,29 @@ nodata: 0
 scale: 0.0001
 """
 _IMAGE_NAME = re.compile(r"^(S2|MASK)_\d{8}\.tif$")
+#: ``simulate`` layouts: a static STAC catalogue of per-band COGs (default), or today's
+#: one-grid per-date stack (6 bands, 10 m, a separate cloud mask per date).
+LAYOUTS = ("stac", "one-grid")
+#: The STAC layout's bands: 10 m, then 20 m (band -> index in the renderer's output).
+STAC_10M = {"B02": 0, "B03": 1, "B04": 2, "B08": 3}
+STAC_20M = {"B05": 6, "B11": 4, "B12": 5}
+#: The cube bands of the STAC layout, in wavelength order.
+STAC_BANDS = ("B02", "B03", "B04", "B05", "B08", "B11", "B12")
+COLLECTION = "cropseq-demo-s2-l2a"
+#: Sentinel-2 L2A scene classification values the demo writes, and those that are invalid.
+SCL_NO_DATA, SCL_SHADOW, SCL_VEGETATION, SCL_BARE, SCL_WATER, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH = 0, 3, 4, 5, 6, 8, 9
+SCL_INVALID = (0, 1, 3, 8, 9, 10, 11)
+_COMMON = {"B02": ("blue", 0.49), "B03": ("green", 0.56), "B04": ("red", 0.665), "B05": ("rededge", 0.704),
+           "B08": ("nir", 0.842), "B11": ("swir16", 1.61), "B12": ("swir22", 2.19)}  # fmt: skip
+_STAC_YAML = """\
+# cropseq demo scene (cropseq simulate): a static STAC catalogue of per-band COGs like a
+# Sentinel-2 L2A product (10 m and 20 m bands, scene classification SCL), read with odc-stac
+source: stac
+catalog: catalog/catalog.json
+collections: [{collection}]
+bands: [{bands}]
+mask: {{band: SCL, invalid: [{invalid}]}}   # no data, saturated, cloud shadow, clouds, cirrus, snow
+"""
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,7 @@ class SceneInfo:
         mislabelled: ``field_id`` of the parcels of ``labels.gpkg`` whose label is not
             their true class (the simulated label noise).
         timing_pairs: Crop pairs that differ mainly in timing.
+        layout: ``stac`` (a STAC catalogue, ``catalog/catalog.json``) or ``one-grid``.
     """
 
     outdir: Path
@@ -312,6 +339,7 @@ class SceneInfo:
     nodata_fraction: float
     mislabelled: tuple[int, ...] = ()
     timing_pairs: tuple[tuple[str, str], ...] = TIMING_PAIRS
+    layout: str = "stac"
 
     def summary(self) -> str:
         """One line for the CLI."""
@@ -327,6 +355,7 @@ class SceneInfo:
         """A JSON-able description with paths relative to ``outdir`` (so it is reproducible)."""
         return {
             "format": "cropseq-demo-scene",
+            "layout": self.layout,
             "size": self.size,
             "pixel_size": PIXEL_SIZE,
             "crs": self.crs,
@@ -343,6 +372,7 @@ class SceneInfo:
             "timing_pairs": [list(p) for p in self.timing_pairs],
             "files": {
                 "stack": "stack.yaml",
+                **({"catalog": "catalog/catalog.json"} if self.layout == "stac" else {}),
                 "truth": "truth.tif",
                 "test_truth": "test_truth.tif",
                 "classes": "classes.yaml",
@@ -806,11 +836,22 @@ def _fast_rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64(np.random.SeedSequence(entropy=seed, spawn_key=tuple(key))))
 
 
+def _with_red_edge(a: np.ndarray) -> np.ndarray:
+    """Band values (B02 B03 B04 B08 B11 B12 first) plus B05 last: a quarter of the way from
+    red to NIR, where the red edge of vegetation starts (soil, water and clouds, flat
+    there, get about their red and NIR mean)."""
+    a = np.asarray(a, np.float32)
+    return np.concatenate([a, (a[2] + np.float32(0.25) * (a[3] - a[2]))[None]], axis=0)
+
+
 class _Renderer:
     """Turns the landscape and date conditions into DN and mask arrays, block by block."""
 
-    def __init__(self, seed: int, size: int, land: _Landscape, conds: list[_DateCond]):
+    def __init__(self, seed: int, size: int, land: _Landscape, conds: list[_DateCond], red_edge: bool = False):
         self.seed, self.size, self.land, self.conds = seed, size, land, conds
+        # B05 (red edge, 705 nm), rendered last so the six other bands' noise draws, and
+        # so their values, are the same with or without it.
+        self.n_bands = len(BANDS) + (1 if red_edge else 0)
         srng = _rng(seed, 8)
         self.vig_noise = _Fractal(srng, (24.0, 8.0), size)
         self.soil_noise = _Fractal(srng, (48.0, 12.0), size)
@@ -825,6 +866,9 @@ class _Renderer:
         self.dry = np.array([c.dry for c in _CLASSES], np.float32).T.copy()
         self.flower = np.asarray(_FLOWER, np.float32)
         self.cloud = np.asarray(_CLOUD, np.float32)
+        if red_edge:
+            self.bg, self.green, self.dry = (_with_red_edge(a) for a in (self.bg, self.green, self.dry))
+            self.flower, self.cloud = _with_red_edge(self.flower), _with_red_edge(self.cloud)
         # Per date and class: background scale for the visible and the infrared bands
         # (wet soil is darker after rain; turbid water is brighter in the visible).
         is_soil = np.array([c.background == "soil" for c in _CLASSES])
@@ -873,7 +917,7 @@ class _Renderer:
         urb = np.take(self.is_urban, cls)
         vigour[urb] = np.clip(1.0 + 3.0 * white[urb], 0.0, 5.0)
         np.maximum(vigour, 0.0, out=vigour)
-        nb = len(BANDS)
+        nb = self.n_bands
         bg = np.empty((nb, h, size), np.float32)
         green = np.empty_like(bg)
         dry = np.empty_like(bg)
@@ -937,10 +981,11 @@ class _Renderer:
             ctex += np.float32(0.9)
 
         gen = _fast_rng(self.seed, 10, k, blk.r0)
-        dn = np.empty((len(BANDS), h, w), np.uint16)
+        dn = np.empty((self.n_bands, h, w), np.uint16)
         refl = np.empty((h, w), np.float32)
         tmp = np.empty((h, w), np.float32)
-        for bi in range(len(BANDS)):
+        gain, offset = _with_red_edge(cond.gain), _with_red_edge(cond.offset)
+        for bi in range(self.n_bands):
             np.multiply(blk.bg[bi], soil_vis if bi < 3 else soil_ir, out=refl)
             np.multiply(blk.green[bi], g, out=tmp)
             refl += tmp
@@ -949,8 +994,8 @@ class _Renderer:
             if has_fl:
                 np.multiply(fl, self.flower[bi], out=tmp)
                 refl += tmp
-            refl *= np.float32(cond.gain[bi] * 10000.0)  # to DN from here on
-            refl += np.float32(cond.offset[bi] * 10000.0)
+            refl *= np.float32(gain[bi] * 10000.0)  # to DN from here on
+            refl += np.float32(offset[bi] * 10000.0)
             if clouded:
                 refl *= shade
                 np.multiply(ctex, np.float32(self.cloud[bi] * 10000.0), out=tmp)
@@ -1045,7 +1090,7 @@ def _prepare_outdir(outdir: Path) -> Path:
     if outdir.exists() and not outdir.is_dir():
         raise CropseqError("output exists and is not a folder", outdir)
     try:
-        (outdir / "images").mkdir(parents=True, exist_ok=True)
+        outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CropseqError(f"cannot create the output folder ({e.strerror})", outdir) from None
     if not os.access(outdir, os.W_OK | os.X_OK):
@@ -1054,6 +1099,7 @@ def _prepare_outdir(outdir: Path) -> Path:
     # scene is complete, so a killed run never looks like a usable stack.
     with contextlib.suppress(FileNotFoundError):
         (outdir / "stack.yaml").unlink()
+    shutil.rmtree(outdir / "catalog", ignore_errors=True)  # an earlier STAC scene's items
     return outdir
 
 
@@ -1080,6 +1126,158 @@ def _write_fields(path: Path, polys: np.ndarray, field_ids: np.ndarray, names: l
     with atomic_path(path) as tmp, _gpkg_env():
         gdf.to_file(tmp, layer="fields", driver="GPKG", engine="pyogrio")
 
+def _coarsen_mean(dn: np.ndarray) -> np.ndarray:
+    """``(b, h, w)`` uint16 DN -> ``(b, ceil(h/2), ceil(w/2))``: each 20 m pixel the mean of
+    its valid (non-zero) 10 m pixels, 0 (nodata) when it has none."""
+    b, h, w = dn.shape
+    pad = np.zeros((b, h + h % 2, w + w % 2), np.float32)
+    pad[:, :h, :w] = dn
+    q = pad.reshape(b, pad.shape[1] // 2, 2, pad.shape[2] // 2, 2)
+    total, n = q.sum(axis=(2, 4)), (q > 0).sum(axis=(2, 4))
+    return np.where(n > 0, np.rint(total / np.maximum(n, 1)), 0).astype(np.uint16)
+
+
+def _coarsen_any(a: np.ndarray) -> np.ndarray:
+    """``(h, w)`` bool -> ``(ceil(h/2), ceil(w/2))``: True where any of the 2 x 2 pixels is."""
+    h, w = a.shape
+    pad = np.zeros((h + h % 2, w + w % 2), bool)
+    pad[:h, :w] = a
+    return pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2).any(axis=(1, 3))
+
+
+_WATER_INDEX = next(i for i, c in enumerate(_CLASSES) if c.name == "water")
+
+
+def _scl(mask: np.ndarray, valid: np.ndarray, water: np.ndarray, b02: np.ndarray, b04: np.ndarray,
+         b08: np.ndarray) -> np.ndarray:  # fmt: skip
+    """The 20 m scene classification (L2A values) of a block from its 10 m cloud mask.
+
+    A 20 m pixel is cloud (9 when bright, else 8) or cloud shadow (3) when any of its 10 m
+    pixels is, as L2A's masks are dilated; else water (6), vegetation (4, NDVI > 0.4) or
+    bare soil (5); no data (0) outside the swath.
+    """
+    cloud, shadow, inside, wet = (_coarsen_any(a) for a in (mask == 1, mask == 2, valid, water))
+    red, nir = b04.astype(np.float32), b08.astype(np.float32)
+    ndvi = (nir - red) / np.maximum(nir + red, np.float32(1.0))
+    scl = np.where(ndvi > 0.4, SCL_VEGETATION, SCL_BARE).astype(np.uint8)
+    scl[wet] = SCL_WATER
+    scl[shadow] = SCL_SHADOW
+    scl[cloud] = np.where(b02[cloud] > 3000, SCL_CLOUD_HIGH, SCL_CLOUD_MEDIUM)
+    scl[~inside] = SCL_NO_DATA
+    return scl
+
+
+class _StacFiles:
+    """The STAC layout: per date, B02 B03 B04 B08 at 10 m, B05 B11 B12 and SCL at 20 m.
+
+    Blocks go to tiled GeoTIFFs in a scratch folder (windowed writes, like the one-grid
+    layout, so memory stays bounded by the row block); :meth:`finish` copies them to COGs
+    (with overviews: average for reflectance, nearest for SCL) and writes the catalogue.
+    """
+
+    def __init__(self, stack: contextlib.ExitStack, outdir: Path, dates: Sequence[date], common: dict[str, Any],
+                 cover: Any) -> None:  # fmt: skip
+        """Open the scratch rasters on ``stack``; when it closes without an error (the
+        datasets closed first), :meth:`finish` runs with ``cover()``, then the scratch goes."""
+        import rasterio
+        from affine import Affine
+
+        self.outdir, self.size = outdir, int(common["width"])
+        self.half = (self.size + 1) // 2
+        n_dates = len(dates)
+        self.scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".scratch-", dir=outdir)))
+        stack.push(lambda exc_type, exc, tb: self.finish(dates, cover()) if exc_type is None else None)
+        t = common["transform"]
+        p10 = dict(common, count=1, dtype="uint16", nodata=NODATA, predictor=2)
+        p20 = dict(p10, width=self.half, height=self.half, transform=Affine(2 * t.a, 0.0, t.c, 0.0, 2 * t.e, t.f),
+                   blockxsize=_tile(self.half), blockysize=_tile(self.half))  # fmt: skip
+        profiles = {**{b: p10 for b in STAC_10M}, **{b: p20 for b in STAC_20M}, "SCL": dict(p20, dtype="uint8", predictor=1)}
+        self.grids = {10: (p10["transform"], (self.size, self.size)), 20: (p20["transform"], (self.half, self.half))}
+        self.paths = [{b: self.scratch / f"{k}_{b}.tif" for b in profiles} for k in range(n_dates)]
+        self.dst = [
+            {b: stack.enter_context(rasterio.open(self.paths[k][b], "w", **prof)) for b, prof in profiles.items()}
+            for k in range(n_dates)
+        ]
+
+    def write(self, writer: _Writer, k: int, r0: int, dn: np.ndarray, mask: np.ndarray, blk: _Block) -> None:
+        """Queue the writes of date ``k``'s row block starting at row ``r0`` (even)."""
+        from rasterio.windows import Window
+
+        h = dn.shape[1]
+        for b, i in STAC_10M.items():
+            writer.submit(self.dst[k][b].write, dn[i], 1, window=Window(0, r0, self.size, h))
+        # 20 m: a coarser reading of the same surface (the mean of the 10 m pixels).
+        coarse = _coarsen_mean(dn[[0, 2, 3, *STAC_20M.values()]])
+        win = Window(0, r0 // 2, self.half, coarse.shape[1])
+        for j, b in enumerate(STAC_20M):
+            writer.submit(self.dst[k][b].write, coarse[3 + j], 1, window=win)
+        scl = _scl(mask, blk.valid, blk.cls == _WATER_INDEX, coarse[0], coarse[1], coarse[2])
+        writer.submit(self.dst[k]["SCL"].write, scl, 1, window=win)
+
+    def finish(self, dates: Sequence[date], cloud_cover: Sequence[float]) -> None:
+        """Copy the scratch rasters to COGs and write the static catalogue (after closing)."""
+        import pystac
+        import rasterio.shutil
+        from rasterio.warp import transform_bounds, transform_geom
+
+        folder = self.outdir / "catalog"
+        grids = self.grids
+        left, top = grids[10][0].c, grids[10][0].f
+        bounds = (left, top - self.size * PIXEL_SIZE, left + self.size * PIXEL_SIZE, top)
+        geom = transform_geom(CRS, "EPSG:4326", {"type": "Polygon", "coordinates": [[
+            (bounds[0], bounds[1]), (bounds[2], bounds[1]), (bounds[2], bounds[3]), (bounds[0], bounds[3]), (bounds[0], bounds[1])]]})  # fmt: skip
+        bbox = list(transform_bounds(CRS, "EPSG:4326", *bounds, densify_pts=21))
+        when = [_dt.datetime.combine(d, _dt.time(10, 0, 31), tzinfo=_dt.timezone.utc) for d in dates]
+        coll = pystac.Collection(
+            COLLECTION, "cropseq simulate: a synthetic Sentinel-2 L2A season (per-band COGs, SCL)",
+            pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent([[when[0], when[-1]]])), license="CC0-1.0",
+        )  # fmt: skip
+        for k, d in enumerate(dates):
+            sat = "A" if (d - SEASON_START).days // REVISIT_DAYS % 2 == 0 else "B"
+            item_id = f"S2{sat}_MSIL2A_{d.strftime('%Y%m%d')}T100031_T33TWN"
+            item = pystac.Item(item_id, geom, bbox, when[k], {
+                "platform": f"sentinel-2{sat.lower()}", "constellation": "sentinel-2", "instruments": ["msi"],
+                "eo:cloud_cover": round(100.0 * float(cloud_cover[k]), 2)})  # fmt: skip
+            for b, src in self.paths[k].items():
+                res = 10 if b in STAC_10M else 20
+                final = folder / COLLECTION / item_id / f"{b}.tif"
+                final.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(final) as tmp:
+                    rasterio.shutil.copy(
+                        src, tmp, driver="COG", compress="DEFLATE", predictor="NO" if b == "SCL" else "YES",
+                        blocksize=TILE,  # the COG driver's least is 128
+                        resampling="NEAREST" if b == "SCL" else "AVERAGE",
+                    )  # fmt: skip
+                item.add_asset(b, _stac_asset(b, res, grids[res]))
+            item.stac_extensions = [
+                "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+                "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+                "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+            ]
+            coll.add_item(item)
+        cat = pystac.Catalog("cropseq-demo", "cropseq demo scene (cropseq simulate)")
+        cat.add_child(coll)
+        cat.normalize_hrefs(str(folder))
+        cat.save(pystac.CatalogType.SELF_CONTAINED)
+
+
+def _stac_asset(band: str, res: int, grid: tuple[Any, tuple[int, int]]) -> Any:
+    """A band's asset: COG, proj:* of its grid, raster:bands (uint16 x 0.0001, fill 0), eo:bands."""
+    import pystac
+
+    transform, shape = grid
+    fields: dict[str, Any] = {"proj:code": CRS, "proj:shape": list(shape), "proj:transform": list(transform)[:6]}
+    if band == "SCL":
+        fields["raster:bands"] = [{"nodata": 0, "data_type": "uint8", "spatial_resolution": res}]
+        title = "Scene classification map (SCL)"
+    else:
+        fields["raster:bands"] = [{"nodata": NODATA, "data_type": "uint16", "scale": SCALE, "offset": 0.0,
+                                   "spatial_resolution": res, "unit": "1"}]  # fmt: skip
+        common, wl = _COMMON[band]
+        fields["eo:bands"] = [{"name": band, "common_name": common, "center_wavelength": wl}]
+        title = f"{common} ({band}) surface reflectance, {res} m"
+    return pystac.Asset(f"./{band}.tif", title=title, media_type=pystac.MediaType.COG, roles=["data"], extra_fields=fields)
+
 
 def simulate_scene(
     outdir: str | os.PathLike[str],
@@ -1089,6 +1287,7 @@ def simulate_scene(
     label_fraction: float = 0.5,
     field_size: int = 32,
     label_noise: float = DEFAULT_LABEL_NOISE,
+    layout: str = "stac",
 ) -> SceneInfo:
     """Write the seeded synthetic demo scene (see the module docstring for what is in it).
 
@@ -1105,6 +1304,11 @@ def simulate_scene(
             scenes to ``size // 8`` (at least 8) so that every class fits.
         label_noise: Share of the labelled crop parcels written to ``labels.gpkg`` under
             another crop's name (0..0.5); ``truth.tif`` and ``test_fields.gpkg`` stay true.
+        layout: ``stac`` (default): a static STAC catalogue of per-band COGs like an L2A
+            product (``catalog/``; B02 B03 B04 B08 at 10 m, B05 B11 B12 and SCL at 20 m) and
+            a ``source: stac`` manifest; ``one-grid``: one 6-band GeoTIFF and one cloud mask
+            per date on one 10 m grid (``images/``) and a per-date manifest. The surface,
+            clouds and labels are the same in both.
 
     Returns:
         A :class:`SceneInfo` describing the files written.
@@ -1113,6 +1317,9 @@ def simulate_scene(
         CropseqError: On a bad argument or an unwritable output folder.
     """
     _validate(size, n_dates, seed, label_fraction, field_size, label_noise)
+    if layout not in LAYOUTS:
+        raise CropseqError(f"layout must be one of {', '.join(LAYOUTS)} (got {layout!r})")
+    stac = layout == "stac"
     import rasterio
     import shapely
     from affine import Affine
@@ -1124,7 +1331,7 @@ def simulate_scene(
     land = _build_landscape(seed, size, cell, float(label_fraction), float(label_noise))
     dates = _dates(seed, n_dates)
     conds = _conditions(seed, dates, size)
-    renderer = _Renderer(seed, size, land, conds)
+    renderer = _Renderer(seed, size, land, conds, red_edge=stac)
 
     transform = Affine(PIXEL_SIZE, 0.0, ORIGIN[0], 0.0, -PIXEL_SIZE, ORIGIN[1])
     tile = _tile(size)
@@ -1135,8 +1342,10 @@ def simulate_scene(
     mask_profile = dict(common, count=1, dtype="uint8")
     truth_profile = dict(common, count=1, dtype="uint8", nodata=NODATA)
     stamps = [d.strftime("%Y%m%d") for d in dates]
-    images = [outdir / "images" / f"S2_{s}.tif" for s in stamps]
-    masks = [outdir / "images" / f"MASK_{s}.tif" for s in stamps]
+    images = [] if stac else [outdir / "images" / f"S2_{s}.tif" for s in stamps]
+    masks = [] if stac else [outdir / "images" / f"MASK_{s}.tif" for s in stamps]
+    if not stac:
+        (outdir / "images").mkdir(exist_ok=True)
     truth_path = outdir / "truth.tif"
     test_truth_path = outdir / "test_truth.tif"
     held_out = land.eligible & ~land.labelled  # per parcel: in test_fields.gpkg
@@ -1155,6 +1364,7 @@ def simulate_scene(
         dst_mask = [stack.enter_context(rasterio.open(t, "w", **mask_profile)) for t in tmp_mask]
         dst_truth = stack.enter_context(rasterio.open(tmp_truth, "w", **truth_profile))
         dst_test_truth = stack.enter_context(rasterio.open(tmp_test_truth, "w", **truth_profile))
+        files = _StacFiles(stack, outdir, dates, common, lambda: [float(m) / max(n_valid, 1) for m in masked]) if stac else None
         for k, (di, dm) in enumerate(zip(dst_img, dst_mask)):
             di.descriptions = BANDS
             di.update_tags(ACQUISITION_DATE=dates[k].isoformat(), REFLECTANCE_PER_DN=str(SCALE),
@@ -1186,12 +1396,15 @@ def simulate_scene(
             for k in range(n_dates):
                 dn, mask = renderer.render(blk, k)
                 masked[k] += int(np.count_nonzero(mask))
-                writer.submit(dst_img[k].write, dn, window=win)
-                writer.submit(dst_mask[k].write, mask, 1, window=win)
+                if files is not None:
+                    files.write(writer, k, r0, dn, mask, blk)
+                else:
+                    writer.submit(dst_img[k].write, dn, window=win)
+                    writer.submit(dst_mask[k].write, mask, 1, window=win)
 
     # Remove images of other dates left by an earlier run (they would match the globs).
     keep = {p.name for p in images + masks}
-    for p in (outdir / "images").iterdir():
+    for p in (outdir / "images").iterdir() if (outdir / "images").is_dir() else ():
         if _IMAGE_NAME.match(p.name) and p.name not in keep:
             p.unlink()
 
@@ -1215,17 +1428,22 @@ def simulate_scene(
         outdir=outdir, stack=outdir / "stack.yaml", truth=truth_path, test_truth=test_truth_path,
         labels=outdir / "labels.gpkg",
         test_fields=outdir / "test_fields.gpkg", classes_path=outdir / "classes.yaml", size=size,
-        dates=tuple(d.isoformat() for d in dates), bands=BANDS, crs=CRS,
+        dates=tuple(d.isoformat() for d in dates), bands=STAC_BANDS if stac else BANDS, crs=CRS,
         transform=tuple(transform.to_gdal()), classes=CLASS_TABLE, n_fields=len(land.polys_px),
         n_labelled=int((land.eligible & land.labelled).sum()),
         n_test=int(held_out.sum()),
         mislabelled=tuple(int(i) for i in field_ids[mislabelled]),
         cloud_cover=tuple(float(m) / max(n_valid, 1) for m in masked),
         nodata_fraction=1.0 - n_valid / float(size * size),
+        layout=layout,
     )
     with atomic_path(outdir / "scene.json") as tmp:
         tmp.write_text(json.dumps(info.to_json_dict(), indent=2) + "\n")
     # The manifest last: its presence means the scene is complete.
     with atomic_path(info.stack) as tmp:
-        tmp.write_text(_STACK_YAML.format(bands=", ".join(BANDS)))
+        if stac:
+            tmp.write_text(_STAC_YAML.format(collection=COLLECTION, bands=", ".join(STAC_BANDS),
+                                             invalid=", ".join(map(str, SCL_INVALID))))  # fmt: skip
+        else:
+            tmp.write_text(_STACK_YAML.format(bands=", ".join(BANDS)))
     return info

@@ -29,7 +29,7 @@ STATIC = ("forest", "water", "urban")
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> SceneInfo:
-    return simulate_scene(tmp_path_factory.mktemp("sim") / "scene", size=SIZE, n_dates=N_DATES, seed=SEED)
+    return simulate_scene(tmp_path_factory.mktemp("sim") / "scene", size=SIZE, n_dates=N_DATES, seed=SEED, layout="one-grid")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +86,56 @@ def test_files_exist_with_expected_grid_and_types(scene: SceneInfo) -> None:
         assert json.loads(src.tags()["CROPSEQ_CLASSES"]) == CLASS_TABLE.to_records()
 
 
+def test_stac_layout_is_an_l2a_like_catalogue_of_the_same_scene(tmp_path: Path) -> None:
+    """The default layout: per-band COGs (10 m and 20 m, SCL) in a static STAC catalogue,
+    the same surface and clouds as the one-grid layout, read through source: stac."""
+    import pystac
+    from rio_cogeo.cogeo import cog_validate
+
+    from cropseq.io import open_stack
+    from cropseq.simulate import SCL_INVALID, STAC_BANDS
+
+    stac = simulate_scene(tmp_path / "stac", size=48, n_dates=8, seed=3)
+    grid = simulate_scene(tmp_path / "grid", size=48, n_dates=8, seed=3, layout="one-grid")
+    assert yaml.safe_load(stac.stack.read_text())["source"] == "stac" and stac.bands == STAC_BANDS
+    assert not (stac.outdir / "images").exists() and not list(stac.outdir.glob(".scratch-*"))
+    items = sorted(pystac.Catalog.from_file(str(stac.outdir / "catalog" / "catalog.json")).get_items(recursive=True),
+                   key=lambda it: it.datetime)  # fmt: skip
+    assert [it.datetime.date().isoformat() for it in items] == list(stac.dates)
+    for k, item in enumerate(items[:3]):
+        stamp = stac.dates[k].replace("-", "")
+        assert sorted(item.assets) == ["B02", "B03", "B04", "B05", "B08", "B11", "B12", "SCL"]
+        rb = item.assets["B04"].extra_fields["raster:bands"][0]
+        assert (rb["scale"], rb["nodata"], rb["data_type"]) == (0.0001, 0, "uint16")
+        read = {b: rasterio.open(item.assets[b].get_absolute_href()) for b in ("B04", "B11", "SCL")}
+        assert [r.res for r in read.values()] == [(10.0, 10.0), (20.0, 20.0), (20.0, 20.0)]
+        assert cog_validate(item.assets["B11"].get_absolute_href())[0]
+        with rasterio.open(grid.outdir / "images" / f"S2_{stamp}.tif") as src:
+            dn = src.read()
+        with rasterio.open(grid.outdir / "images" / f"MASK_{stamp}.tif") as src:
+            mask = src.read(1)
+        np.testing.assert_array_equal(read["B04"].read(1), dn[2])  # 10 m: the same pixels
+        # 20 m: each pixel the mean of its valid 10 m pixels of the same surface.
+        q = dn[4].astype(float).reshape(24, 2, 24, 2)
+        n = (q > 0).sum(axis=(1, 3))
+        mean = np.where(n > 0, np.rint(q.sum(axis=(1, 3)) / np.maximum(n, 1)), 0)
+        np.testing.assert_array_equal(read["B11"].read(1), mean)
+        scl = read["SCL"].read(1)
+        assert set(np.unique(scl)) <= {0, 3, 4, 5, 6, 8, 9}
+        cloudy = (mask == 1).reshape(24, 2, 24, 2).any(axis=(1, 3))  # L2A-like: any cloudy 10 m pixel
+        assert np.isin(scl[cloudy], [8, 9]).all() and not np.isin(scl[~cloudy], [8, 9]).any()
+        for r in read.values():
+            r.close()
+    cube = open_stack(stac.stack)
+    assert list(cube["band"].values) == list(STAC_BANDS) and cube.shape == (8, 7, 48, 48)
+    ref = open_stack(grid.stack).sel(band="B04").values
+    got = cube.sel(band="B04").values
+    both = np.isfinite(ref) & np.isfinite(got)
+    np.testing.assert_allclose(got[both], ref[both], rtol=1e-6)  # same values where both are clear
+    assert np.isnan(got[np.isnan(ref)]).all()  # the 20 m SCL masks at least the 10 m mask's pixels
+    assert list(SCL_INVALID) == yaml.safe_load(stac.stack.read_text())["mask"]["invalid"]
+
+
 def test_stack_yaml_is_the_documented_per_date_manifest(scene: SceneInfo) -> None:
     m = yaml.safe_load(scene.stack.read_text())
     assert m == {
@@ -115,9 +165,9 @@ def test_classes_yaml_and_scene_json(scene: SceneInfo) -> None:
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
-    a = simulate_scene(tmp_path / "a", size=48, n_dates=8, seed=3)
-    b = simulate_scene(tmp_path / "b", size=48, n_dates=8, seed=3)
-    c = simulate_scene(tmp_path / "c", size=48, n_dates=8, seed=4)
+    a = simulate_scene(tmp_path / "a", size=48, n_dates=8, seed=3, layout="one-grid")
+    b = simulate_scene(tmp_path / "b", size=48, n_dates=8, seed=3, layout="one-grid")
+    c = simulate_scene(tmp_path / "c", size=48, n_dates=8, seed=4, layout="one-grid")
     fa, fb, fc = _all_files(a.outdir), _all_files(b.outdir), _all_files(c.outdir)
     # Every file, the GeoPackages included (their timestamps are pinned), is byte-identical.
     assert fa.keys() == fb.keys()
@@ -273,8 +323,8 @@ def test_scene_opens_as_cube_with_clouds_as_nan(scene: SceneInfo, cube: dict[str
 
 
 def test_rerun_with_fewer_dates_removes_stale_images(tmp_path: Path) -> None:
-    simulate_scene(tmp_path / "s", size=40, n_dates=12, seed=1)
-    info = simulate_scene(tmp_path / "s", size=40, n_dates=8, seed=1)
+    simulate_scene(tmp_path / "s", size=40, n_dates=12, seed=1, layout="one-grid")
+    info = simulate_scene(tmp_path / "s", size=40, n_dates=8, seed=1, layout="one-grid")
     assert len(list((tmp_path / "s" / "images").glob("S2_*.tif"))) == 8
     assert len(list((tmp_path / "s" / "images").glob("MASK_*.tif"))) == 8
     assert len(info.dates) == 8
@@ -303,7 +353,7 @@ def test_many_row_blocks_are_seamless(tmp_path: Path, monkeypatch: pytest.Monkey
     import cropseq.simulate as sim
 
     monkeypatch.setattr(sim, "BLOCK_ROWS", 16)  # 100 px -> 7 blocks, the last one partial
-    info = simulate_scene(tmp_path / "s", size=100, n_dates=8, seed=2)
+    info = simulate_scene(tmp_path / "s", size=100, n_dates=8, seed=2, layout="one-grid")
     with rasterio.open(info.truth) as src:
         truth = src.read(1)
     with rasterio.open(info.outdir / "images" / f"S2_{info.dates[0].replace('-', '')}.tif") as src:
@@ -368,7 +418,7 @@ def test_cli_default_scene(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["simulate", str(tmp_path / "demo")]) == 0
     with rasterio.open(tmp_path / "demo" / "truth.tif") as src:
         assert src.shape == (512, 512) and src.block_shapes[0] == (256, 256)
-    assert len(list((tmp_path / "demo" / "images").glob("S2_*.tif"))) == 24
+    assert len(list((tmp_path / "demo" / "catalog").rglob("S2*_MSIL2A_*.json"))) == 24  # the STAC layout by default
 
 
 # ------------------------------------------------------------------------- as hard as real data
@@ -446,7 +496,7 @@ def test_edge_pixels_mix_both_fields(scene: SceneInfo, cube: dict[str, np.ndarra
 def test_label_noise_share_as_configured(tmp_path: Path, noise: float) -> None:
     import geopandas as gpd
 
-    info = simulate_scene(tmp_path / "s", size=SIZE, n_dates=8, seed=SEED, label_noise=noise)
+    info = simulate_scene(tmp_path / "s", size=SIZE, n_dates=8, seed=SEED, label_noise=noise, layout="one-grid")
     labels = gpd.read_file(info.labels)
     fid = _field_raster(info)
     with rasterio.open(info.truth) as src:

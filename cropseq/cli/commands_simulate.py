@@ -18,6 +18,12 @@ from cropseq.simulate import (
     MIN_SIZE,
 )
 
+__all__ = ["simulate_cmd"]
+
+_LAYOUT_HELP = ("stac: a static STAC catalogue of per-band COGs like a Sentinel-2 L2A product (10 m B02 B03 B04 B08; "
+                "20 m B05 B11 B12 and the scene classification SCL; uint16, scale 0.0001, fill 0) read through "
+                "source: stac; one-grid: one 6-band GeoTIFF and one cloud mask per date on one 10 m grid (images/).")
+
 
 @app.command("simulate")
 def simulate_cmd(
@@ -36,13 +42,15 @@ def simulate_cmd(
         DEFAULT_LABEL_NOISE, "--label-noise", min=0.0, max=MAX_LABEL_NOISE,
         help="Share of the labelled crop fields written under another crop's name (label noise); "
              "truth.tif and test_fields.gpkg stay true."),
+    layout: str = typer.Option("stac", "--layout", help=_LAYOUT_HELP),
 ) -> None:
     """Write a synthetic Sentinel-2 season with crop fields, clouds, labels and truth.
 
-    OUTDIR gets stack.yaml (the per-date manifest), images/S2_YYYYMMDD.tif and images/MASK_YYYYMMDD.tif, truth.tif (class of every pixel), classes.yaml, labels.gpkg (the labelled fields), test_fields.gpkg (the held-out fields) and scene.json. The scene is as hard as real data: fields of a class differ in sowing date and vigour, sowing windows of classes overlap, small clouds mask different dates on different fields, pixels on field edges mix both fields, and a few labelled fields carry a wrong label. The same seed gives identical files.
+    OUTDIR gets stack.yaml (a source: stac manifest), catalog/ (a static STAC catalogue: one item per date, one COG per band, SCL cloud classes; --layout one-grid: images/S2_YYYYMMDD.tif and images/MASK_YYYYMMDD.tif with a per-date manifest), truth.tif (class of every pixel), classes.yaml, labels.gpkg (the labelled fields), test_fields.gpkg (the held-out fields) and scene.json. The scene is as hard as real data: fields of a class differ in sowing date and vigour, sowing windows of classes overlap, small clouds mask different dates on different fields, pixels on field edges mix both fields, and a few labelled fields carry a wrong label. The same seed gives identical files.
     """
     from cropseq.simulate import simulate_scene  # heavy imports only when the command runs
 
     info = simulate_scene(outdir, size=size, n_dates=dates, seed=seed,
-                          label_fraction=label_fraction, field_size=field_size, label_noise=label_noise)
+                          label_fraction=label_fraction, field_size=field_size, label_noise=label_noise,
+                          layout=layout)
     print(info.summary())

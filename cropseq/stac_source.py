@@ -1,0 +1,813 @@
+"""STAC catalogues as stacks: ``source: stac`` in ``stack.yaml``.
+
+One job: find the STAC items a manifest asks for and load them, lazily, as the cube.
+
+- Items come from a STAC API (pystac-client's search), a static catalogue (``catalog.json``,
+  local or behind a URL, walked with pystac) or an ItemCollection JSON file; for the static
+  forms the search (``collections``, ``bbox``, ``datetime``, ``query``) is done here with the
+  API's semantics (closed datetime interval, a date-only end meaning that whole day,
+  ``query`` comparisons as pystac-client writes them: ``eo:cloud_cover < 60``).
+- Pixels are read by odc-stac (``odc.stac.load``) onto the target grid, one Dask chunk per
+  date and band, items of the same solar day mosaicked (first valid pixel wins), with the
+  resampling of :func:`cropseq.grid.default_resampling` (bilinear, average when coarsening,
+  nearest for the mask band).
+- Values follow :mod:`cropseq.io`'s order: the band's nodata value (the manifest's, else the
+  STAC ``raster:bands`` one) becomes NaN, masked pixels (the ``mask:`` band, any rule of
+  :mod:`cropseq.masking`) become NaN in every band, ``value * scale + offset`` (manifest,
+  else ``raster:bands``, else 1 / 0), then ``valid_range``; float32.
+
+Manifest keys (besides ``source: stac``): ``catalog`` (URL or path, relative to the manifest),
+``collections``, ``bbox`` (WGS84, the search box and, without ``grid``, the grid's extent),
+``datetime`` (``2023-03-01/2023-10-31``, ``..`` for an open end), ``bands`` (asset keys or
+eo:bands common names, or ``{alias: asset key}``; default: every raster asset all items
+share), ``query``, ``mask``, ``grid``, ``groupby`` (``solar_day``, default, or ``time``),
+and the per-band ``nodata``/``scale``/``offset``/``valid_range``/``resampling`` of any stack.
+
+Default grid: the CRS most items use, the finest band's resolution, the extent of ``bbox``
+(else of every item), aligned with the first item's finest band (so a single-tile stack
+is read without resampling).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import operator
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from affine import Affine
+from rasterio.crs import CRS
+
+from cropseq.errors import CropseqError
+from cropseq.grid import GridSpec, TargetGrid, default_resampling, native_resolution, parse_grid_spec, resolve_grid
+from cropseq.manifest import _per_band_values, _resampling, _set_bands, _valid_range, parse_date
+from cropseq.masking import MaskRule, parse_mask
+from cropseq.remote import is_remote
+from cropseq.remote import join as remote_join
+
+__all__ = ["AssetGrid", "BandPlan", "GROUPBY", "STAC_KEYS", "StacManifest", "StacScene", "ValueRules", "describe", "find_items", "open_stac", "parse_query", "parse_stac_manifest", "replace_spec", "stac_listing"]
+
+STAC_KEYS = {
+    "source", "catalog", "collections", "bbox", "datetime", "bands", "query", "mask", "grid", "groupby",
+    "nodata", "scale", "offset", "valid_range", "resampling",
+}  # fmt: skip
+GROUPBY = ("solar_day", "time")
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "eq": operator.eq, "neq": operator.ne, "lt": operator.lt, "lte": operator.le, "gt": operator.gt,
+    "gte": operator.ge, "in": lambda a, b: a in b,
+}  # fmt: skip
+_SYMBOLS = {"<=": "lte", ">=": "gte", "!=": "neq", "<>": "neq", "==": "eq", "=": "eq", "<": "lt", ">": "gt"}
+_RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".vrt", ".img", ".nc")
+
+
+@dataclass(frozen=True)
+class ValueRules:
+    """The per-band value keys of a manifest (as in :class:`cropseq.manifest.StackManifest`)."""
+
+    nodata: dict[str, float | None]
+    scale: dict[str, float]
+    offset: dict[str, float]
+    valid_range: dict[str, tuple[float, float]]
+    resampling: dict[str, str]
+    scale_set: frozenset[str]
+
+
+def _value_rules(data: dict[str, Any], names: Sequence[str], mpath: Path) -> ValueRules:
+    """``nodata``/``scale``/``offset``/``valid_range``/``resampling`` for the bands ``names``."""
+    return ValueRules(
+        nodata=_per_band_values(data.get("nodata"), "nodata", names, mpath, None),
+        scale={b: float(v) for b, v in _per_band_values(data.get("scale"), "scale", names, mpath, 1.0).items()},  # type: ignore[arg-type]
+        offset={b: float(v) for b, v in _per_band_values(data.get("offset"), "offset", names, mpath, 0.0).items()},  # type: ignore[arg-type]
+        valid_range=_valid_range(data.get("valid_range"), names, mpath),
+        resampling=_resampling(data.get("resampling"), names, mpath),
+        scale_set=frozenset(_set_bands(data, ("scale", "offset"), names)),
+    )
+
+
+@dataclass(frozen=True)
+class StacManifest:
+    """A parsed ``stack.yaml`` with ``source: stac`` (nothing fetched yet).
+
+    Attributes:
+        path: The manifest file.
+        catalog: A URL or an absolute path: STAC API root, static catalogue/collection,
+            or ItemCollection.
+        collections: Collection ids to keep (None: all).
+        bbox: ``(west, south, east, north)`` in WGS84 degrees, or None.
+        datetime: ``(start, end)`` naive UTC, either None for an open end; or None.
+        bands: Cube band name -> asset key (or eo:bands common name), in cube order; empty:
+            every raster asset the items share.
+        query: Property -> ``{op: value}`` (ops ``eq, neq, lt, lte, gt, gte, in``).
+        mask: The ``mask:`` rule (its band is an asset key or a ``bands`` alias), or None.
+        grid: The ``grid:`` request, or None (the default grid).
+        groupby: ``solar_day`` or ``time``.
+        rules: The per-band value keys, or None until the bands are known (no ``bands:``).
+        raw: The manifest's mapping.
+    """
+
+    path: Path
+    catalog: str
+    collections: tuple[str, ...] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    datetime: tuple[pd.Timestamp | None, pd.Timestamp | None] | None = None
+    bands: dict[str, str] = field(default_factory=dict)
+    query: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mask: MaskRule | None = None
+    grid: GridSpec | None = None
+    groupby: str = "solar_day"
+    rules: ValueRules | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths are resolved against."""
+        return self.path.parent
+
+    @property
+    def is_url(self) -> bool:
+        """Whether the catalogue is behind a URL (else a local file)."""
+        return _is_url(self.catalog)
+
+
+def _is_url(s: str) -> bool:
+    return s.split("://", 1)[0].lower() in ("http", "https", "s3", "gs", "az") and "://" in s
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+def parse_stac_manifest(data: dict[str, Any], mpath: Path) -> StacManifest:
+    """Validate the keys of a ``source: stac`` manifest (see the module doc).
+
+    Args:
+        data: The manifest's YAML mapping.
+        mpath: The manifest file (named in errors; relative paths start from its folder).
+
+    Raises:
+        CropseqError: one line naming the manifest: unknown keys, no catalogue, a local
+            catalogue that does not exist, malformed bbox/datetime/query/bands.
+    """
+    unknown = sorted(set(map(str, data)) - STAC_KEYS)
+    if unknown:
+        raise CropseqError(f"unknown key {unknown[0]!r} for source: stac (known: {', '.join(sorted(STAC_KEYS))})", mpath)
+    cat = data.get("catalog")
+    if not isinstance(cat, str) or not cat.strip():
+        raise CropseqError("source: stac needs catalog: a STAC API URL, a catalog.json or an ItemCollection file", mpath)
+    cat = cat.strip()
+    if is_remote(mpath) and not _is_url(cat):  # a manifest behind a URL: relative to it
+        cat = str(remote_join(str(mpath), cat))
+    elif not _is_url(cat):
+        p = Path(cat).expanduser()
+        p = p if p.is_absolute() else mpath.parent / p
+        if not p.is_file():
+            raise CropseqError(f"STAC catalogue named in {mpath.name} not found", p)
+        cat = str(p.resolve())
+    bands = _parse_bands(data.get("bands"), mpath)
+    names = list(bands)
+    mask = parse_mask(data["mask"], mpath) if data.get("mask") is not None else None
+    if mask is not None and mask.band in names:
+        names.remove(mask.band)  # the mask band is read, but it is no cube band
+    if bands and not names:
+        raise CropseqError("bands lists only the mask band: the cube needs a data band", mpath)
+    groupby = data.get("groupby", "solar_day")
+    if groupby not in GROUPBY:
+        raise CropseqError(f"groupby must be one of {', '.join(GROUPBY)}, not {groupby!r}", mpath)
+    collections = data.get("collections")
+    if isinstance(collections, str):
+        collections = [collections]
+    if collections is not None and (not isinstance(collections, list) or not all(isinstance(c, str) for c in collections)):
+        raise CropseqError(f"collections must be a collection id or a list of them, not {collections!r}", mpath)
+    return StacManifest(
+        path=mpath if is_remote(mpath) else mpath.resolve(),
+        catalog=cat,
+        collections=tuple(collections) if collections is not None else None,
+        bbox=_parse_bbox(data.get("bbox"), mpath),
+        datetime=_parse_datetime(data.get("datetime"), mpath),
+        bands=bands,
+        query=parse_query(data.get("query"), mpath),
+        mask=mask,
+        grid=parse_grid_spec(data["grid"], mpath) if "grid" in data else None,
+        groupby=str(groupby),
+        # Without bands: the names are the asset keys found (describe() checks the keys then).
+        rules=_value_rules(data, [*names, *([mask.band] if mask else [])], mpath) if names else None,
+        raw=dict(data),
+    )
+
+
+def _parse_bands(raw: Any, mpath: Path) -> dict[str, str]:
+    """``bands:`` as cube name -> asset key (or common name), in order."""
+    if raw is None:
+        return {}
+    if isinstance(raw, list) and raw and all(isinstance(b, str) and b.strip() for b in raw):
+        out = {b: b for b in raw}
+    elif isinstance(raw, dict) and raw and all(isinstance(v, str) and v.strip() for v in raw.values()):
+        out = {str(k): v for k, v in raw.items()}
+    else:
+        raise CropseqError("bands must be a list of asset keys [B02, B04] or {alias: asset key} ({red: B04})", mpath)
+    if len(out) != (len(raw) if isinstance(raw, list) else len(out)):
+        raise CropseqError("a band is listed twice in bands", mpath)
+    if len(set(out.values())) != len(out):
+        dup = next(v for v in out.values() if list(out.values()).count(v) > 1)
+        raise CropseqError(f"asset {dup!r} is named twice in bands", mpath)
+    return out
+
+
+def _parse_bbox(raw: Any, mpath: Path) -> tuple[float, float, float, float] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list) or len(raw) != 4
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw)
+    ):  # fmt: skip
+        raise CropseqError(f"bbox must be [west, south, east, north] in degrees, not {raw!r}", mpath)
+    w, s, e, n = (float(v) for v in raw)
+    if not (w < e and s < n and -180 <= w and e <= 180 and -90 <= s and n <= 90):
+        raise CropseqError(f"bbox {raw} must be [west, south, east, north] in degrees with west < east, south < north", mpath)
+    return w, s, e, n
+
+
+def _parse_datetime(raw: Any, mpath: Path) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
+    """``2023-03-01/2023-10-31`` (``..`` = open), one date, or ``[start, end]``: a closed
+    interval; a date-only end means the end of that day (as pystac-client reads it)."""
+    if raw is None:
+        return None
+    parts: list[Any]
+    if isinstance(raw, (list, tuple)) and len(raw) == 2:
+        parts = list(raw)
+    elif isinstance(raw, str) and "/" in raw:
+        parts = raw.split("/")
+    elif isinstance(raw, (str, _dt.date)):
+        parts = [raw, raw]
+    else:
+        raise CropseqError(f"datetime must be 'start/end' (e.g. 2023-03-01/2023-10-31), not {raw!r}", mpath)
+    if len(parts) != 2:
+        raise CropseqError(f"datetime must be 'start/end', not {raw!r}", mpath)
+    out: list[pd.Timestamp | None] = []
+    for i, p in enumerate(parts):
+        if p is None or str(p).strip() in ("", ".."):
+            out.append(None)
+            continue
+        ts = parse_date(p, "datetime", mpath)
+        date_only = isinstance(p, _dt.date) and not isinstance(p, _dt.datetime) or len(str(p).strip()) <= 10
+        out.append(ts + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1) if i == 1 and date_only else ts)
+    if out[0] is not None and out[1] is not None and out[0] > out[1]:
+        raise CropseqError(f"datetime {raw!r} ends before it starts", mpath)
+    return out[0], out[1]
+
+
+def parse_query(raw: Any, where: Path | str | None) -> dict[str, dict[str, Any]]:
+    """A ``query`` as ``{property: {op: value}}``.
+
+    Accepts what pystac-client accepts: ``"eo:cloud_cover < 60"``, a list of such strings,
+    or the STAC query mapping ``{eo:cloud_cover: {lt: 60}}``.
+
+    Raises:
+        CropseqError: an expression without a comparison, or an unknown operator.
+    """
+    if raw is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    items = [raw] if isinstance(raw, str) else raw
+    if isinstance(items, dict):
+        for prop, cond in items.items():
+            if not isinstance(cond, dict) or not cond or any(op not in _OPS for op in cond):
+                raise CropseqError(f"query.{prop} must be {{op: value}} with op one of {', '.join(_OPS)}", where)
+            out[str(prop)] = dict(cond)
+        return out
+    if not isinstance(items, list):
+        raise CropseqError(f"query must be 'eo:cloud_cover < 60', a list of such, or a mapping, not {raw!r}", where)
+    for expr in items:
+        for sym in sorted(_SYMBOLS, key=len, reverse=True):
+            if isinstance(expr, str) and sym in expr:
+                prop, value = (s.strip() for s in expr.split(sym, 1))
+                if prop and value:
+                    out.setdefault(prop, {})[_SYMBOLS[sym]] = _literal(value)
+                    break
+        else:
+            raise CropseqError(f"query {expr!r} is not 'property op value' (op one of < <= > >= = !=)", where)
+    return out
+
+
+def _literal(s: str) -> Any:
+    try:
+        return json.loads(s)
+    except ValueError:
+        return s.strip("'\"")
+
+
+# ----------------------------------------------------------------------------- finding items
+
+
+def _read_json(href: str) -> dict[str, Any]:
+    """A STAC JSON document (file or URL), one-line errors naming it."""
+    import pystac
+
+    try:
+        text = pystac.StacIO.default().read_text(href)
+    except Exception as e:  # urllib, OSError ...: any reason the catalogue cannot be read
+        reason = str(getattr(e, "reason", "") or e).strip().splitlines()
+        raise CropseqError(f"cannot reach the STAC catalogue ({reason[0] if reason else type(e).__name__})", href) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CropseqError("not a STAC catalogue (not JSON)", href) from None
+    if not isinstance(data, dict):
+        raise CropseqError("not a STAC catalogue (a JSON object expected)", href)
+    return data
+
+
+def _is_api(doc: dict[str, Any]) -> bool:
+    """A STAC API root: a ``search`` link or the item-search conformance class."""
+    links = doc.get("links") or []
+    return any(isinstance(ln, dict) and ln.get("rel") == "search" for ln in links) or any(
+        "item-search" in str(c) for c in doc.get("conformsTo") or []
+    )
+
+
+def find_items(m: StacManifest) -> list[Any]:
+    """The STAC items the manifest selects, sorted by datetime then id.
+
+    Raises:
+        CropseqError: unreachable or malformed catalogue; no item matching the search
+            (the message says what the catalogue holds).
+    """
+    import pystac
+
+    doc = _read_json(m.catalog)
+    try:
+        if doc.get("type") != "FeatureCollection" and _is_api(doc):
+            return _sorted(_search_api(m))
+        if doc.get("type") == "FeatureCollection":
+            every = list(pystac.ItemCollection.from_dict(doc, preserve_dict=False).items)
+            for it in every:  # relative asset hrefs are relative to the file
+                for a in it.assets.values():
+                    a.href = pystac.utils.make_absolute_href(a.href, m.catalog)
+        else:
+            obj = pystac.read_dict(doc, href=m.catalog)
+            every = [obj] if isinstance(obj, pystac.Item) else list(obj.get_items(recursive=True))
+    except CropseqError:
+        raise
+    except Exception as e:  # a child link that is missing, unreadable or not STAC
+        raise CropseqError(f"cannot read the STAC catalogue ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", m.catalog) from None
+    found = [it for it in every if _matches(it, m)]
+    if not found:
+        raise CropseqError(_nothing_found(m, every), m.catalog)
+    return _sorted(found)
+
+
+def _search_api(m: StacManifest) -> list[Any]:
+    from pystac_client import Client
+
+    dt = None
+    if m.datetime is not None:
+        dt = "/".join(".." if t is None else t.isoformat() + "Z" for t in m.datetime)
+    try:
+        search = Client.open(m.catalog).search(
+            collections=list(m.collections) if m.collections else None, bbox=list(m.bbox) if m.bbox else None,
+            datetime=dt, query=m.query or None,
+        )  # fmt: skip
+        items = list(search.items())
+    except Exception as e:  # pystac_client.APIError, urllib/requests errors
+        raise CropseqError(f"STAC API search failed ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})", m.catalog) from None
+    if not items:
+        raise CropseqError(f"the STAC API found no item for {_search_terms(m)}", m.catalog)
+    return items
+
+
+def _sorted(items: list[Any]) -> list[Any]:
+    return sorted(items, key=lambda it: (_item_time(it), it.id))
+
+
+def _item_time(item: Any) -> pd.Timestamp:
+    t = item.datetime or item.common_metadata.start_datetime
+    ts = pd.Timestamp(t)
+    return ts.tz_convert("UTC").tz_localize(None) if ts.tzinfo is not None else ts
+
+
+def _matches(item: Any, m: StacManifest) -> bool:
+    """The STAC API's item search, applied to one item of a static catalogue."""
+    if m.collections is not None and item.collection_id not in m.collections:
+        return False
+    if m.bbox is not None and item.bbox is not None:
+        w, s, e, n = m.bbox
+        iw, is_, ie, in_ = item.bbox[:2] + item.bbox[-2:] if len(item.bbox) == 6 else item.bbox
+        if iw > e or ie < w or is_ > n or in_ < s:
+            return False
+    if m.datetime is not None:
+        start, end = m.datetime
+        cm = item.common_metadata
+        lo = pd.Timestamp(cm.start_datetime or item.datetime)
+        hi = pd.Timestamp(cm.end_datetime or item.datetime)
+        lo, hi = (t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t for t in (lo, hi))
+        if (start is not None and hi < start) or (end is not None and lo > end):
+            return False
+    for prop, cond in m.query.items():
+        if prop not in item.properties:
+            return False
+        for op, value in cond.items():
+            try:
+                if not _OPS[op](item.properties[prop], value):
+                    return False
+            except TypeError:  # a string property compared with a number
+                return False
+    return True
+
+
+def _search_terms(m: StacManifest) -> str:
+    terms = []
+    if m.collections is not None:
+        terms.append(f"collections {', '.join(m.collections)}")
+    if m.bbox is not None:
+        terms.append(f"bbox {list(m.bbox)}")
+    if m.datetime is not None:
+        terms.append("datetime " + "/".join(".." if t is None else t.isoformat() for t in m.datetime))
+    if m.query:
+        terms.append(f"query {m.query}")
+    return ", ".join(terms) or "the search"
+
+
+def _nothing_found(m: StacManifest, every: list[Any]) -> str:
+    """Why nothing matched: the search beside what the catalogue holds."""
+    if not every:
+        return "the STAC catalogue holds no item"
+    times = sorted(_item_time(it) for it in every)
+    boxes = np.array([it.bbox[:2] + it.bbox[-2:] if len(it.bbox) == 6 else it.bbox for it in every if it.bbox])
+    held = f"its {len(every)} items span {times[0].date()} .. {times[-1].date()}"
+    if len(boxes):
+        held += f", bbox [{boxes[:, 0].min():.4f}, {boxes[:, 1].min():.4f}, {boxes[:, 2].max():.4f}, {boxes[:, 3].max():.4f}]"
+    cols = sorted({str(it.collection_id) for it in every if it.collection_id})
+    if cols:
+        held += f", collections {', '.join(cols)}"
+    return f"no STAC item matches {_search_terms(m)} ({held})"
+
+
+# ----------------------------------------------------------------------------- what was found
+
+
+@dataclass(frozen=True)
+class AssetGrid:
+    """An asset's pixel grid (from the projection extension, else the file's header)."""
+
+    crs: CRS | None
+    transform: Affine
+    shape: tuple[int, int]
+
+    @property
+    def resolution(self) -> tuple[float, float]:
+        """``(xres, yres)`` in the CRS's units, positive."""
+        return abs(float(self.transform.a)), abs(float(self.transform.e))
+
+
+@dataclass(frozen=True)
+class BandPlan:
+    """How one band (or the mask band) is read: its asset and value rules."""
+
+    name: str
+    asset: str
+    nodata: float | None
+    scale: float
+    offset: float
+    valid_range: tuple[float, float] | None
+    resampling: str
+    resolution: tuple[float, float]
+    crs: str | None
+
+
+@dataclass(frozen=True)
+class StacScene:
+    """Everything known about a STAC stack before any pixel is read."""
+
+    manifest: StacManifest
+    items: tuple[Any, ...]
+    grid: TargetGrid
+    bands: tuple[BandPlan, ...]
+    mask: BandPlan | None
+    times: pd.DatetimeIndex  # one per group (solar day), the group's earliest item
+    groups: tuple[tuple[int, ...], ...]  # item indices per time
+
+    def listing(self) -> dict[str, Any]:
+        """JSON-ready: items, dates, bands with asset keys and resolutions, CRS, grid."""
+        from cropseq.io import crs_name, format_time
+
+        plans = (*self.bands, *((self.mask,) if self.mask is not None else ()))
+        return {
+            "catalog": self.manifest.catalog,
+            "items": [{"id": it.id, "datetime": _item_time(it).isoformat(), "collection": it.collection_id} for it in self.items],
+            "dates": format_time(self.times),
+            "groupby": self.manifest.groupby,
+            "bands": {
+                p.name: {"asset": p.asset, "resolution": list(p.resolution), "crs": p.crs, "resampling": p.resampling,
+                         "nodata": p.nodata, "scale": p.scale, "offset": p.offset, "mask": p is self.mask}
+                for p in plans
+            },  # fmt: skip
+            "mask": self.manifest.mask.describe() if self.manifest.mask is not None else None,
+            "crs": crs_name(self.grid.crs),
+            "resolution": list(self.grid.resolution),
+            "shape": list(self.grid.shape),
+        }
+
+
+def _asset_grid(item: Any, key: str) -> AssetGrid:
+    """The asset's grid from ``proj:*`` (asset, else item), else from the file's header."""
+    asset = item.assets[key]
+    fields = {**item.properties, **asset.extra_fields}
+    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
+    tr, shape = fields.get("proj:transform"), fields.get("proj:shape")
+    if code and tr and shape:
+        return AssetGrid(CRS.from_user_input(code), Affine(*tr[:6]), (int(shape[0]), int(shape[1])))
+    import rasterio
+
+    href = asset.get_absolute_href() or asset.href
+    try:
+        with rasterio.open(href) as src:
+            return AssetGrid(src.crs, src.transform, (src.height, src.width))
+    except Exception as e:  # rasterio/GDAL errors
+        raise CropseqError(f"cannot read the header of asset {key!r} of item {item.id} ({str(e).splitlines()[0]})", href) from None
+
+
+def _raster_band(item: Any, key: str) -> dict[str, Any]:
+    rb = item.assets[key].extra_fields.get("raster:bands") or [{}]
+    return rb[0] if isinstance(rb[0], dict) else {}
+
+
+def _is_raster(asset: Any) -> bool:
+    t = str(asset.media_type or "").lower()
+    return "tiff" in t or "jp2" in t or "netcdf" in t or asset.href.lower().split("?")[0].endswith(_RASTER_SUFFIXES)
+
+
+def _resolve_assets(m: StacManifest, items: Sequence[Any]) -> dict[str, str]:
+    """Cube band name -> asset key (common names resolved); every key must be in some item."""
+    keys = sorted({k for it in items for k in it.assets})
+    if not m.bands:
+        shared = [k for k in items[0].assets if all(k in it.assets for it in items) and _is_raster(items[0].assets[k])]
+        out = {k: k for k in shared if m.mask is None or k != m.mask.band}
+        if not out:
+            raise CropseqError(f"the items share no raster asset (their asset keys: {', '.join(keys)}); name bands:", m.path)
+        return out
+    common = {}
+    for it in items:
+        for k, a in it.assets.items():
+            for b in a.extra_fields.get("eo:bands") or []:
+                if isinstance(b, dict) and b.get("common_name"):
+                    common.setdefault(b["common_name"], k)
+    out = {}
+    for name, key in m.bands.items():
+        asset = key if key in keys else common.get(key)
+        if asset is None:
+            raise CropseqError(f"asset {key!r} is in no item (the items' asset keys: {', '.join(keys)})", m.path)
+        out[name] = asset
+    return out
+
+
+def describe(m: StacManifest, grid: GridSpec | None = None) -> StacScene:
+    """Find the items and decide the grid, bands and dates; reads no pixel.
+
+    Args:
+        m: The manifest.
+        grid: A target grid overriding the manifest's ``grid:``.
+
+    Raises:
+        CropseqError: see :func:`find_items`; an asset key no item has; a band (or the mask
+            band) missing on some dates (naming them).
+    """
+    items = find_items(m)
+    assets = _resolve_assets(m, items)
+    mask_asset = None
+    if m.mask is not None:
+        mask_asset = m.bands.get(m.mask.band, m.mask.band)
+        if not any(mask_asset in it.assets for it in items):
+            keys = sorted({k for it in items for k in it.assets})
+            raise CropseqError(f"mask band asset {mask_asset!r} is in no item (the items' asset keys: {', '.join(keys)})", m.path)
+    rules = m.rules or _value_rules(m.raw, [*assets, *([m.mask.band] if m.mask else [])], m.path)
+    # The reference item: the first holding every band (else the first).
+    first = next((it for it in items if all(a in it.assets for a in assets.values())), items[0])
+    grids = {name: _asset_grid(first, a) for name, a in assets.items() if a in first.assets}
+    ref_name = min(grids, key=lambda n: grids[n].resolution[0] * grids[n].resolution[1])
+    target = _target_grid(m, grid if grid is not None else m.grid, items, assets[ref_name], grids[ref_name])
+    times, groups = _group(items, m.groupby, target)
+    for name, a in [*assets.items(), *(((m.mask.band, mask_asset),) if m.mask is not None else ())]:
+        _check_every_date(name, a, items, times, groups, m, is_mask=m.mask is not None and name == m.mask.band)
+    plans = tuple(_plan(rules, name, a, first, target, False) for name, a in assets.items())
+    mplan = _plan(rules, m.mask.band, mask_asset, first, target, True) if m.mask is not None and mask_asset else None
+    return StacScene(m, tuple(items), target, plans, mplan, times, groups)
+
+
+def _plan(rules: ValueRules, name: str, asset: str, item: Any, target: TargetGrid, is_mask: bool) -> BandPlan:
+    rb = _raster_band(item, asset) if asset in item.assets else {}
+    g = _asset_grid(item, asset) if asset in item.assets else None
+    src_res = native_resolution(g.crs, g.transform, g.shape, target.crs) if g is not None else target.resolution
+    nodata = rules.nodata.get(name)
+    if nodata is None and rb.get("nodata") is not None:
+        nodata = _number_or_nan(rb["nodata"])
+    scale, offset = (rules.scale.get(name, 1.0), rules.offset.get(name, 0.0)) if name in rules.scale_set else (
+        float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)))  # fmt: skip
+    return BandPlan(
+        name=name, asset=asset, nodata=nodata, scale=float(scale), offset=float(offset),
+        valid_range=None if is_mask else rules.valid_range.get(name),
+        resampling=rules.resampling.get(name) or default_resampling(src_res, target.resolution, is_mask),
+        resolution=g.resolution if g is not None else target.resolution,
+        crs=g.crs.to_string() if g is not None and g.crs is not None else None,
+    )  # fmt: skip
+
+
+def _number_or_nan(v: Any) -> float:
+    return math.nan if isinstance(v, str) and v.lower() == "nan" else float(v)
+
+
+def _target_grid(m: StacManifest, spec: GridSpec | None, items: Sequence[Any], ref_asset: str, ref: AssetGrid) -> TargetGrid:
+    """The manifest's grid, the rest by default: the items' usual CRS, the finest band's
+    resolution, the extent of ``bbox`` (else of all items), on the reference's pixel lattice."""
+    from rasterio.transform import array_bounds
+    from rasterio.warp import transform_bounds
+
+    spec = spec or GridSpec()
+    grids = [_asset_grid(it, ref_asset) for it in items if ref_asset in it.assets]
+    crs = CRS.from_user_input(spec.crs) if spec.crs is not None else _usual_crs(grids, ref)
+    if spec.bounds is not None or spec.bbox is not None:
+        return resolve_grid(replace_spec(spec, crs), ref.crs, ref.transform, ref.shape, m.path)
+    if m.bbox is not None:
+        left, bottom, right, top = transform_bounds(CRS.from_epsg(4326), crs, *m.bbox, densify_pts=21)
+    else:
+        boxes = [transform_bounds(g.crs, crs, *array_bounds(*g.shape, g.transform), densify_pts=21) for g in grids]
+        left, bottom = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        right, top = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    res = spec.resolution or native_resolution(ref.crs, ref.transform, ref.shape, crs)
+    if ref.crs == crs and np.allclose(res, ref.resolution, rtol=1e-9):
+        # On the reference's pixel lattice: its pixels are read as they are, not resampled.
+        left = ref.transform.c + math.floor((left - ref.transform.c) / res[0] + 1e-9) * res[0]
+        top = ref.transform.f + math.ceil((top - ref.transform.f) / res[1] - 1e-9) * res[1]
+    return resolve_grid(GridSpec(crs=crs.to_string(), resolution=tuple(res), bounds=(left, bottom, right, top)),  # type: ignore[arg-type]
+                        ref.crs, ref.transform, ref.shape, m.path)  # fmt: skip
+
+
+def replace_spec(spec: GridSpec, crs: CRS) -> GridSpec:
+    """``spec`` with its CRS set (the items' usual CRS when the manifest names none)."""
+    return GridSpec(crs=spec.crs or crs.to_string(), resolution=spec.resolution, bounds=spec.bounds, bbox=spec.bbox)
+
+
+def _usual_crs(grids: Sequence[AssetGrid], ref: AssetGrid) -> CRS:
+    """The CRS most items use (the first item's on ties)."""
+    named = [g.crs.to_string() for g in grids if g.crs is not None]
+    if not named:
+        raise CropseqError("the STAC items carry no CRS (proj:code) and their files none either; set grid: {crs: ...}")
+    counts = Counter(named)
+    best = max(counts.values())
+    first = ref.crs.to_string() if ref.crs is not None and counts.get(ref.crs.to_string()) == best else None
+    return CRS.from_user_input(first or next(c for c in named if counts[c] == best))
+
+
+def _group(items: Sequence[Any], groupby: str, target: TargetGrid) -> tuple[pd.DatetimeIndex, tuple[tuple[int, ...], ...]]:
+    """Items per time step, as odc-stac groups them (solar day at the grid's centre
+    longitude, or exact time); each step is labelled with its earliest item's time."""
+    from rasterio.warp import transform as warp_transform
+
+    keys: list[Any]
+    times = [_item_time(it) for it in items]
+    if groupby == "solar_day":
+        h, w = target.shape
+        cx, cy = target.transform * (w / 2.0, h / 2.0)
+        lon = float(warp_transform(target.crs, CRS.from_epsg(4326), [cx], [cy])[0][0]) if target.crs else 0.0
+        keys = [(t + pd.Timedelta(hours=lon * 24.0 / 360.0)).date() for t in times]
+    else:
+        keys = times
+    groups: OrderedDict[Any, list[int]] = OrderedDict()
+    for i in sorted(range(len(items)), key=lambda i: (keys[i], times[i], items[i].id)):
+        groups.setdefault(keys[i], []).append(i)
+    labels = pd.DatetimeIndex([times[g[0]] for g in groups.values()]).as_unit("ns")
+    return labels, tuple(tuple(g) for g in groups.values())
+
+
+def _check_every_date(
+    name: str, asset: str, items: Sequence[Any], times: pd.DatetimeIndex, groups: Sequence[Sequence[int]],
+    m: StacManifest, is_mask: bool,
+) -> None:
+    """Every date needs the band (or mask) in at least one of its items."""
+    from cropseq.io import format_time
+
+    lacking = [k for k, g in enumerate(groups) if not any(asset in items[i].assets for i in g)]
+    if lacking:
+        days = format_time(times[lacking])
+        shown = ", ".join(days[:5]) + (f" and {len(days) - 5} more" if len(days) > 5 else "")
+        what = "mask band" if is_mask else "band"
+        raise CropseqError(f"{what} {name} (asset {asset!r}) is missing on {len(lacking)} of {len(times)} dates: {shown}", m.path)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+@dataclass(frozen=True)
+class _Values:
+    """Picklable block function: raw band values (and mask) -> the cube's float32 values."""
+
+    bands: tuple[BandPlan, ...]
+    mask_rule: MaskRule | None
+    mask_nodata: float | None
+
+    def __call__(self, raw: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        out = np.empty(raw.shape, np.float32)
+        for c, b in enumerate(self.bands):
+            vals = raw[:, c].astype(np.float64)
+            invalid = ~np.isfinite(vals)
+            if b.nodata is not None and not np.isnan(b.nodata):
+                invalid |= vals == b.nodata
+            if b.scale != 1.0 or b.offset != 0.0:
+                vals = vals * b.scale + b.offset
+            if b.valid_range is not None:
+                with np.errstate(invalid="ignore"):
+                    invalid |= (vals < b.valid_range[0]) | (vals > b.valid_range[1])
+            with np.errstate(over="ignore", invalid="ignore"):
+                v32 = vals.astype(np.float32)
+            invalid |= ~np.isfinite(v32)
+            v32[invalid] = np.nan
+            out[:, c] = v32
+        if mask is not None and self.mask_rule is not None:
+            mvals = mask[:, 0].astype(np.float64)
+            if self.mask_nodata is not None:
+                mvals[mvals == self.mask_nodata] = np.nan  # no mask value: nothing says clear
+            bad = self.mask_rule.invalid(mvals)
+            out[np.broadcast_to(bad[:, None], out.shape)] = np.nan
+        return out
+
+
+# Listings of the STAC cubes opened in this process, by the name of their Dask array.
+_FOUND: OrderedDict[str, dict[str, Any]] = OrderedDict()
+_FOUND_LOCK = threading.Lock()
+_FOUND_MAX = 64
+
+
+def open_stac(m: StacManifest, chunks: Any = 512, grid: GridSpec | None = None) -> xr.DataArray:
+    """Open a ``source: stac`` manifest as the cube (lazy: odc-stac reads per chunk).
+
+    Args:
+        m: The manifest (:func:`cropseq.manifest.load_manifest`).
+        chunks: Spatial chunk edge, or a function of the grid's ``(height, width)``.
+        grid: A target grid overriding the manifest's.
+
+    Returns:
+        The cube: ``(time, band, y, x)`` float32, NaN missing, Dask-backed, one chunk holds
+        every date and band of a spatial block, CRS and transform written (rioxarray),
+        ``attrs["source"]`` the manifest.
+    """
+    import odc.stac
+    from odc.geo.geobox import GeoBox
+
+    from cropseq.atomic import register_input
+    from cropseq.io import CUBE_NAME, DIMS, _chunk_edge, _coords
+
+    register_input(m.path, m.catalog, what="part of the stack")  # URLs are skipped there
+    scene = describe(m, grid)
+    target = scene.grid
+    edge = _chunk_edge(chunks, target.shape)
+    plans = (*scene.bands, *((scene.mask,) if scene.mask is not None else ()))
+    cfg = {"*": {"assets": {p.asset: {"nodata": p.nodata} for p in plans if p.nodata is not None}}}
+    try:
+        ds = odc.stac.load(
+            scene.items, bands=[p.asset for p in plans], groupby=m.groupby,
+            resampling={p.asset: p.resampling for p in plans}, dtype="float32",
+            chunks={"x": edge, "y": edge}, geobox=GeoBox(target.shape, target.transform, target.crs),
+            stac_cfg=cfg,
+        )  # fmt: skip
+    except Exception as e:  # odc-stac raises ValueError/KeyError on metadata it cannot use
+        raise CropseqError(f"odc-stac cannot load the items ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", m.path) from None
+    if ds.sizes["time"] != len(scene.times):
+        raise CropseqError(f"odc-stac grouped the items into {ds.sizes['time']} dates, cropseq into {len(scene.times)}", m.path)
+    import dask.array as da
+
+    n_t = len(scene.times)
+    raw = da.stack([ds[p.asset].data for p in scene.bands], axis=1).rechunk((n_t, len(scene.bands), edge, edge))
+    fn = _Values(scene.bands, m.mask, scene.mask.nodata if scene.mask is not None else None)
+    if scene.mask is not None:
+        mraw = ds[scene.mask.asset].data[:, None].rechunk((n_t, 1, edge, edge))
+        arr = da.map_blocks(fn, raw, mraw, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
+    else:
+        arr = da.map_blocks(fn, raw, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
+    y, x = _coords(target.transform, target.shape)
+    cube = xr.DataArray(
+        arr, dims=DIMS, name=CUBE_NAME, attrs={"source": str(m.path)},
+        coords={"time": scene.times.to_numpy(), "band": np.array([p.name for p in scene.bands], dtype=str), "y": y, "x": x},
+    )  # fmt: skip
+    if target.crs is not None:
+        cube = cube.rio.write_crs(target.crs)
+    cube = cube.rio.write_transform(target.transform)
+    with _FOUND_LOCK:
+        _FOUND[arr.name] = scene.listing()
+        while len(_FOUND) > _FOUND_MAX:
+            _FOUND.popitem(last=False)
+    return cube
+
+
+def stac_listing(cube: xr.DataArray) -> dict[str, Any] | None:
+    """What :func:`open_stac` found for ``cube`` (items, dates, bands, CRS), or None when
+    the cube is not a STAC stack just opened in this process."""
+    name = getattr(getattr(cube, "data", None), "name", None)
+    with _FOUND_LOCK:
+        return _FOUND.get(name) if name is not None else None
