@@ -18,6 +18,13 @@ import yaml
 from cropseq.atomic import register_input
 from cropseq.errors import CropseqError
 
+__all__ = [
+    "ClassInfo",
+    "ClassTable",
+    "MAX_CLASSES",
+    "NODATA_CODE",
+]
+
 NODATA_CODE = 0
 MAX_CLASSES = 254
 

@@ -35,8 +35,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -48,8 +46,24 @@ from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.figures import pyplot, save_png
 from cropseq.predictors import Predictor, band_indices
-from cropseq.raster_metadata import pam_category_names
+from cropseq.raster_metadata import raster_class_names
 from cropseq.sequences import SequenceArrays
+
+__all__ = [
+    "CONFUSION_AXES",
+    "SCALE_SIGMAS",
+    "align_arrays",
+    "classification_metrics",
+    "confusion_matrix",
+    "evaluate_samples",
+    "metrics_from_confusion",
+    "plot_confusion_matrix",
+    "score_map",
+    "summary_line",
+    "training_norm",
+    "warn_if_off_scale",
+    "write_metrics",
+]
 
 CONFUSION_AXES = "rows = reference (true), columns = predicted"
 
@@ -390,82 +404,6 @@ def evaluate_samples(
 # --------------------------------------------------------------------------------------
 # maps
 # --------------------------------------------------------------------------------------
-
-
-def _table_from_tags(tags: dict[str, str]) -> dict[int, str]:
-    """Code → name from GeoTIFF metadata, accepting the spellings writers commonly use."""
-    out: dict[int, str] = {}
-    # CROPSEQ_CLASSES (dataset) and CLASS_NAMES (band) are what cropseq.outputs writes.
-    for key in ("CROPSEQ_CLASSES", "CLASS_NAMES", "classes", "CLASSES", "class_table", "class_names"):
-        if key not in tags:
-            continue
-        raw = tags[key]
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, TypeError):
-            data = None
-        if isinstance(data, dict) and "classes" in data:
-            data = data["classes"]
-        if isinstance(data, list) and data and all(isinstance(r, dict) and "name" in r for r in data):
-            return {int(r.get("code", i + 1)): str(r["name"]) for i, r in enumerate(data)}
-        if isinstance(data, dict):  # {"1": "Soy", ...}
-            try:
-                return {int(k): str(v) for k, v in data.items()}
-            except ValueError:
-                pass
-        if isinstance(data, list) and data and all(isinstance(v, str) for v in data):
-            return {i + 1: v for i, v in enumerate(data)}  # names in code order 1..K
-        if data is None and isinstance(raw, str) and raw.strip():
-            # "1:Soy,2:Maize" or "1=Soy;2=Maize"
-            pairs = re.findall(r"(\d+)\s*[:=]\s*([^,;]+)", raw)
-            if pairs:
-                return {int(c): n.strip() for c, n in pairs}
-    for key, value in tags.items():
-        m = re.fullmatch(r"(?i)class_?(\d+)(?:_name)?", key)
-        if m:
-            out[int(m.group(1))] = str(value)
-    return out
-
-
-def _table_from_qml(path: Path) -> dict[int, str]:
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError):
-        return {}
-    out: dict[int, str] = {}
-    for tag in ("paletteEntry", "item"):
-        for e in root.iter(tag):
-            value, label = e.get("value"), e.get("label")
-            if value is not None and label:
-                try:
-                    out[int(float(value))] = label
-                except ValueError:
-                    continue
-    return out
-
-
-def raster_class_names(path: str | os.PathLike[str]) -> dict[int, str]:
-    """Code → class name of a categorical raster (crop map or truth raster).
-
-    Looks, in turn, at the dataset and band-1 metadata tags (a JSON class table, a
-    ``{code: name}`` JSON object, ``CLASS_<code>`` tags), GDAL category names, and a QGIS
-    ``.qml`` style beside the file. Returns ``{}`` when none is found. Nodata (0) is never
-    a class.
-    """
-    import rasterio
-
-    path = Path(path)
-    with rasterio.open(path) as ds:
-        tags = {**ds.tags(), **ds.tags(1)}
-        table = _table_from_tags(tags)
-    if not table:
-        table = pam_category_names(path)  # GDAL categories in the .aux.xml (QGIS/ArcGIS rasters too)
-    if not table:
-        qml = path.with_suffix(".qml")
-        if qml.is_file():
-            table = _table_from_qml(qml)
-    table.pop(NODATA_CODE, None)
-    return table
 
 
 def _check_same_grid(map_ds: Any, truth_ds: Any, truth_path: Path) -> None:

@@ -67,19 +67,19 @@ from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.figures import pyplot, save_png
 from cropseq.raster_metadata import (
+    CLASSES_TAG,
     CONFIDENCE_RAMP,
     QML_MIN_MAX_ORIGIN,
     UNCERTAINTY_RAMP,
     class_band_items,
     pam_xml,
     ramp_qml,
+    read_class_table,
 )
 from cropseq.uncertainty import MEASURES
 
 #: Tile size of every COG written here.
 BLOCKSIZE = 512
-#: Dataset tag holding the class table as JSON records (the machine-readable copy).
-CLASSES_TAG = "CROPSEQ_CLASSES"
 #: Earth radius (m) of the sphere with the WGS84 ellipsoid's area; used for geographic CRSs.
 AUTHALIC_RADIUS_M = 6_371_007.2
 
@@ -157,29 +157,6 @@ def colormap(classes: ClassTable) -> dict[int, tuple[int, int, int, int]]:
         cmap[c.code] = classes.rgba(c.code)
     cmap[NODATA_CODE] = (0, 0, 0, 0)
     return cmap
-
-
-def read_class_table(map_path: str | os.PathLike[str]) -> ClassTable:
-    """The class table stored in a crop map written by cropseq.
-
-    Raises:
-        CropseqError: if the file is missing, unreadable or carries no cropseq class table.
-    """
-    path = Path(map_path)
-    if not path.is_file():
-        raise CropseqError("crop map not found", path)
-    register_input(path, what="crop map")
-    try:
-        with rasterio.open(path) as src:
-            raw = src.tags().get(CLASSES_TAG)
-    except rasterio.errors.RasterioIOError as e:
-        raise CropseqError(f"not a readable raster ({str(e).splitlines()[0]})", path) from None
-    if not raw:
-        raise CropseqError(f"not a cropseq crop map (no {CLASSES_TAG} tag with the class table)", path)
-    try:
-        return ClassTable.from_records(json.loads(raw), str(path))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise CropseqError(f"damaged {CLASSES_TAG} tag ({e})", path) from None
 
 
 def qml_text(classes: ClassTable) -> str:

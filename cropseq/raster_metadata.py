@@ -11,17 +11,29 @@ metadata (``CROPSEQ_CLASSES``, band items ``CLASS_NAMES`` and ``CLASS_<code>=<na
 GDAL categories and the RAT (``value, class, red, green, blue, alpha, pixels, area_ha``),
 which ``gdalinfo`` lists under ``Categories`` and QGIS (>= 3.30) and ArcGIS show as the
 legend/attribute table.
+
+The readers of class names from a raster live here too, one for each need:
+:func:`read_class_table` (the full table of a map cropseq wrote: strict),
+:func:`raster_class_names` (code → name of any class raster: every common spelling,
+``{}`` when none) and :func:`class_legend` (``(code, name, colour)`` for a map's legend).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
-from cropseq.classes import ClassTable
+from cropseq.atomic import register_input
+from cropseq.classes import NODATA_CODE, ClassTable, _generated_colour
+from cropseq.errors import CropseqError
+
+#: The dataset tag of a cropseq crop map holding its class table (JSON records).
+CLASSES_TAG = "CROPSEQ_CLASSES"
 
 # GDAL RAT field types and usages (gdal.h: GDALRATFieldType / GDALRATFieldUsage).
 _GFT_INTEGER, _GFT_REAL, _GFT_STRING = 0, 1, 2
@@ -97,6 +109,157 @@ def pam_category_names(raster: str | os.PathLike[str]) -> dict[int, str]:
     return {i: (c.text or "").strip() for i, c in enumerate(names.iter("Category")) if (c.text or "").strip()}
 
 
+def read_class_table(map_path: str | os.PathLike[str]) -> ClassTable:
+    """The class table stored in a crop map written by cropseq (its ``CROPSEQ_CLASSES`` tag).
+
+    Raises:
+        CropseqError: if the file is missing, unreadable or carries no cropseq class table.
+    """
+    import rasterio
+
+    path = Path(map_path)
+    if not path.is_file():
+        raise CropseqError("crop map not found", path)
+    register_input(path, what="crop map")
+    try:
+        with rasterio.open(path) as src:
+            raw = src.tags().get(CLASSES_TAG)
+    except rasterio.errors.RasterioIOError as e:
+        raise CropseqError(f"not a readable raster ({str(e).splitlines()[0]})", path) from None
+    if not raw:
+        raise CropseqError(f"not a cropseq crop map (no {CLASSES_TAG} tag with the class table)", path)
+    try:
+        return ClassTable.from_records(json.loads(raw), str(path))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise CropseqError(f"damaged {CLASSES_TAG} tag ({e})", path) from None
+
+
+def _table_from_tags(tags: dict[str, str]) -> dict[int, str]:
+    """Code → name from GeoTIFF metadata, accepting the spellings writers commonly use."""
+    out: dict[int, str] = {}
+    # CROPSEQ_CLASSES (dataset) and CLASS_NAMES (band) are what cropseq.outputs writes.
+    for key in ("CROPSEQ_CLASSES", "CLASS_NAMES", "classes", "CLASSES", "class_table", "class_names"):
+        if key not in tags:
+            continue
+        raw = tags[key]
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, TypeError):
+            data = None
+        if isinstance(data, dict) and "classes" in data:
+            data = data["classes"]
+        if isinstance(data, list) and data and all(isinstance(r, dict) and "name" in r for r in data):
+            return {int(r.get("code", i + 1)): str(r["name"]) for i, r in enumerate(data)}
+        if isinstance(data, dict):  # {"1": "Soy", ...}
+            try:
+                return {int(k): str(v) for k, v in data.items()}
+            except ValueError:
+                pass
+        if isinstance(data, list) and data and all(isinstance(v, str) for v in data):
+            return {i + 1: v for i, v in enumerate(data)}  # names in code order 1..K
+        if data is None and isinstance(raw, str) and raw.strip():
+            # "1:Soy,2:Maize" or "1=Soy;2=Maize"
+            pairs = re.findall(r"(\d+)\s*[:=]\s*([^,;]+)", raw)
+            if pairs:
+                return {int(c): n.strip() for c, n in pairs}
+    for key, value in tags.items():
+        m = re.fullmatch(r"(?i)class_?(\d+)(?:_name)?", key)
+        if m:
+            out[int(m.group(1))] = str(value)
+    return out
+
+
+def _table_from_qml(path: Path) -> dict[int, str]:
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, OSError):
+        return {}
+    out: dict[int, str] = {}
+    for tag in ("paletteEntry", "item"):
+        for e in root.iter(tag):
+            value, label = e.get("value"), e.get("label")
+            if value is not None and label:
+                try:
+                    out[int(float(value))] = label
+                except ValueError:
+                    continue
+    return out
+
+
+def raster_class_names(path: str | os.PathLike[str]) -> dict[int, str]:
+    """Code → class name of a categorical raster (crop map or truth raster).
+
+    Looks, in turn, at the dataset and band-1 metadata tags (a JSON class table, a
+    ``{code: name}`` JSON object, ``CLASS_<code>`` tags), GDAL category names, and a QGIS
+    ``.qml`` style beside the file. Returns ``{}`` when none is found. Nodata (0) is never
+    a class.
+    """
+    import rasterio
+
+    path = Path(path)
+    with rasterio.open(path) as ds:
+        tags = {**ds.tags(), **ds.tags(1)}
+        table = _table_from_tags(tags)
+    if not table:
+        table = pam_category_names(path)  # GDAL categories in the .aux.xml (QGIS/ArcGIS rasters too)
+    if not table:
+        qml = path.with_suffix(".qml")
+        if qml.is_file():
+            table = _table_from_qml(qml)
+    table.pop(NODATA_CODE, None)
+    return table
+
+
+def _area_csv_names(area_csv: Path) -> dict[int, str]:
+    """Code → name from a crop map's area CSV (``code,name,...``); bad rows are skipped."""
+    import csv
+
+    try:
+        with open(area_csv, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CropseqError(f"cannot read CSV ({e})", area_csv) from None
+    names: dict[int, str] = {}
+    for r in rows:
+        try:
+            names[int(r["code"])] = str(r["name"])
+        except (KeyError, ValueError):
+            continue
+    return names
+
+
+def class_legend(map_path: str | os.PathLike[str], area_csv: str | os.PathLike[str] | None = None) -> list[tuple[int, str, str]]:
+    """``[(code, name, #rrggbb)]`` of a crop map, sorted by code, for a legend.
+
+    Names and colours from cropseq's class table (:func:`read_class_table`), else names
+    from any other metadata (:func:`raster_class_names`), else from the ``area_csv``;
+    missing colours from the map's colour table, else generated. A map with neither names
+    nor table lists the coloured codes of its colour table as ``class <code>``.
+    """
+    import rasterio
+
+    names: dict[int, str] = {}
+    colours: dict[int, str] = {}
+    try:
+        for c in read_class_table(map_path).classes:
+            names[c.code], colours[c.code] = c.name, c.color
+    except CropseqError:
+        names = dict(raster_class_names(map_path))
+    if not names and area_csv is not None:
+        names = _area_csv_names(Path(area_csv))
+    with rasterio.open(map_path) as src:
+        try:
+            cmap = src.colormap(1)
+        except ValueError:  # no colour table
+            cmap = {}
+    for code, rgba in cmap.items():
+        if code in names and code not in colours:
+            colours[code] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+    if not names:  # a map with neither names nor table: codes as names
+        names = {c: f"class {c}" for c in cmap if c != 0 and any(cmap[c][:3])}
+    return [(c, names[c], colours.get(c) or _generated_colour(i)) for i, c in enumerate(sorted(names))]
+
+
 #: Ramps of the continuous styles: (value fraction, colour).
 CONFIDENCE_RAMP = ((0.0, "#d7191c"), (0.5, "#fdae61"), (0.75, "#ffffbf"), (1.0, "#1a9641"))
 UNCERTAINTY_RAMP = ((0.0, "#1a9641"), (0.25, "#ffffbf"), (0.5, "#fdae61"), (1.0, "#d7191c"))
@@ -149,4 +312,17 @@ def ramp_qml(label: str, ramp: tuple[tuple[float, str], ...] = CONFIDENCE_RAMP, 
 """
 
 
-__all__ = ["CONFIDENCE_RAMP", "RAT_COLUMNS", "UNCERTAINTY_RAMP", "class_band_items", "pam_xml", "ramp_qml"]
+__all__ = [
+    "CLASSES_TAG",
+    "CONFIDENCE_RAMP",
+    "QML_MIN_MAX_ORIGIN",
+    "RAT_COLUMNS",
+    "UNCERTAINTY_RAMP",
+    "class_band_items",
+    "class_legend",
+    "pam_category_names",
+    "pam_xml",
+    "ramp_qml",
+    "raster_class_names",
+    "read_class_table",
+]

@@ -43,6 +43,7 @@ import numpy as np
 from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
 from cropseq.figures import pyplot
+from cropseq.raster_metadata import class_legend, raster_class_names
 
 PathLike = str | os.PathLike[str]
 
@@ -184,46 +185,6 @@ def _savefig(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _class_table_of(map_path: Path, area_csv: Path | None = None) -> list[tuple[int, str, str]]:
-    """``[(code, name, #rrggbb)]`` of a crop map: names from its metadata (cropseq tag, other
-    tag spellings, GDAL categories, ``.qml``), else the area CSV; colours from its colour table."""
-    import rasterio
-
-    names: dict[int, str] = {}
-    colours: dict[int, str] = {}
-    try:
-        from cropseq.outputs import read_class_table
-
-        for c in read_class_table(map_path).classes:
-            names[c.code], colours[c.code] = c.name, c.color
-    except (CropseqError, ImportError):
-        try:
-            from cropseq.evaluation import raster_class_names
-
-            names = dict(raster_class_names(map_path))
-        except (CropseqError, ImportError):
-            names = {}
-    if not names and area_csv is not None:
-        for r in _read_csv(area_csv):
-            try:
-                names[int(r["code"])] = str(r["name"])
-            except (KeyError, ValueError):
-                continue
-    with rasterio.open(map_path) as src:
-        try:
-            cmap = src.colormap(1)
-        except ValueError:  # no colour table
-            cmap = {}
-    for code, rgba in cmap.items():
-        if code in names and code not in colours:
-            colours[code] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
-    if not names:  # a map with neither names nor table: codes as names
-        names = {c: f"class {c}" for c in cmap if c != 0 and any(cmap[c][:3])}
-    from cropseq.classes import _generated_colour  # default palette for missing colours
-
-    return [(c, names[c], colours.get(c) or _generated_colour(i)) for i, c in enumerate(sorted(names))]
-
-
 def _read_decimated(path: Path, max_size: int) -> tuple[np.ndarray, Any, Any]:
     """Band 1 at most ``max_size`` px on its longest side (GDAL reads the COG's overviews)."""
     import rasterio
@@ -245,11 +206,10 @@ def map_preview(
 ) -> bytes:
     """PNG bytes of a crop map with its legend (only classes present in the map)."""
     plt = pyplot()
-    from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
     path = Path(map_path)
-    table = _class_table_of(path, Path(area_csv) if area_csv else None)
+    table = class_legend(path, area_csv)
     data, b, crs = _read_decimated(path, max_size)
     codes = np.asarray(data.filled(0), dtype=np.int64)
     rgba = np.zeros((256, 4), np.float32)
@@ -615,10 +575,8 @@ def panels_preview(
     from matplotlib.cm import ScalarMappable
     from matplotlib.patches import Patch
 
-    from cropseq.evaluation import raster_class_names
-
     path = Path(map_path)
-    table = _class_table_of(path, Path(area_csv) if area_csv else None)
+    table = class_legend(path, area_csv)
     data, b, _ = _read_decimated(path, max_size)
     codes = np.asarray(data.filled(0), np.int64)
     extent = (b.left, b.right, b.bottom, b.top)

@@ -45,6 +45,29 @@ if TYPE_CHECKING:  # imported lazily at run time: they pull in rasterio/xarray/g
 
     from cropseq.labels import LabelSet
 
+__all__ = [
+    "CLASSES_METADATA_KEY",
+    "ExtractionReport",
+    "RESERVED",
+    "SIDECAR_HEADER",
+    "assign_split",
+    "band_columns",
+    "cap_per_group",
+    "check_patch",
+    "classes_sidecar",
+    "extract_samples",
+    "grouped_stratified_split",
+    "patch_column",
+    "patch_columns",
+    "read_samples",
+    "read_samples_classes",
+    "table_format",
+    "table_patch_size",
+    "table_to_arrays",
+    "validate_samples",
+    "write_samples",
+]
+
 #: Column names that are never bands.
 RESERVED: frozenset[str] = frozenset({"sample_id", "label", "date", "t", "group", "x", "y", "row", "col", "doy"})
 

@@ -15,10 +15,10 @@ from cropseq.evaluation import (
     classification_metrics,
     evaluate_samples,
     plot_confusion_matrix,
-    raster_class_names,
     score_map,
     write_metrics,
 )
+from cropseq.raster_metadata import raster_class_names
 from cropseq.sequences import SequenceArrays
 
 # rows = reference: a -> [4 a, 1 b], b -> [1 a, 3 b, 1 c], c -> [5 c]

@@ -17,17 +17,16 @@ from rio_cogeo.cogeo import cog_validate
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.outputs import (
-    CLASSES_TAG,
     CropMapWriter,
     Grid,
     area_stats,
     mosaic_maps,
-    read_class_table,
     sidecar_paths,
     write_crop_map,
     write_preview,
     write_qml,
 )
+from cropseq.raster_metadata import CLASSES_TAG, class_legend, raster_class_names, read_class_table
 
 CLASSES = ClassTable.from_records(
     [
@@ -353,7 +352,6 @@ def test_class_names_of_a_foreign_raster_come_from_its_pam_sidecar(tmp_path: Pat
     import rasterio
 
     from cropseq.classes import ClassTable
-    from cropseq.evaluation import raster_class_names
     from cropseq.raster_metadata import pam_xml
 
     path = tmp_path / "landcover.tif"
@@ -364,3 +362,30 @@ def test_class_names_of_a_foreign_raster_come_from_its_pam_sidecar(tmp_path: Pat
     assert raster_class_names(path) == {1: "crop", 2: "forest & wood"}
     (tmp_path / "landcover.tif.aux.xml").write_text("<PAMDataset><broken")
     assert raster_class_names(path) == {}
+
+
+def test_one_reader_of_class_tables_and_the_legend_of_any_class_raster(tmp_path: Path) -> None:
+    """Class names of a raster are read in one module (raster_metadata); the old import
+    paths are that reader. The legend: cropseq's table, else names from other metadata,
+    else the area CSV, with colours from the colour table; else ``class <code>``."""
+    import cropseq.evaluation
+    import cropseq.outputs
+
+    assert cropseq.outputs.read_class_table is read_class_table
+    assert cropseq.evaluation.raster_class_names is raster_class_names
+    res = write_crop_map(tmp_path / "m.tif", np.array([[3, 7], [9, 0]], np.uint8), T, CRS_UTM, CLASSES)
+    assert class_legend(res.map) == [(c.code, c.name, c.color) for c in CLASSES.classes]
+
+    path = tmp_path / "foreign.tif"
+    profile = {"driver": "GTiff", "width": 2, "height": 2, "count": 1, "dtype": "uint8"}
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(np.array([[[1, 2], [2, 0]]], np.uint8))
+        dst.write_colormap(1, {1: (255, 0, 0, 255), 2: (0, 0, 255, 255)})
+    # Codes as names; their colours are generated, as before the readers were merged.
+    assert [(c, n) for c, n, _ in class_legend(path)] == [(1, "class 1"), (2, "class 2")]
+    area = tmp_path / "foreign.area.csv"
+    area.write_text("code,name,pixels\n1,soy,1\nx,bad,0\n2,maize,2\n")
+    assert class_legend(path, area) == [(1, "soy", "#ff0000"), (2, "maize", "#0000ff")]
+    with rasterio.open(path, "r+") as dst:
+        dst.update_tags(1, CLASS_1="wheat")
+    assert class_legend(path, area) == [(1, "wheat", "#ff0000")]

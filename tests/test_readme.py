@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -96,7 +97,8 @@ def test_walkthrough_mosaic_line_takes_maps_and_confidences(tmp_path):
     from affine import Affine
 
     from cropseq.classes import ClassTable
-    from cropseq.outputs import read_class_table, sidecar_paths, write_crop_map
+    from cropseq.outputs import sidecar_paths, write_crop_map
+    from cropseq.raster_metadata import read_class_table
 
     (line,) = [ln for ln in walkthrough() if ln.startswith("cropseq mosaic")]
     classes = ClassTable.from_names(["maize", "wheat"])
@@ -135,3 +137,52 @@ def test_walkthrough_runs_as_written(tmp_path):
         missing = [f for f in promised_files(line) if not (tmp_path / f).exists()]
         assert not missing, f"{line}\ndid not write {missing}\n{proc.stdout[-2000:]}"
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+
+
+API_SECTION = "## Python API"
+
+#: (pattern, replacement, what): the only edits to the README's Python example — smaller.
+API_SMALLER: list[tuple[str, str, str]] = [
+    (r"size=512, n_dates=24", "size=64, n_dates=8", "a 64 px scene of 8 dates"),
+    (r"TrainConfig\(", "TrainConfig(epochs=1, ", "one epoch"),
+]
+
+
+def api_example() -> str:
+    """The README's Python API example (the first ```python block of its section), shrunk
+    by :data:`API_SMALLER`; each substitution must hit exactly once."""
+    text = README.read_text()
+    assert API_SECTION in text, f"README section {API_SECTION!r} is gone"
+    m = re.search(r"```python\n(.*?)```", text.split(API_SECTION, 1)[1], re.S)
+    assert m, "no ```python block in the Python API section"
+    code = m.group(1)
+    for pattern, repl, what in API_SMALLER:
+        code, n = re.subn(pattern, repl, code)
+        assert n == 1, f"substitution for {what} ({pattern!r}) hits {n} places of the example"
+    return code
+
+
+def test_api_example_uses_the_public_names():
+    """Fast: the example parses, shrinks, and calls only names ``cropseq`` exports."""
+    import ast
+
+    import cropseq
+
+    used = {n.attr for n in ast.walk(ast.parse(api_example()))
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "cropseq"}  # fmt: skip
+    assert used and used <= set(cropseq.__all__), used - set(cropseq.__all__)
+    section = README.read_text().split(API_SECTION, 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"`(\w+)`", section.split("```", 1)[0]))
+    assert {n for n in cropseq.__all__ if not n.startswith("_")} <= listed, "README lists every public name"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_api_example_runs_as_written(tmp_path):
+    """The example runs in a fresh interpreter in an empty folder and prints an accuracy."""
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", api_example()], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=500)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.fullmatch(r"overall accuracy [01]\.\d{3}\n", proc.stdout), proc.stdout
+    for f in ("model.pt", "map.tif", "map.confidence.tif", "map.area.csv", "map.qml"):
+        assert (tmp_path / f).is_file(), f

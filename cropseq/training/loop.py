@@ -49,6 +49,17 @@ from cropseq.training.history import plot_history, write_history
 from cropseq.training.normalization import band_statistics
 from cropseq.training.resume import check_resumable, data_fingerprint
 
+__all__ = [
+    "TEMPORAL_ENCODING",
+    "TrainResult",
+    "crop_patch",
+    "effective_batch_size",
+    "evaluate_arrays",
+    "select_bands",
+    "split_train_val",
+    "train_model",
+]
+
 TEMPORAL_ENCODING = "doy-sincos+valid-flag; step-index fallback"
 
 
@@ -266,6 +277,308 @@ def _avg_update(avg: dict[str, torch.Tensor] | None, state: dict[str, torch.Tens
     return avg
 
 
+@dataclass
+class _Data:
+    """Training (and validation) data ready for the loop: bands selected, split, contiguous."""
+
+    bands: list[str]
+    classes: ClassTable
+    patch: int
+    x_tr: np.ndarray
+    d_tr: np.ndarray
+    y_tr: np.ndarray
+    x_va: np.ndarray | None
+    d_va: np.ndarray | None
+    y_va: np.ndarray | None
+    split_note: str
+    hashes: dict[str, str | None]
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.y_va is None else int(len(self.y_va))
+
+
+@dataclass
+class _Plan:
+    """The model, its optimiser and the fixed numbers of the schedule."""
+
+    arch: ArchConfig
+    model: SequenceClassifier
+    opt: torch.optim.Optimizer
+    centre: np.ndarray
+    scale: np.ndarray
+    class_weights: torch.Tensor | None
+    aug: Augmentation
+    full: bool  # full backpropagation through time (else truncated windows)
+    windows: int
+    batch_size: int
+    n_batches: int
+    epochs: int
+    total_updates: int
+    avg_from: int | None  # first epoch of weight averaging
+    use_es: bool  # early stopping on the validation metric
+
+
+@dataclass
+class _RunState:
+    """The running values of a training run (what ``<out>.partial`` keeps for ``--resume``)."""
+
+    start_epoch: int = 1
+    update: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_metric: float | None = None
+    best_epoch: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    bad: int = 0  # epochs since the monitored metric last improved
+    avg_state: dict[str, torch.Tensor] | None = None
+    avg_count: int = 0
+
+    def loop_record(self, epoch: int) -> dict[str, Any]:
+        """The ``loop`` record of the resume state after ``epoch``."""
+        return {"epoch": epoch, "update": self.update, "history": self.history, "best_metric": self.best_metric,
+                "best_epoch": self.best_epoch, "bad": self.bad, "avg_count": self.avg_count}  # fmt: skip
+
+
+def _prepare_data(train: SequenceArrays, val: SequenceArrays | None, cfg: TrainConfig, classes: ClassTable | None) -> _Data:
+    """Check the data, select bands and patch, hold out validation groups, encode labels."""
+    if train.labels is None:
+        raise CropseqError("training data has no labels")
+    if train.n == 0:
+        raise CropseqError("training data is empty")
+    # The tables' content as given (before band selection, padding or a split): what --resume compares.
+    hashes = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
+    train = crop_patch(select_bands(train, cfg.bands), cfg.patch)
+    bands = list(train.bands)
+    if val is not None:
+        if val.labels is None:
+            raise CropseqError("validation data has no labels")
+        val = crop_patch(select_bands(val, bands, "validation data"), train.patch, "validation data")
+    if val is not None and val.x.shape[1] != train.x.shape[1]:
+        # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
+        val, train = _pad_time(val, train)
+    if classes is None:
+        classes = ClassTable.from_names(list(train.labels) + ([] if val is None else list(val.labels)))
+    y_all = np.asarray(classes.index_of(train.labels), dtype=np.int64)
+    split_note = "given"
+    y_va: np.ndarray | None
+    if val is None:
+        if cfg.val_fraction > 0 and train.n >= cfg.small_data:
+            tr_idx, va_idx = split_train_val(np.asarray(train.labels).astype(str), train.groups, cfg.val_fraction, cfg.seed)
+            val, train = train.subset(va_idx), train.subset(tr_idx)
+            y_tr, y_va = y_all[tr_idx], y_all[va_idx]
+            split_note = f"held out {len(va_idx)} of {len(y_all)} sequences by group"
+        else:
+            y_tr, y_va = y_all, None
+            split_note = "none (small training set: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
+    else:
+        y_tr, y_va = y_all, np.asarray(classes.index_of(val.labels), dtype=np.int64)
+    return _Data(
+        bands=bands, classes=classes, patch=train.patch,
+        x_tr=np.ascontiguousarray(train.x, dtype=np.float32), d_tr=np.ascontiguousarray(train.doy, dtype=np.float32),
+        y_tr=y_tr,
+        x_va=None if val is None else np.ascontiguousarray(val.x, dtype=np.float32),
+        d_va=None if val is None else np.ascontiguousarray(val.doy, dtype=np.float32),
+        y_va=y_va, split_note=split_note, hashes=hashes,
+    )  # fmt: skip
+
+
+def _plan(cfg: TrainConfig, data: _Data, device: torch.device) -> _Plan:
+    """Normalisation, the seeded model and optimiser, and the schedule's numbers."""
+    n_tr, t_len = data.x_tr.shape[:2]
+    centre, scale = band_statistics(data.x_tr, cfg.normalization, seed=cfg.seed)
+    arch = cfg.arch_config(len(data.bands), len(data.classes), data.patch, t_len)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    model = SequenceClassifier(arch, torch.from_numpy(centre), torch.from_numpy(scale)).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    cw = _class_weights(data.y_tr, len(data.classes), cfg.class_weighting)
+    full = is_full_bptt(t_len, cfg.k1, cfg.k2)
+    windows = 1 if full else len(window_bounds(t_len, cfg.k1, cfg.k2 or cfg.k1))  # type: ignore[arg-type]
+    batch_size = effective_batch_size(n_tr, cfg.batch_size, cfg.min_batches)
+    n_batches = math.ceil(n_tr / batch_size)
+    epochs = cfg.resolved_epochs(n_batches)
+    return _Plan(
+        arch=arch, model=model, opt=opt, centre=centre, scale=scale,
+        class_weights=None if cw is None else cw.to(device), aug=Augmentation(cfg.date_dropout, cfg.doy_shift, cfg.noise),
+        full=full, windows=windows, batch_size=batch_size, n_batches=n_batches, epochs=epochs,
+        total_updates=epochs * n_batches * windows,
+        avg_from=epochs - int(round(cfg.average_last * epochs)) + 1 if cfg.average_last > 0 else None,
+        use_es=cfg.patience is not None and data.x_va is not None,
+    )  # fmt: skip
+
+
+def _output_paths(cfg: TrainConfig, out: Path) -> tuple[Path, Path | None, Path]:
+    """``(history CSV, curves PNG or None, <out>.partial)``, each checked writable."""
+    history_path = Path(cfg.history) if cfg.history else out.with_name(f"{out.stem}.history.csv")
+    plot_path: Path | None = None if cfg.plot == "" else (Path(cfg.plot) if cfg.plot else out.with_name(f"{out.stem}.curves.png"))
+    check_writable(history_path)
+    if plot_path is not None:
+        check_writable(plot_path)
+    partial = partial_path(out)
+    check_writable(partial)
+    return history_path, plot_path, partial
+
+
+def _restore(ck: Checkpoint, src: Path, plan: _Plan) -> _RunState:
+    """Model, optimiser, loop and RNG states of an unfinished run (``--resume``)."""
+    plan.model.load_state_dict(model_from_checkpoint(ck, src).state_dict())  # checked against its record first
+    opt_state: dict[str, Any] = ck.optimizer  # type: ignore[assignment]
+    plan.opt.load_state_dict(opt_state["optimizer"])
+    loop = opt_state["loop"]
+    if ck.rng and "torch" in ck.rng:
+        torch.set_rng_state(ck.rng["torch"])
+    return _RunState(
+        start_epoch=int(loop["epoch"]) + 1, update=int(loop["update"]), history=list(loop["history"]),
+        best_metric=loop["best_metric"], best_epoch=int(loop["best_epoch"]), best_state=opt_state.get("best_state_dict"),
+        bad=int(loop["bad"]), avg_state=opt_state.get("avg_state_dict"), avg_count=int(loop.get("avg_count", 0)),
+    )  # fmt: skip
+
+
+def _epoch_order(cfg: TrainConfig, y_tr: np.ndarray, n_classes: int, gen: torch.Generator) -> np.ndarray:
+    """The epoch's sample order: a permutation, or class-balanced draws with replacement."""
+    n_tr = len(y_tr)
+    if cfg.sampling == "balanced":
+        counts = np.bincount(y_tr, minlength=n_classes).astype(np.float64)
+        w = torch.from_numpy(1.0 / counts[y_tr])
+        return torch.multinomial(w, n_tr, replacement=True, generator=gen).numpy()
+    return torch.randperm(n_tr, generator=gen).numpy()
+
+
+def _train_batch(
+    plan: _Plan, cfg: TrainConfig, state: _RunState, xb: torch.Tensor, db: torch.Tensor, yb: torch.Tensor, amp: bool
+) -> list[tuple[float, float]]:
+    """One batch's updates: one with full BPTT, one per window with TBPTT (``k1``/``k2``).
+
+    Returns each update's ``(loss x weight, weight)`` for the epoch's mean training loss (a
+    window weighs ``1 / windows`` of the batch; updates without label signal are left out).
+    """
+    model, cw, n = plan.model, plan.class_weights, len(yb)
+    terms: list[tuple[float, float]] = []
+    if plan.full:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            logits = model(xb, db)
+        loss = _loss(model, logits, yb, model.valid_mask(xb), cw, cfg.label_smoothing)
+        state.update = _step(model, plan.opt, loss, cfg, state.update, plan.total_updates)
+        if loss is not None:
+            terms.append((float(loss.detach()) * n, n))
+        return terms
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
+            valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
+            loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
+            with torch.autocast("cuda", enabled=False):
+                state.update = _step(model, plan.opt, loss, cfg, state.update, plan.total_updates)
+            if loss is not None:
+                terms.append((float(loss.detach()) * n / plan.windows, n / plan.windows))
+    return terms
+
+
+def _run_epoch(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch: int, device: torch.device, amp: bool, bar_enabled: bool) -> float:
+    """Train one epoch (draws seeded by ``(seed, epoch)``); returns its mean training loss."""
+    es = _epoch_seed(cfg.seed, epoch)
+    torch.manual_seed(es)  # dropout
+    gen = torch.Generator().manual_seed(es + 1)  # order + augmentation
+    order = _epoch_order(cfg, data.y_tr, len(data.classes), gen)
+    plan.model.train()
+    scale_t = torch.from_numpy(plan.scale)
+    loss_sum, loss_n = 0.0, 0  # summed in update order: the history's train_loss to the last bit
+    hist = state.history
+    last = "" if not hist or hist[-1]["val_accuracy"] is None else f"  val_acc {hist[-1]['val_accuracy']:.4f} (last epoch)"
+    n_tr = len(data.y_tr)
+    with progress_bar(f"epoch {epoch}/{plan.epochs}", bar_enabled, unit="batches", transient=True) as bar:
+        for b, i in enumerate(range(0, n_tr, plan.batch_size), 1):
+            idx = np.sort(order[i : i + plan.batch_size])
+            xb = torch.from_numpy(data.x_tr[idx]).to(device, non_blocking=True)
+            db = torch.from_numpy(data.d_tr[idx]).to(device, non_blocking=True)
+            yb = torch.from_numpy(data.y_tr[idx]).to(device, non_blocking=True)
+            xb, db = plan.aug(xb, db, scale_t, gen)
+            for s, n in _train_batch(plan, cfg, state, xb, db, yb, amp):
+                loss_sum, loss_n = loss_sum + s, loss_n + n
+            bar(b, plan.n_batches, note=f"loss {loss_sum / max(loss_n, 1):.4f}{last}")
+    return loss_sum / max(loss_n, 1)
+
+
+def _end_epoch(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch: int, train_loss: float,
+               seconds_from: float, device: torch.device, amp: bool) -> tuple[dict[str, Any], float | None, float | None]:  # fmt: skip
+    """Weight averaging, validation, the history row and the early-stopping bookkeeping.
+
+    Returns ``(history row, validation loss, validation accuracy)`` (the last two unrounded,
+    None without validation data).
+    """
+    model = plan.model
+    if plan.avg_from is not None and epoch >= plan.avg_from:
+        state.avg_count += 1
+        state.avg_state = _avg_update(state.avg_state, model.state_dict(), state.avg_count)
+    val_loss = val_acc = None
+    if data.x_va is not None:
+        val_loss, val_acc = evaluate_arrays(model, data.x_va, data.d_va, data.y_va, device, amp=amp)  # type: ignore[arg-type]
+    row = {
+        "epoch": epoch,
+        "train_loss": round(train_loss, 6),
+        "val_loss": None if val_loss is None else round(val_loss, 6),
+        "val_accuracy": None if val_acc is None else round(val_acc, 6),
+        "lr": float(f"{plan.opt.param_groups[0]['lr']:.6g}"),
+        "seconds": round(time.time() - seconds_from, 3),
+    }
+    state.history.append(row)
+    if plan.use_es:
+        metric = val_loss if cfg.monitor == "val_loss" else -float(val_acc)  # type: ignore[arg-type]
+        if state.best_metric is None or metric < state.best_metric - 1e-6:  # type: ignore[operator]
+            state.best_metric, state.best_epoch, state.bad = metric, epoch, 0
+            state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            state.bad += 1
+    return row, val_loss, val_acc
+
+
+def _save_partial(partial: Path, plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch: int, extra_meta: dict[str, Any]) -> None:
+    """Write the resumable state after ``epoch`` to ``<out>.partial``."""
+    opt_state: dict[str, Any] = {"optimizer": plan.opt.state_dict(), "loop": state.loop_record(epoch)}
+    if state.best_state is not None:
+        opt_state["best_state_dict"] = state.best_state
+    if state.avg_state is not None:
+        opt_state["avg_state_dict"] = state.avg_state
+    meta = _meta(cfg, plan.arch, data.bands, plan.centre, plan.scale, data.classes, epoch, False, extra_meta)
+    save_checkpoint(partial, plan.model.state_dict(), meta, optimizer=opt_state, rng={"torch": torch.get_rng_state()})
+
+
+def _deliver(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch: int, stop_reason: str,
+             extra_meta: dict[str, Any], device: torch.device, amp: bool) -> tuple[int, float | None]:  # fmt: skip
+    """Load the weights to deliver (best epoch, or the average); returns ``(their epoch,
+    validation accuracy)`` and records both in ``extra_meta``."""
+    model, delivered_epoch = plan.model, epoch
+    restored_best = plan.use_es and state.best_state is not None
+    if restored_best:
+        model.load_state_dict(state.best_state)  # type: ignore[arg-type]
+        delivered_epoch = state.best_epoch
+    elif state.avg_state is not None and state.avg_count > 1:
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in state.avg_state.items()})
+    final_val_acc = None
+    if data.x_va is not None:
+        _, final_val_acc = evaluate_arrays(model, data.x_va, data.d_va, data.y_va, device, amp=amp)  # type: ignore[arg-type]
+    extra_meta.update({"best_epoch": delivered_epoch, "epochs_run": epoch, "stop": stop_reason or "schedule completed",
+                       "averaged_epochs": state.avg_count if (state.avg_state is not None and not restored_best) else 0,
+                       "val_accuracy": final_val_acc})  # fmt: skip
+    return delivered_epoch, final_val_acc
+
+
+def _announce(plan: _Plan, data: _Data, state: _RunState, resumed: Path | None, partial: Path, device: torch.device) -> None:
+    """The lines on stderr before the first epoch: resumed or starting over, and what trains."""
+    if resumed is not None:
+        print(f"resuming {resumed} after epoch {state.start_epoch - 1}", file=sys.stderr)
+    elif partial.exists():
+        print(f"starting over: {partial} (an unfinished run) will be replaced; --resume continues it", file=sys.stderr)
+    arch, (n_tr, t_len) = plan.arch, data.x_tr.shape[:2]
+    print(
+        f"training {arch.cell}{' bi' if arch.bidirectional else ''} p={arch.patch} on {n_tr} sequences x {t_len} dates"
+        f" x {len(data.bands)} bands, {len(data.classes)} classes, validation: {data.split_note}, device {device.type}",
+        file=sys.stderr,
+    )
+
+
 def train_model(
     train: SequenceArrays,
     val: SequenceArrays | None,
@@ -277,6 +590,10 @@ def train_model(
     on_epoch_end: Callable[[dict[str, Any]], bool | None] | None = None,
 ) -> TrainResult:
     """Train a recurrent sequence classifier and write its checkpoint, history and curves.
+
+    The steps: :func:`_prepare_data`, :func:`_plan` (model, optimiser, schedule),
+    :func:`_restore` (``resume``), per epoch :func:`_run_epoch` + :func:`_end_epoch` +
+    :func:`_save_partial`, then :func:`_deliver`.
 
     Args:
         train: Labelled training sequences.
@@ -308,240 +625,56 @@ def train_model(
         torch.set_num_threads(cfg.threads)
     device = torch.device(resolve_device(cfg.device))
     amp = bool(cfg.amp and device.type == "cuda")
+    data = _prepare_data(train, val, cfg, classes)
+    classes = data.classes
+    plan = _plan(cfg, data, device)
+    n_tr = int(data.x_tr.shape[0])
+    history_path, plot_path, partial = _output_paths(cfg, out)
+    extra_meta = {"split": data.split_note, "n_train": int(n_tr), "n_val": data.n_val, "device": device.type,
+                  "effective_batch_size": plan.batch_size, "epochs_planned": plan.epochs, "data": data.hashes}  # fmt: skip
 
-    # -- data ----------------------------------------------------------------------
-    if train.labels is None:
-        raise CropseqError("training data has no labels")
-    if train.n == 0:
-        raise CropseqError("training data is empty")
-    # The tables' content as given (before band selection, padding or a split): what --resume compares.
-    data_hashes = {"train": data_fingerprint(train), "val": data_fingerprint(val)}
-    train = crop_patch(select_bands(train, cfg.bands), cfg.patch)
-    bands = list(train.bands)
-    if val is not None:
-        if val.labels is None:
-            raise CropseqError("validation data has no labels")
-        val = crop_patch(select_bands(val, bands, "validation data"), train.patch, "validation data")
-    if val is not None and val.x.shape[1] != train.x.shape[1]:
-        # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
-        val, train = _pad_time(val, train)
-    if classes is None:
-        names = list(train.labels) + ([] if val is None else list(val.labels))
-        classes = ClassTable.from_names(names)
-    y_all = np.asarray(classes.index_of(train.labels), dtype=np.int64)
-    split_note = "given"
-    if val is None:
-        if cfg.val_fraction > 0 and train.n >= cfg.small_data:
-            tr_idx, va_idx = split_train_val(np.asarray(train.labels).astype(str), train.groups, cfg.val_fraction, cfg.seed)
-            val = train.subset(va_idx)
-            train = train.subset(tr_idx)
-            y_tr, y_va = y_all[tr_idx], y_all[va_idx]
-            split_note = f"held out {len(va_idx)} of {len(y_all)} sequences by group"
-        else:
-            y_tr, y_va = y_all, None
-            split_note = "none (small training set: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
-    else:
-        y_tr, y_va = y_all, np.asarray(classes.index_of(val.labels), dtype=np.int64)
-    x_tr = np.ascontiguousarray(train.x, dtype=np.float32)
-    d_tr = np.ascontiguousarray(train.doy, dtype=np.float32)
-    x_va = None if val is None else np.ascontiguousarray(val.x, dtype=np.float32)
-    d_va = None if val is None else np.ascontiguousarray(val.doy, dtype=np.float32)
-    n_tr, t_len = x_tr.shape[:2]
-
-    centre, scale = band_statistics(x_tr, cfg.normalization, seed=cfg.seed)
-    arch = cfg.arch_config(len(bands), len(classes), train.patch, t_len)
-    torch.manual_seed(cfg.seed)
-    model = SequenceClassifier(arch, torch.from_numpy(centre), torch.from_numpy(scale)).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
-    )
-    cw = _class_weights(y_tr, len(classes), cfg.class_weighting)
-    cw = None if cw is None else cw.to(device)
-    aug = Augmentation(cfg.date_dropout, cfg.doy_shift, cfg.noise)
-    scale_t = torch.from_numpy(scale)
-
-    full = is_full_bptt(t_len, cfg.k1, cfg.k2)
-    windows = 1 if full else len(window_bounds(t_len, cfg.k1, cfg.k2 or cfg.k1))  # type: ignore[arg-type]
-    batch_size = effective_batch_size(n_tr, cfg.batch_size, cfg.min_batches)
-    n_batches = math.ceil(n_tr / batch_size)
-    epochs = cfg.resolved_epochs(n_batches)
-    total_updates = epochs * n_batches * windows
-    avg_from = epochs - int(round(cfg.average_last * epochs)) + 1 if cfg.average_last > 0 else None
-    use_es = cfg.patience is not None and x_va is not None
-
-    history_path = Path(cfg.history) if cfg.history else out.with_name(f"{out.stem}.history.csv")
-    plot_path: Path | None = None if cfg.plot == "" else (Path(cfg.plot) if cfg.plot else out.with_name(f"{out.stem}.curves.png"))
-    check_writable(history_path)
-    if plot_path is not None:
-        check_writable(plot_path)
-    extra_meta = {"split": split_note, "n_train": int(n_tr), "n_val": 0 if y_va is None else int(len(y_va)),
-                  "device": device.type, "effective_batch_size": batch_size, "epochs_planned": epochs,
-                  "data": data_hashes}
-    partial = partial_path(out)
-    check_writable(partial)
-
-    # -- state (possibly resumed) --------------------------------------------------
-    start_epoch, update = 1, 0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"metric": None, "epoch": 0, "state": None, "bad": 0}
-    avg_state: dict[str, torch.Tensor] | None = None
-    avg_count = 0
-    ck, src = _resume_source(out, partial, cfg, arch, data_hashes, bands, classes, progress) if cfg.resume else (None, None)
+    ck, src = _resume_source(out, partial, cfg, plan.arch, data.hashes, data.bands, classes, progress) if cfg.resume else (None, None)
     if ck is not None and is_complete(ck.meta):
         return _completed_result(out, ck.meta, history_path, plot_path, classes, t_start, device)
-    if ck is not None:
-        model.load_state_dict(model_from_checkpoint(ck, src).state_dict())  # checked against its record first
-        opt.load_state_dict(ck.optimizer["optimizer"])  # type: ignore[index]
-        loop = ck.optimizer["loop"]  # type: ignore[index]
-        start_epoch, update = int(loop["epoch"]) + 1, int(loop["update"])
-        history = list(loop["history"])
-        best = {"metric": loop["best_metric"], "epoch": int(loop["best_epoch"]), "state": ck.optimizer.get("best_state_dict"), "bad": int(loop["bad"])}  # type: ignore[union-attr]
-        avg_state = ck.optimizer.get("avg_state_dict")  # type: ignore[union-attr]
-        avg_count = int(loop.get("avg_count", 0))
-        if ck.rng and "torch" in ck.rng:
-            torch.set_rng_state(ck.rng["torch"])
-        if progress:
-            print(f"resuming {src} after epoch {start_epoch - 1}", file=sys.stderr)
-    elif progress and partial.exists():
-        print(f"starting over: {partial} (an unfinished run) will be replaced; --resume continues it", file=sys.stderr)
-
+    state = _RunState() if ck is None or src is None else _restore(ck, src, plan)
     if progress:
-        print(
-            f"training {arch.cell}{' bi' if arch.bidirectional else ''} p={arch.patch} on {n_tr} sequences x {t_len} dates"
-            f" x {len(bands)} bands, {len(classes)} classes, validation: {split_note}, device {device.type}",
-            file=sys.stderr,
-        )
+        _announce(plan, data, state, src if ck is not None else None, partial, device)
 
     bar_enabled = progress and stderr_is_terminal()  # plain epoch lines in logs, a live bar on a terminal
     stop_reason = ""
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, epochs + 1):
+    epoch = state.start_epoch - 1
+    for epoch in range(state.start_epoch, plan.epochs + 1):
         t0 = time.time()
-        es = _epoch_seed(cfg.seed, epoch)
-        torch.manual_seed(es)  # dropout
-        gen = torch.Generator().manual_seed(es + 1)  # order + augmentation
-        if cfg.sampling == "balanced":
-            counts = np.bincount(y_tr, minlength=len(classes)).astype(np.float64)
-            w = torch.from_numpy(1.0 / counts[y_tr])
-            order = torch.multinomial(w, n_tr, replacement=True, generator=gen).numpy()
-        else:
-            order = torch.randperm(n_tr, generator=gen).numpy()
-        model.train()
-        loss_sum, loss_n = 0.0, 0
-        last = "" if not history or history[-1]["val_accuracy"] is None else f"  val_acc {history[-1]['val_accuracy']:.4f} (last epoch)"
-        with progress_bar(f"epoch {epoch}/{epochs}", bar_enabled, unit="batches", transient=True) as bar:
-            for b, i in enumerate(range(0, n_tr, batch_size), 1):
-                idx = np.sort(order[i : i + batch_size])
-                xb = torch.from_numpy(x_tr[idx]).to(device, non_blocking=True)
-                db = torch.from_numpy(d_tr[idx]).to(device, non_blocking=True)
-                yb = torch.from_numpy(y_tr[idx]).to(device, non_blocking=True)
-                xb, db = aug(xb, db, scale_t, gen)
-                if full:
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                        logits = model(xb, db)
-                    loss = _loss(model, logits, yb, model.valid_mask(xb), cw, cfg.label_smoothing)
-                    update = _step(model, opt, loss, cfg, update, total_updates)
-                    if loss is not None:
-                        loss_sum += float(loss.detach()) * len(idx)
-                        loss_n += len(idx)
-                else:
-                    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                        for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
-                            valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
-                            loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
-                            with torch.autocast("cuda", enabled=False):
-                                update = _step(model, opt, loss, cfg, update, total_updates)
-                            if loss is not None:
-                                loss_sum += float(loss.detach()) * len(idx) / windows
-                                loss_n += len(idx) / windows
-                bar(b, n_batches, note=f"loss {loss_sum / max(loss_n, 1):.4f}{last}")
-        train_loss = loss_sum / max(loss_n, 1)
-
-        if avg_from is not None and epoch >= avg_from:
-            avg_count += 1
-            avg_state = _avg_update(avg_state, model.state_dict(), avg_count)
-
-        val_loss = val_acc = None
-        if x_va is not None:
-            val_loss, val_acc = evaluate_arrays(model, x_va, d_va, y_va, device, amp=amp)  # type: ignore[arg-type]
-        row = {
-            "epoch": epoch,
-            "train_loss": round(train_loss, 6),
-            "val_loss": None if val_loss is None else round(val_loss, 6),
-            "val_accuracy": None if val_acc is None else round(val_acc, 6),
-            "lr": float(f"{opt.param_groups[0]['lr']:.6g}"),
-            "seconds": round(time.time() - t0, 3),
-        }
-        history.append(row)
-        if use_es:
-            metric = val_loss if cfg.monitor == "val_loss" else -float(val_acc)  # type: ignore[arg-type]
-            if best["metric"] is None or metric < best["metric"] - 1e-6:
-                best = {"metric": metric, "epoch": epoch, "state": {k: v.detach().clone() for k, v in model.state_dict().items()}, "bad": 0}
-            else:
-                best["bad"] += 1
+        train_loss = _run_epoch(plan, data, cfg, state, epoch, device, amp, bar_enabled)
+        row, val_loss, val_acc = _end_epoch(plan, data, cfg, state, epoch, train_loss, t0, device, amp)
         if progress:
             vs = "" if val_loss is None else f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}"
-            print(f"epoch {epoch:3d}/{epochs}  train_loss {train_loss:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", file=sys.stderr)
-
-        loop_state = {
-            "epoch": epoch,
-            "update": update,
-            "history": history,
-            "best_metric": best["metric"],
-            "best_epoch": best["epoch"],
-            "bad": best["bad"],
-            "avg_count": avg_count,
-        }
-        opt_state: dict[str, Any] = {"optimizer": opt.state_dict(), "loop": loop_state}
-        if best["state"] is not None:
-            opt_state["best_state_dict"] = best["state"]
-        if avg_state is not None:
-            opt_state["avg_state_dict"] = avg_state
-        save_checkpoint(
-            partial,
-            model.state_dict(),
-            _meta(cfg, arch, bands, centre, scale, classes, epoch, False, extra_meta),
-            optimizer=opt_state,
-            rng={"torch": torch.get_rng_state()},
-        )
-        write_history(history_path, history)
-        if use_es and best["bad"] >= cfg.patience:  # type: ignore[operator]
+            print(f"epoch {epoch:3d}/{plan.epochs}  train_loss {train_loss:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", file=sys.stderr)
+        _save_partial(partial, plan, data, cfg, state, epoch, extra_meta)
+        write_history(history_path, state.history)
+        if plan.use_es and state.bad >= cfg.patience:  # type: ignore[operator]
             stop_reason = f"early stop: no {cfg.monitor} improvement for {cfg.patience} epochs"
             break
         if on_epoch_end is not None and on_epoch_end(dict(row)):
             return TrainResult(
-                path=partial, history_path=history_path, plot_path=None, history=history, best_epoch=epoch,
-                epochs_run=epoch, val_accuracy=val_acc, seconds=time.time() - t_start, classes=classes,
-                n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type, extra={"stopped": True},
+                path=partial, history_path=history_path, plot_path=None, history=state.history, best_epoch=epoch,
+                epochs_run=epoch, val_accuracy=val_acc, seconds=time.time() - t_start,
+                classes=classes, n_train=n_tr, n_val=data.n_val, device=device.type, extra={"stopped": True},
             )
 
-    # -- deliver ---------------------------------------------------------------------
-    delivered_epoch = epoch
-    if use_es and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        delivered_epoch = best["epoch"]
-    elif avg_state is not None and avg_count > 1:
-        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in avg_state.items()})
-    final_val_acc = None
-    if x_va is not None:
-        _, final_val_acc = evaluate_arrays(model, x_va, d_va, y_va, device, amp=amp)  # type: ignore[arg-type]
-    extra_meta = {**extra_meta, "best_epoch": delivered_epoch, "epochs_run": epoch, "stop": stop_reason or "schedule completed",
-                  "averaged_epochs": avg_count if (avg_state is not None and not (use_es and best["state"] is not None)) else 0,
-                  "val_accuracy": final_val_acc}
-    save_checkpoint(out, model.state_dict(), _meta(cfg, arch, bands, centre, scale, classes, epoch, True, extra_meta))
+    delivered_epoch, final_val_acc = _deliver(plan, data, cfg, state, epoch, stop_reason, extra_meta, device, amp)
+    save_checkpoint(out, plan.model.state_dict(), _meta(cfg, plan.arch, data.bands, plan.centre, plan.scale, classes, epoch, True, extra_meta))
     partial.unlink(missing_ok=True)  # the run is finished: nothing left to resume
-    write_history(history_path, history)
+    write_history(history_path, state.history)
     if plot_path is not None:
-        plot_history(plot_path, history, delivered_epoch if use_es else None)
+        plot_history(plot_path, state.history, delivered_epoch if plan.use_es else None)
     if progress:
         msg = f"saved {out}" + ("" if final_val_acc is None else f" (validation accuracy {final_val_acc:.4f}, epoch {delivered_epoch})")
         print((stop_reason + "; " if stop_reason else "") + msg, file=sys.stderr)
     return TrainResult(
-        path=out, history_path=history_path, plot_path=plot_path, history=history, best_epoch=delivered_epoch,
+        path=out, history_path=history_path, plot_path=plot_path, history=state.history, best_epoch=delivered_epoch,
         epochs_run=epoch, val_accuracy=final_val_acc, seconds=time.time() - t_start, classes=classes,
-        n_train=n_tr, n_val=0 if y_va is None else len(y_va), device=device.type,
+        n_train=n_tr, n_val=data.n_val, device=device.type,
     )
 
 
