@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cropseq.errors import CropseqError
+from cropseq.remote import is_remote
+
+__all__ = ["atomic_path", "check_writable", "inputs_scope", "is_out_of_space", "no_space_error", "register_input", "remove_path", "temp_sibling"]
 
 # --------------------------------------------------------------------------- inputs
 
@@ -98,12 +101,16 @@ def _real(path: Path) -> str:
 def register_input(*paths: str | os.PathLike[str], what: str) -> None:
     """Record files (or folders) the running command reads; a no-op outside a scope.
 
+    Remote inputs (URLs, :mod:`cropseq.remote`) are skipped: no local output can replace them.
+
     Raises:
         CropseqError: when one of them is an output the command already declared.
     """
     if _INPUTS is None:
         return
     for p in paths:
+        if is_remote(p):
+            continue
         item = _Input(Path(p), _real(Path(p)), _identity(Path(p)), what)
         with _LOCK:
             if _INPUTS is None:

@@ -38,11 +38,15 @@ from dask.base import tokenize
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from cropseq import remote
 from cropseq.atomic import register_input
+from cropseq.composite import CompositeReader, composite_reader
 from cropseq.errors import CropseqError
 from cropseq.grid import GridSpec, TargetGrid, WarpRead, default_resampling, native_resolution, resolve_grid
-from cropseq.manifest import StackManifest, load_manifest
+from cropseq.manifest import StackManifest, interleaved_band, interleaved_count_error, load_manifest
 from cropseq.masking import MaskRule
+
+__all__ = ["BlockWindows", "CUBE_NAME", "Chunks", "DIMS", "EXACT_SUMMARY_MAX_CHUNKS", "FILL_SHARE", "WindowReader", "crs_name", "cube_crs", "cube_grid", "format_time", "is_tile_store", "limit_warnings", "open_stack", "read_with_halo", "sample_cube", "sample_windows", "stack_summary", "value_stats", "window_reader"]
 
 CUBE_NAME = "reflectance"
 DIMS = ("time", "band", "y", "x")
@@ -62,6 +66,13 @@ class _BandSource:
     offset: float
     valid_range: tuple[float, float] | None
     warp: WarpRead | None = None  # None: every file is on the cube's grid (direct windowed reads)
+    reinterpret: str | None = None  # the manifest's dtype: stored bits read as this type first
+
+
+def _stored_values(band: _BandSource, raw: np.ndarray) -> np.ndarray:
+    """Raw values as the band's type: the stored type, or the manifest's ``dtype:`` (the
+    same bits reinterpreted, e.g. uint16 65535 -> int16 -1; never warped: checked at open)."""
+    return raw if band.reinterpret is None else raw.view(band.reinterpret)
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,7 @@ class _StackReader:
         win = Window(col_off, row_off, width, height)
         out = np.empty((self.n_time, len(self.bands), height, width), dtype=np.float32)
         for c, band in enumerate(self.bands):
-            raw = _read_many(band.reads, win, band.warp)  # (T, h, w), native dtype (float32 if warped)
+            raw = _stored_values(band, _read_many(band.reads, win, band.warp))  # (T, h, w), float32 if warped
             invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
             if band.nodata is not None and not np.isnan(band.nodata):
                 invalid |= _equals(raw, band.nodata)
@@ -119,7 +130,7 @@ class WindowReader:
     and masked exactly as :func:`open_stack` does; rows/columns outside the raster are NaN.
     """
 
-    reader: _StackReader
+    reader: _StackReader | CompositeReader  # CompositeReader: a stack with composite:
     shape: tuple[int, int]
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
@@ -138,12 +149,13 @@ class WindowReader:
 class _Opened:
     """What :func:`window_reader` needs to know about a cube made by :func:`open_stack`."""
 
-    reader: _StackReader
+    reader: _StackReader | CompositeReader  # CompositeReader: a stack with composite:
     times: pd.DatetimeIndex
     bands: tuple[str, ...]
     y: np.ndarray  # pixel-centre coordinates of the whole raster (its shape is theirs)
     x: np.ndarray
     native: dict[str, tuple[float, float, str | None]] = field(default_factory=dict)  # band -> (xres, yres, resampling)
+    value_types: dict[str, tuple[str, float, float]] = field(default_factory=dict)  # band -> (raw dtype, scale, offset)
 
 
 # Cubes opened in this process, by the name of their Dask read layer. Bounded: an entry
@@ -172,7 +184,7 @@ def _read_many(reads: tuple[tuple[str, int], ...], win: Window, warp: WarpRead |
     out: np.ndarray | None = None
     for f, items in by_file.items():
         try:
-            with _quiet_rasterio(), rasterio.open(f) as src:
+            with _quiet_rasterio(), remote.gdal_env(f), rasterio.open(remote.gdal_path(f)) as src:
                 if warp is not None and not warp.on_grid(src):
                     arr = warp.read(src, [b for _, b in items], win)
                 else:
@@ -193,7 +205,7 @@ def _read_many(reads: tuple[tuple[str, int], ...], win: Window, warp: WarpRead |
 
 @dataclass
 class _Header:
-    path: Path
+    path: remote.Source
     count: int
     crs: CRS | None
     transform: Affine
@@ -229,15 +241,17 @@ def _quiet_rasterio() -> Iterator[None]:
         yield
 
 
-def _header(path: Path, manifest: Path) -> _Header:
-    if path.is_dir():
+def _header(path: remote.Source, manifest: remote.Source) -> _Header:
+    if remote.is_remote(path):
+        pass  # nothing to check before GDAL asks the server (its answer names the problem)
+    elif path.is_dir():
         raise CropseqError(f"raster named in {manifest} is a folder, not a raster file", path)
-    if not path.is_file():
+    elif not path.is_file():
         raise CropseqError(f"raster named in {manifest} not found", path)
-    if path.stat().st_size == 0:
+    elif path.stat().st_size == 0:
         raise CropseqError(f"cannot read raster named in {manifest.name} (empty file, 0 bytes)", path)
     try:
-        with _quiet_rasterio(), rasterio.open(path) as src:
+        with _quiet_rasterio(), remote.gdal_env(path), rasterio.open(remote.gdal_path(path)) as src:
             georef = src.transform != Affine.identity() or bool(src.gcps[0]) or src.rpcs is not None
             return _Header(
                 path, src.count, src.crs, src.transform, (src.height, src.width), src.nodata, georef, src.dtypes[0],
@@ -284,7 +298,7 @@ def _coords(transform: Affine, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
 
 
 def _build_cube(
-    reader: _StackReader,
+    reader: _StackReader | CompositeReader,  # CompositeReader: a stack with composite:
     times: pd.DatetimeIndex,
     bands: list[str],
     crs: CRS | None,
@@ -293,6 +307,7 @@ def _build_cube(
     chunks: Chunks,
     source: str,
     native: dict[str, tuple[float, float, str | None]] | None = None,
+    value_types: dict[str, tuple[str, float, float]] | None = None,
 ) -> xr.DataArray:
     chunks = _chunk_edge(chunks, shape)
     ych, xch = _spatial_chunks(shape[0], chunks), _spatial_chunks(shape[1], chunks)
@@ -300,7 +315,9 @@ def _build_cube(
     arr = _lazy_blocks(reader, ych, xch, 0, (len(times), len(bands)), name)
     y, x = _coords(transform, shape)
     with _OPENED_LOCK:
-        _OPENED[name] = _Opened(reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x, dict(native or {}))
+        _OPENED[name] = _Opened(
+            reader, pd.DatetimeIndex(times).as_unit("ns"), tuple(bands), y, x, dict(native or {}), dict(value_types or {})
+        )
         _OPENED.move_to_end(name)
         while len(_OPENED) > _OPENED_MAX:
             _OPENED.popitem(last=False)
@@ -474,13 +491,20 @@ def open_stack(path: str | os.PathLike[str], chunks: Chunks = 512, grid: GridSpe
     """
     if not callable(chunks):
         _chunk_edge(chunks, (1, 1))  # a bad size fails before any file is read
-    p = Path(path)
-    if not p.exists():
-        raise CropseqError("stack not found", p)
-    if is_tile_store(p) and not (p / "stack.yaml").is_file():
-        register_input(p, what="tile store")  # outputs may not replace an input (cropseq.atomic)
-        return _open_zarr(p, chunks)
-    m = load_manifest(p)
+    if remote.is_remote(path):  # a manifest behind a URL (Zarr tile stores are local only)
+        m = load_manifest(path)
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise CropseqError("stack not found", p)
+        if is_tile_store(p) and not (p / "stack.yaml").is_file():
+            register_input(p, what="tile store")  # outputs may not replace an input (cropseq.atomic)
+            return _open_zarr(p, chunks)
+        m = load_manifest(p)
+    if not isinstance(m, StackManifest):  # source: stac: found and read by odc-stac
+        from cropseq.stac_source import open_stac
+
+        return open_stac(m, chunks, grid)
     register_input(m.path, *m.raster_files(), what="part of the stack")
     return _open_manifest(m, chunks, grid)
 
@@ -488,7 +512,7 @@ def open_stack(path: str | os.PathLike[str], chunks: Chunks = 512, grid: GridSpe
 def _open_manifest(m: StackManifest, chunks: Chunks, grid: GridSpec | None = None) -> xr.DataArray:
     order = m.date_order
     mname = m.path
-    headers: dict[Path, _Header] = {}
+    headers: dict[remote.Source, _Header] = {}
     for f in m.raster_files():
         if f not in headers:
             headers[f] = _header(f, mname)
@@ -502,42 +526,49 @@ def _open_manifest(m: StackManifest, chunks: Chunks, grid: GridSpec | None = Non
         # Without a grid: key every raster must already share one grid (as before), except the
         # mask: band, which may have its own resolution (read with nearest).
         ref = headers[m.raster_files()[0]]
-        data_files = {Path(f) for b in m.cube_bands for f, _ in reads[b]}
-        mask_only = {Path(f) for f, _ in reads[mask_band]} - data_files if mask_band is not None else set()
+        data_files = {remote.source(f) for b in m.cube_bands for f, _ in reads[b]}
+        mask_only = {remote.source(f) for f, _ in reads[mask_band]} - data_files if mask_band is not None else set()
         for f, h in headers.items():
             if f not in mask_only:
                 _check_grid(h, ref)
         target = TargetGrid(ref.crs, ref.transform, ref.shape)
     else:
-        ref = _finest(headers, [Path(reads[b][0][0]) for b in m.cube_bands])
+        ref = _finest(headers, [remote.source(reads[b][0][0]) for b in m.cube_bands])
         target = resolve_grid(spec or GridSpec(), ref.crs, ref.transform, ref.shape, mname)
-        _check_target(target, spec, [headers[Path(f)] for b in m.cube_bands for f, _ in reads[b]], mname)
+        _check_target(target, spec, [headers[remote.source(f)] for b in m.cube_bands for f, _ in reads[b]], mname)
 
     sources: list[_BandSource] = []
     native: dict[str, tuple[float, float, str | None]] = {}
+    value_types: dict[str, tuple[str, float, float]] = {}
     for b in m.bands:
-        hs = [headers[Path(f)] for f, _ in reads[b]]
+        hs = [headers[remote.source(f)] for f, _ in reads[b]]
         nd = {_nodata_key(hs[k].nodata) for k in range(len(hs))}
         if m.nodata.get(b) is None and len(nd) > 1:
             raise CropseqError(f"files disagree on the nodata value ({sorted(map(str, nd))}); set nodata in the manifest", mname)
         src = _band_source(m, b, reads[b], next(iter(nd)), hs[0].scale_offset[reads[b][0][1] - 1])
         warp = _warp_for(m, b, hs, target, src.nodata, b == mask_band)
         native[b] = (*native_resolution(hs[0].crs, hs[0].transform, hs[0].shape, hs[0].crs), warp.resampling if warp else None)
-        sources.append(replace(src, warp=warp))
+        src = _reinterpreted(replace(src, warp=warp), m, hs, b == mask_band, m.nodata.get(b) is None)
+        value_types[b] = (src.reinterpret or hs[0].dtype, src.scale, src.offset)
+        sources.append(src)
     data_sources = tuple(s for s in sources if s.name != mask_band)
     if mask_band is not None:
         msrc = next(s for s in sources if s.name == mask_band)
         mreads, mwarp, rule = msrc.reads, msrc.warp, m.mask
     else:
         mreads, rule = legacy_masks, MaskRule(m.mask_invalid)
-        mwarp = _warp_for(m, "", [headers[Path(f)] for f, _ in mreads], target, None, True) if mreads else None
+        mwarp = _warp_for(m, "", [headers[remote.source(f)] for f, _ in mreads], target, None, True) if mreads else None
     assert rule is not None
-    reader = _StackReader(data_sources, mreads, rule, len(m.dates), mwarp)
+    reader: _StackReader | CompositeReader = _StackReader(data_sources, mreads, rule, len(m.dates), mwarp)
     _warn_fill_values(data_sources, {str(f): h.dtype for f, h in headers.items()}, target.shape, m.path)
-    return _build_cube(
-        reader, m.sorted_dates, list(m.cube_bands), target.crs, target.transform, target.shape, chunks, str(m.path),
-        native,
+    times, composite = m.sorted_dates, None
+    if m.composite is not None:  # a regular time grid: each window read is composited in its task
+        reader, times, composite = composite_reader(reader, times, m.cube_bands, m.composite, m.path)
+    cube = _build_cube(
+        reader, times, list(m.cube_bands), target.crs, target.transform, target.shape, chunks, str(m.path),
+        native, value_types,
     )
+    return cube if composite is None else cube.assign_attrs(composite=composite)
 
 
 def _layout_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndarray) -> dict[str, tuple[tuple[str, int], ...]]:
@@ -548,11 +579,27 @@ def _layout_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndar
             if headers[f].count != 1:
                 raise CropseqError(f"a single-band layout raster must have 1 band, this one has {headers[f].count}", f)
         return {b: tuple((str(m.band_date_files[b][i]), 1) for i in order) for b in m.bands}
+    if m.layout == "interleaved":
+        f, n_b = m.files[0], len(m.bands)
+        if headers[f].count != n_t * n_b:
+            msg = interleaved_count_error(headers[f].count, n_t, n_b)
+            where = "the dates list" if m.dates_source == "dates" else m.dates_source
+            raise CropseqError(f"{msg}; dates from {where} (manifest {mname})", f)
+        assert m.order is not None
+        return {
+            b: tuple((str(f), interleaved_band(m.order, int(i), c, n_t, n_b) + 1) for i in order) for c, b in enumerate(m.bands)
+        }
     if m.layout == "per-band":
         for b in m.bands:
             f = m.band_files[b]
             if headers[f].count != n_t:
-                raise CropseqError(f"{headers[f].count} raster bands but {n_t} dates in {m.dates_source} (manifest {mname})", f)
+                hint = ""
+                if headers[f].count > n_t and headers[f].count % n_t == 0:
+                    hint = (f"; {headers[f].count} = {n_t} dates × {headers[f].count // n_t} bands? use layout: interleaved "
+                            "with bands: [...] and order: date-major or band-major")  # fmt: skip
+                raise CropseqError(
+                    f"{headers[f].count} raster bands but {n_t} dates in {m.dates_source} (manifest {mname}){hint}", f
+                )
         return {b: tuple((str(m.band_files[b]), int(i) + 1) for i in order) for b in m.bands}
     for f in m.files:
         if headers[f].count != len(m.bands):
@@ -564,7 +611,7 @@ def _legacy_mask_reads(m: StackManifest, headers: dict[Path, _Header], order: np
     """The ``masks:`` files as ``(file, band)`` per sorted date (empty without masks)."""
     if not m.masks:
         return ()
-    if m.layout == "per-band":
+    if m.layout in ("per-band", "interleaved"):
         mh = headers[m.masks[0]]
         if mh.count != len(m.dates):
             raise CropseqError(
@@ -657,7 +704,7 @@ def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], sh
     from cropseq.errors import DataWarning
 
     for band in sources:
-        dtype = np.dtype(dtypes.get(band.reads[0][0], "float32"))
+        dtype = np.dtype(band.reinterpret or dtypes.get(band.reads[0][0], "float32"))
         if dtype.kind not in "iu" or band.nodata is not None:
             continue
         picks = sorted({int(k) for k in np.linspace(0, len(band.reads) - 1, min(4, len(band.reads)))})
@@ -665,7 +712,8 @@ def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], sh
         try:
             with _quiet_rasterio():
                 raw = np.concatenate(
-                    [_read_many(reads, Window(c, r, w, h), band.warp).ravel() for r, c, h, w in sample_windows(shape, 3, 32)]
+                    [_stored_values(band, _read_many(reads, Window(c, r, w, h), band.warp)).ravel()
+                     for r, c, h, w in sample_windows(shape, 3, 32)]  # fmt: skip
                 )
         except (CropseqError, rasterio.errors.RasterioError, OSError, ValueError):
             continue  # reading reports its own error later, with the file named
@@ -683,6 +731,47 @@ def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], sh
                     DataWarning,
                     stacklevel=4,
                 )
+
+
+def _reinterpreted(src: _BandSource, m: StackManifest, hs: Sequence[_Header], is_mask: bool, file_nodata: bool) -> _BandSource:
+    """Apply the manifest's ``dtype:`` to a band: its stored bits are read as that type.
+
+    The file's nodata value is reinterpreted too (a uint16 fill 65535 read as int16 is
+    -1); a nodata set in the manifest is already in the new type's terms.
+
+    Raises:
+        CropseqError: the new type's size differs from the stored one, the band's rasters
+            differ in type, the band is resampled onto another grid (the warper has mixed
+            stored values by then), or it is the ``mask:`` band.
+    """
+    new = m.dtype.get(src.name)
+    if new is None:
+        return src
+    where = f"dtype.{src.name} in {m.path.name}"
+    if is_mask:
+        raise CropseqError(f"{where}: the mask band is read as stored (its rule names stored values)", m.path)
+    stored = {h.dtype for h in hs}
+    if len(stored) > 1:
+        raise CropseqError(f"{where}: the band's rasters are stored as {', '.join(sorted(stored))}; one type expected", m.path)
+    old = np.dtype(stored.pop())
+    if old.itemsize != np.dtype(new).itemsize:
+        raise CropseqError(
+            f"{where}: {new} cannot reinterpret values stored as {old.name} (sizes differ; same-size types only)", m.path
+        )
+    if src.warp is not None:
+        raise CropseqError(
+            f"{where}: a band read onto another grid cannot be reinterpreted (the warper resamples stored values); "
+            "put its rasters on the grid first (gdalwarp)",
+            m.path,
+        )
+    nodata = src.nodata
+    if file_nodata and nodata is not None and not math.isnan(nodata):
+        with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            bits = np.array([nodata]).astype(old)
+        if float(bits[0]) == nodata:  # the file's fill value, as its bits read in the new type
+            nodata = float(bits.view(new)[0])
+    return replace(src, reinterpret=new, nodata=nodata)
 
 
 def _nodata_key(value: float | None) -> float | None:
@@ -746,6 +835,11 @@ def cube_crs(cube: xr.DataArray) -> CRS | None:
     return None if crs is None else CRS.from_user_input(crs)
 
 
+def cube_grid(cube: xr.DataArray) -> TargetGrid:
+    """The cube's pixel grid (CRS, transform, shape): what other rasters are read onto."""
+    return TargetGrid(cube_crs(cube), cube.rio.transform(), (int(cube.sizes["y"]), int(cube.sizes["x"])))
+
+
 def crs_name(crs: CRS | None) -> str:
     """A short human-readable CRS.
 
@@ -804,13 +898,14 @@ def sample_cube(cube: xr.DataArray, per_side: int = 4, size: int = 64) -> np.nda
     """
     wins = sample_windows((cube.sizes["y"], cube.sizes["x"]), per_side, size)
     reader = window_reader(cube)
-    parts = []
-    for r, c, h, w in wins:
-        if reader is not None:
-            block = reader(r, c, h, w)
-        else:
-            block = np.asarray(cube.isel(y=slice(r, r + h), x=slice(c, c + w)).transpose(*DIMS).values, np.float32)
-        parts.append(block.reshape(block.shape[0], block.shape[1], -1))
+    if reader is not None:
+        blocks = [reader(r, c, h, w) for r, c, h, w in wins]
+    else:  # one compute: windows in the same chunk share its read (STAC, Zarr cubes)
+        import dask
+
+        lazy = [cube.isel(y=slice(r, r + h), x=slice(c, c + w)).transpose(*DIMS).data for r, c, h, w in wins]
+        blocks = [np.asarray(b, np.float32) for b in dask.compute(*lazy)]
+    parts = [block.reshape(block.shape[0], block.shape[1], -1) for block in blocks]
     return np.concatenate(parts, axis=2)
 
 
@@ -831,7 +926,11 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         no per-chunk graph is built for a large scene. ``band_resolution``: ``{band:
         {resolution: [xres, yres] of its first raster in that raster's CRS units,
         resampling: the method reading it onto the cube's grid, or None (read as is)}}``,
-        for a cube just opened from a manifest (else empty).
+        for a cube just opened from a manifest (else empty). ``value_stats``: ``{band: {min,
+        p1, p99, max, n_valid}}`` of the valid (non-NaN) values in the bounded sample
+        (:func:`sample_cube`, never a full read; ``value_sampled_px`` pixels, every date),
+        in physical units; ``value_warnings``: lines for bands whose values sit at their
+        integer type's limits (:func:`limit_warnings`).
     """
     crs = cube_crs(cube)
     t = cube.rio.transform()
@@ -839,13 +938,14 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
     left, top = t.c, t.f
     right, bottom = t.c + w * t.a, t.f + h * t.e
     n_chunks = int(np.prod(cube.data.numblocks)) if isinstance(cube.data, da.Array) else 1
-    if n_chunks <= EXACT_SUMMARY_MAX_CHUNKS:
+    values = sample_cube(cube)  # bounded: the value statistics (and missing shares of a large scene)
+    sampled = None if sample_windows((h, w)) == [(0, 0, h, w)] else int(values.shape[2])
+    if sampled is not None and n_chunks <= EXACT_SUMMARY_MAX_CHUNKS:
         missing = cube.isnull().mean(dim=("time", "y", "x")).compute().values
         sampled = None
-    else:
-        values = sample_cube(cube)
+    else:  # the sample is the whole raster, or the scene is too large to count exactly
         missing = np.isnan(values).mean(axis=(0, 2))
-        sampled = int(values.shape[2])
+    stats = value_stats(values, [str(b) for b in cube["band"].values])
     epsg = crs.to_epsg() if crs is not None else None
     return {
         "source": cube.attrs.get("source"),
@@ -860,19 +960,103 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
         "missing_fraction": {str(b): float(v) for b, v in zip(cube["band"].values, missing, strict=True)},
         "missing_sampled_px": sampled,
         "band_resolution": _band_resolution(cube),
+        "stac": _stac_listing(cube),  # source: stac: items, dates, asset keys, resolution per band
+        "composite": cube.attrs.get("composite"),  # None, or period/method/origin/bins/empty_bins
+        "value_stats": stats,
+        "value_sampled_px": int(values.shape[2]),
+        "value_warnings": limit_warnings(values, stats, _value_types(cube)),
     }
+
+
+def _opened_of(cube: xr.DataArray) -> _Opened | None:
+    """The open registry's entry of the stack ``cube`` was read from (None: not one)."""
+    data = getattr(cube, "data", None)
+    if not isinstance(data, da.Array):
+        return None
+    with _OPENED_LOCK:
+        found = [o for n, o in _OPENED.items() if n in data.__dask_graph__().layers]
+    return found[0] if len(found) == 1 else None
+
+
+def _value_types(cube: xr.DataArray) -> dict[str, tuple[str, float, float]]:
+    """band -> (raw dtype as read, scale, offset) for a cube just opened from a manifest."""
+    opened = _opened_of(cube)
+    return opened.value_types if opened is not None else {}
+
+
+def value_stats(values: np.ndarray, bands: Sequence[str]) -> dict[str, dict[str, float | int | None]]:
+    """Per band: ``min``, ``p1``, ``p99``, ``max`` and ``n_valid`` of the finite values.
+
+    Args:
+        values: ``(time, band, pixels)`` cube values (e.g. from :func:`sample_cube`).
+        bands: The band names, in ``values`` order.
+    """
+    out: dict[str, dict[str, float | int | None]] = {}
+    for c, b in enumerate(bands):
+        v = values[:, c].ravel()
+        v = v[np.isfinite(v)]
+        if v.size == 0:
+            out[b] = {"min": None, "p1": None, "p99": None, "max": None, "n_valid": 0}
+            continue
+        p1, p99 = np.percentile(v, [1, 99])
+        # 7 significant digits: what float32 holds (6.5535, not 6.553500175476074)
+        vals = {k: float(f"{x:.7g}") for k, x in (("min", v.min()), ("p1", p1), ("p99", p99), ("max", v.max()))}
+        out[b] = {**vals, "n_valid": int(v.size)}
+    return out
+
+
+def limit_warnings(
+    values: np.ndarray, stats: dict[str, dict[str, Any]], value_types: dict[str, tuple[str, float, float]]
+) -> list[str]:
+    """One line per band whose valid values reach its integer type's limit.
+
+    A cube maximum of 6.5535 on NDVI is 65535 x 0.0001: a fill value without nodata, or
+    small negatives stored unsigned; a signed type's extremes (32767, -32768) are fills or
+    saturation. (An unsigned minimum, 0, is an ordinary value and is not flagged.)
+    """
+    out = []
+    for c, (b, s) in enumerate(stats.items()):
+        if b not in value_types or not s["n_valid"]:
+            continue
+        name, scale, offset = value_types[b]
+        dtype = np.dtype(name)
+        if dtype.kind not in "iu":
+            continue
+        info = np.iinfo(dtype)
+        limits = [(int(info.max), "maximum", s["max"])] + ([(int(info.min), "minimum", s["min"])] if dtype.kind == "i" else [])
+        v = values[:, c].ravel()
+        v = v[np.isfinite(v)]
+        for raw, what, seen in limits:
+            phys = raw * scale + offset
+            if not np.isclose(seen, phys, rtol=1e-6, atol=0):
+                continue
+            share = float(np.mean(np.isclose(v, phys, rtol=1e-6, atol=0)))
+            as_raw = str(raw)
+            if (scale, offset) != (1.0, 0.0):
+                as_raw = f"{phys:.6g} = {raw} × {scale:g}" + (f" + {offset:g}" if offset else "")
+            fix = f"nodata: {{{b}: {raw}}} (a fill value)"
+            if dtype.kind == "u":
+                fix += f", or dtype: {{{b}: int{dtype.itemsize * 8}}} (negatives stored unsigned)"
+            out.append(
+                f"band {b}: {100 * share:.2f} % of sampled valid values sit at {as_raw}, the {what} of {dtype.name}: "
+                f"a fill value, clipped data, or negatives stored unsigned? in stack.yaml set {fix}"
+            )
+    return out
+
+
+def _stac_listing(cube: xr.DataArray) -> dict[str, Any] | None:
+    """What a ``source: stac`` stack found (:func:`cropseq.stac_source.stac_listing`), else None."""
+    from cropseq.stac_source import stac_listing
+
+    return stac_listing(cube)
 
 
 def _band_resolution(cube: xr.DataArray) -> dict[str, dict[str, Any]]:
     """Each band's resolution as read and how it is resampled (from the open registry)."""
-    data = getattr(cube, "data", None)
-    if not isinstance(data, da.Array):
+    opened = _opened_of(cube)
+    if opened is None:
         return {}
-    with _OPENED_LOCK:
-        found = [o for n, o in _OPENED.items() if n in data.__dask_graph__().layers]
-    if len(found) != 1:
-        return {}
-    native = found[0].native
+    native = opened.native
     return {
         str(b): {"resolution": [native[str(b)][0], native[str(b)][1]], "resampling": native[str(b)][2]}
         for b in cube["band"].values

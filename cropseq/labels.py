@@ -42,6 +42,8 @@ from cropseq.errors import CropseqError
 from cropseq.grid import TargetGrid
 from cropseq.label_raster import UNLABELLED, is_label_raster, read_label_raster
 
+__all__ = ["LabelSet", "SITS_BOUNDS", "own_class_table_files", "read_labels"]
+
 _LONLAT = (("longitude", "latitude"), ("lon", "lat"))
 _XY = ("x", "y")
 

@@ -41,6 +41,12 @@ Resolution rules (beyond ARCHITECTURE.md, which they refine):
   file on every date.
 - ``scale`` / ``offset`` not set in the manifest for a band come from the raster's own
   scale/offset tags (GDAL metadata), else 1 / 0.
+- Any path may be a URL (``http(s)://``, ``s3://``, ``gs://``, ``az://``) or a GDAL
+  ``/vsi…/`` path, and the manifest itself may be an ``http(s)`` URL: relative paths in it
+  resolve against its URL; globs are listed on object stores but refused over plain HTTP
+  (:mod:`cropseq.remote`, ``docs/remote-data.md``).
+- ``composite: {period, method, origin}`` puts the cube on a regular time grid of N-day
+  composites (:mod:`cropseq.composite`; each bin dated by its start).
 - ``interleaved`` layout: ``files`` is one raster holding every band of every date
   (e.g. 447 bands = 149 dates × 3 bands); ``bands`` lists the bands within a date,
   ``order: date-major`` (raster bands d1b1 d1b2 ... d2b1) or ``band-major`` (b1d1 b1d2 ...
@@ -76,6 +82,8 @@ from cropseq.filenames import compile_pattern, match_files
 from cropseq.grid import RESAMPLING, GridSpec, parse_grid_spec
 from cropseq.masking import MaskRule, parse_mask
 from cropseq.remote import Source, is_remote
+
+__all__ = ["LAYOUTS", "MANIFEST_NAME", "ORDERS", "REINTERPRET_DTYPES", "StackManifest", "find_manifest", "interleaved_band", "interleaved_count_error", "load_manifest", "parse_date"]
 
 MANIFEST_NAME = "stack.yaml"
 _KEYS = {

@@ -1,15 +1,17 @@
 """A tiny range-capable HTTP server on 127.0.0.1 for tests (no fixtures, no network).
 
-GDAL's ``/vsicurl/`` reads files with ``Range: bytes=a-b`` requests and refuses (or
-downloads whole) files from servers that ignore them; Python's
-``SimpleHTTPRequestHandler`` does ignore them, so this handler answers single
-ranges with ``206 Partial Content``.  Usage::
+GDAL's ``/vsicurl/`` reads files with ``Range: bytes=a-b`` requests; Python's
+``SimpleHTTPRequestHandler`` ignores them, so this handler answers single ranges with
+``206 Partial Content``. Usage::
 
     with serve(tmp_path) as base_url:       # e.g. "http://127.0.0.1:41234"
         rasterio.open(f"{base_url}/a.tif")
+        base_url.requests                   # ["/a.tif", ...]: every request path so far
 
-``serve`` also records every request path in ``base_url.requests`` (a list) so a
-test can check what was fetched.
+The server runs in a **child process**, not a thread: some GDAL callers (pyogrio reading
+a GeoPackage through ``/vsicurl/``) hold the GIL while they wait for the answer, so a
+server thread in the test's own process never gets to send it (a deadlock). The child
+exits when the block ends, or when the test process dies (its stdin closes).
 """
 
 from __future__ import annotations
@@ -19,29 +21,40 @@ import functools
 import http.server
 import os
 import re
+import subprocess
+import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
 class BaseURL(str):
-    """The server's base URL (``http://127.0.0.1:PORT``) plus the request log."""
+    """The server's base URL (``http://127.0.0.1:PORT``, no trailing slash)."""
 
-    requests: list[str]
+    _log: str
+
+    @property
+    def requests(self) -> list[str]:
+        """The path of every request the server received so far, in order."""
+        return Path(self._log).read_text().splitlines()
 
 
 class _RangeHandler(http.server.SimpleHTTPRequestHandler):
     """Serves a directory, answering ``Range: bytes=a-b`` (one range) with 206."""
 
-    log: list[str]
+    log_path: str
+    log_lock = threading.Lock()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        """Keeps test output quiet."""
+    def log_message(self, format: str, *args: object) -> None:
+        """Keeps test output quiet (requests are logged to :attr:`log_path`)."""
 
-    def send_head(self):  # type: ignore[override]
-        self.log.append(self.path)
+    def send_head(self) -> Any:
+        with self.log_lock, open(self.log_path, "a") as log:
+            log.write(self.path + "\n")
         range_header = self.headers.get("Range")
         path = self.translate_path(self.path)
         if range_header is None or not os.path.isfile(path):
@@ -62,7 +75,7 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Range", f"bytes */{size}")
             self.end_headers()
             return None
-        handle = open(path, "rb")  # noqa: SIM115 - closed by copyfile's caller
+        handle = open(path, "rb")  # noqa: SIM115 - closed by SimpleHTTPRequestHandler.do_GET
         handle.seek(start)
         self.send_response(206)
         self.send_header("Content-Type", self.guess_type(path))
@@ -80,7 +93,7 @@ class _RangeHandler(http.server.SimpleHTTPRequestHandler):
 class _Limited:
     """A file object that yields at most ``length`` bytes (for ``copyfile``)."""
 
-    def __init__(self, handle, length: int) -> None:
+    def __init__(self, handle: IO[bytes], length: int) -> None:
         self._handle, self._left = handle, length
 
     def read(self, size: int = -1) -> bytes:
@@ -102,21 +115,46 @@ def serve(directory: str | os.PathLike[str]) -> Iterator[BaseURL]:
             may write more files into it after the server started.
 
     Yields:
-        The base URL without a trailing slash, e.g. ``http://127.0.0.1:41234``,
-        with ``.requests`` listing each request path seen.
+        The base URL without a trailing slash, e.g. ``http://127.0.0.1:41234``, with
+        ``.requests`` listing the request paths seen.
     """
-    log: list[str] = []
-    handler = type("Handler", (_RangeHandler,), {"log": log})
-    factory = functools.partial(handler, directory=str(Path(directory)))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    base = BaseURL(f"http://127.0.0.1:{server.server_address[1]}")
-    base.requests = log
+    fd, log = tempfile.mkstemp(prefix="cropseq-http-", suffix=".log")
+    os.close(fd)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, str(Path(directory).resolve()), log],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        if not port.isdigit():
+            raise RuntimeError(f"test HTTP server did not start (exit code {proc.poll()})")
+        base = BaseURL(f"http://127.0.0.1:{port}")
+        base._log = log
         yield base
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        os.unlink(log)
+
+
+def _main(directory: str, log: str) -> None:
+    """The child process: serve until terminated or until the parent's pipe closes."""
+    handler = type("Handler", (_RangeHandler,), {"log_path": log})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=directory))
+    server.daemon_threads = True
+    # Exit with the parent: its end of our stdin closes when it dies, whatever the reason.
+    threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], sys.argv[2])

@@ -17,6 +17,8 @@ from cropseq.cli import app
 from cropseq.cli._common import existing_path, print_json
 from cropseq.errors import CropseqError
 
+__all__ = ["inspect_cmd", "samples_cmd", "split_cmd", "tile_cmd"]
+
 
 def _warn(message: str) -> None:
     print(f"cropseq: warning: {message}", file=sys.stderr)
