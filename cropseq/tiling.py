@@ -30,6 +30,8 @@ from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
 from cropseq.io import CUBE_NAME, DIMS, cube_crs
 
+__all__ = ["TILES_JSON", "Tile", "crop_core", "make_tiles", "read_tile", "read_tile_index", "tile_stack", "write_tile"]
+
 TILES_JSON = "tiles.json"
 
 

@@ -2,7 +2,8 @@
 
 - the config schema: every property described, defaults filled, bad configs stopped (with
   the schema's message) before any rule runs;
-- ``snakemake --lint`` is clean;
+- ``snakemake --lint`` is clean; every rule shells out to the CLI; workflow/Snakefile and the
+  top-level Snakefile that includes it plan the same jobs;
 - the tiny CI scene (config/test.yaml) end to end in a temporary working directory whose
   output folder has spaces and shell metacharacters in its name: every output exists, a
   re-run does nothing, touching the labels re-runs exactly the stages downstream of them;
@@ -38,11 +39,13 @@ WEIRD = "out dir/it's & $HOME; (x)"
 pytestmark = pytest.mark.timeout(900)
 
 
-def snakemake(*args: str, cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+def snakemake(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 600, snakefile: Path = SNAKEFILE
+) -> subprocess.CompletedProcess:
     """Run snakemake on the repository's Snakefile in ``cwd``; returns the finished process."""
     exe = shutil.which("snakemake")
     cmd = [exe] if exe else [sys.executable, "-m", "snakemake"]
-    cmd += ["-s", str(SNAKEFILE), "--directory", str(cwd), *args]
+    cmd += ["-s", str(snakefile), "--directory", str(cwd), *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
@@ -201,6 +204,24 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in out, out[-4000:]
 
 
+def test_rules_shell_out_to_the_cli():
+    """No logic in the rules: every rule runs a `cropseq` command, none a script or Python
+    block; workflow/scripts keeps only the config-error formatter the Snakefile imports."""
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        found = re.findall(r"^ +(script|run|notebook|wrapper):", smk.read_text(), re.M)
+        assert not found, f"{smk.name}: {found}"
+    assert sorted(p.name for p in (REPO / "workflow" / "scripts").glob("*.py")) == ["config_check.py"]
+
+
+def test_template_layout_runs_from_either_snakefile(tmp_path):
+    """workflow/Snakefile (the template's place) and the top-level Snakefile that includes it
+    plan the same jobs, rule all included: an include alone would lose the default target."""
+    cfg = ["-n", "--configfile", str(TEST_CONFIG)]
+    top = job_counts(snakemake(*cfg, cwd=tmp_path).stdout)
+    inner = job_counts(snakemake(*cfg, cwd=tmp_path, snakefile=REPO / "workflow" / "Snakefile").stdout)
+    assert top == inner and top["all"] == 1 and top["simulate"] == 1 and top["cap_samples"] == 1, top
+
+
 def test_configfile_replaces_default_config(tmp_path):
     """--configfile runs its scenes only: the demo scene of config/config.yaml is not merged in."""
     proc = snakemake("-n", "--configfile", str(TEST_CONFIG), cwd=tmp_path)
@@ -275,7 +296,7 @@ def test_end_to_end_outputs(tiny_run):
         assert np.nanmin(ent) >= 0.0 and np.nanmax(ent) <= 1.0 and np.isfinite(ent).any()
     # the scene's class table reached the map through samples -> cap -> split -> train
     from cropseq.classes import ClassTable
-    from cropseq.outputs import read_class_table
+    from cropseq.raster_metadata import read_class_table
 
     assert read_class_table(out / "map" / "cropmap.tif") == ClassTable.from_yaml(out / "scene" / "classes.yaml")
     for m in ("deep", "rf", "map"):

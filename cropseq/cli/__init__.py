@@ -23,6 +23,8 @@ from typer._click import exceptions as _click_exc
 from cropseq.atomic import inputs_scope
 from cropseq.errors import CropseqError, Interrupted
 
+__all__ = ["app", "main", "run", "version_cmd"]
+
 app = typer.Typer(
     name="cropseq",
     help="Crop maps from multitemporal satellite imagery.",
@@ -42,11 +44,20 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
         False, "--version", "-V", is_eager=True, callback=_print_version, help="Print the version and exit."
     ),
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, envvar="CROPSEQ_THREADS",
+        help="At most this many CPU threads (torch, BLAS, Dask) for train, predict, crossval, evaluate and "
+             "samples, given before the command (default: the CPUs this process may use).",
+    ),
 ) -> None:
     """cropseq: crop maps from multitemporal satellite imagery."""
+    from cropseq.cli._common import fit_command_threads
+
+    fit_command_threads(ctx.invoked_subcommand, threads)
 
 
 @app.command("version")
@@ -64,8 +75,10 @@ from cropseq.cli import commands_data as _data  # noqa: E402,F401
 from cropseq.cli import commands_evaluate as _evaluate  # noqa: E402,F401
 from cropseq.cli import commands_model as _model  # noqa: E402,F401
 from cropseq.cli import commands_predict as _predict  # noqa: E402,F401
+from cropseq.cli import commands_products as _products  # noqa: E402,F401
 from cropseq.cli import commands_report as _report  # noqa: E402,F401
 from cropseq.cli import commands_simulate as _simulate  # noqa: E402,F401
+from cropseq.cli import commands_workflow as _workflow  # noqa: E402,F401
 
 
 @contextlib.contextmanager

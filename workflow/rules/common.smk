@@ -4,9 +4,10 @@ import json
 import os
 import re
 import shlex
-from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+
+from cropseq.label_raster import RASTER_SUFFIXES
 
 OUT = os.path.normpath(config["outdir"])
 LOG = os.path.normpath(config["logdir"])
@@ -55,10 +56,10 @@ def bench(scene, name):
 
 def user_path(path):
     """A path from the config: as given when absolute or present relative to the working
-    directory, else relative to the repository (the Snakefile's folder) when it exists there."""
+    directory, else relative to the checkout (REPO_DIR) when it exists there."""
     if path is None or os.path.isabs(path) or os.path.exists(path):
         return path
-    alt = os.path.normpath(os.path.join(workflow.basedir, path))
+    alt = os.path.normpath(os.path.join(REPO_DIR, path))
     return alt if os.path.exists(alt) else path
 
 
@@ -200,27 +201,14 @@ def extra(section):
 
 
 def tile_ids(scene):
-    """Tile ids written by the tile checkpoint: tiles.json when it lists them, else the
-    ``<tile_id>.zarr`` stores in the folder."""
-    tdir = Path(checkpoints.tile.get(scene=scene).output[0])
-    ids = []
-    index = tdir / "tiles.json"
-    if index.is_file():
-        data = json.loads(index.read_text())
-        items = data.get("tiles", data) if isinstance(data, dict) else data
-        if isinstance(items, dict):
-            ids = list(items)
-        elif isinstance(items, list):
-            for t in items:
-                if isinstance(t, str):
-                    ids.append(t)
-                elif isinstance(t, dict):
-                    ids.append(str(t.get("id", t.get("tile_id", t.get("name")))))
-    if not ids:
-        ids = sorted(p.name[: -len(".zarr")] for p in tdir.glob("*.zarr"))
-    if not ids:
-        raise WorkflowError(f"the tile stage wrote no tiles into {tdir}")
-    return sorted(ids)
+    """Tile ids written by the tile checkpoint (its tiles.json, read by the package)."""
+    from cropseq.errors import CropseqError
+    from cropseq.tiling import read_tile_index
+
+    try:
+        return read_tile_index(checkpoints.tile.get(scene=scene).output[0])
+    except CropseqError as e:
+        raise WorkflowError(f"tile stage of scene {scene}: {e}") from None
 
 
 def tile_store(wildcards):
@@ -349,3 +337,69 @@ def scene_run_config(scene):
         else "held-out test samples (a non-probability sample: accuracies only, no area estimates)"
     )
     return json.dumps(cfg, sort_keys=True)
+
+
+# --------------------------------------------------------------------------------------
+# map products: the parcel map (rule parcels) and the report's product inputs
+# --------------------------------------------------------------------------------------
+
+
+# Parcels (config parcels.source): the labels' polygons, segments of the image, a vector file,
+# or none. A scene whose labels are points (a CSV) has no parcels from its labels.
+def parcels_made(scene):
+    src = config["parcels"]["source"]
+    if src == "none":
+        return False
+    # point labels (a CSV) and label rasters carry no field polygons
+    labels = str(labels_path(scene)).lower()
+    return src != "labels" or not labels.endswith((".csv", ".txt", *RASTER_SUFFIXES))
+
+
+def parcels_inputs(wildcards):
+    s, src = wildcards.scene, config["parcels"]["source"]
+    d = {"map": out(s, "map", "cropmap.tif")}
+    if src == "segments":
+        d["stack"] = stack_path(s)
+    else:
+        d["parcels"] = labels_path(s) if src == "labels" else user_path(src)
+    if src == "labels":
+        d["test"] = samples_file(s, "test")  # the test split's fields are the ones scored
+    elif str(truth_path(s) or "").lower().endswith((".tif", ".tiff", ".vrt")):
+        d["truth"] = truth_path(s)  # a demo's held-out fields (test_truth.tif), or the given truth
+    return d
+
+
+def parcels_options(wildcards, input):
+    """Pre-quoted `cropseq parcels` options: the parcels' source and what scores them."""
+    s, cfg = wildcards.scene, config["parcels"]
+    if "stack" in input.keys():
+        args = ["--segments", cfg["segments"], "--stack", input.stack, "--segment-size", cfg["segment_size"]]
+    else:
+        args = ["--parcels", input.parcels]
+    if "test" in input.keys():
+        args += ["--reference-column", SCENES[s]["class_column"], "--test-samples", input.test]
+        args += ["--id-column", id_column(s)] if id_column(s) else []
+    elif "truth" in input.keys():
+        args += ["--truth", input.truth]
+    return " ".join(q(a) for a in args)
+
+
+def report_product_inputs(wildcards):
+    """The report's map products: the image, the first uncertainty layer, the reference raster
+    (error map) and the parcel map with its score, where the scene has them."""
+    s = wildcards.scene
+    d = {"stack": stack_path(s)}
+    if UNCERTAINTY:
+        d["uncertainty"] = out(s, "map", f"cropmap.{UNCERTAINTY[0]}.tif")
+    if str(truth_path(s) or "").lower().endswith((".tif", ".tiff", ".vrt")):
+        d["truth"] = truth_path(s)
+    if parcels_made(s):
+        d["parcels"] = out(s, "map", "parcels.tif")
+        d["parcels_metrics"] = out(s, "eval", "parcels.json")
+    return d
+
+
+def report_product_args(wildcards, input):
+    """Pre-quoted `cropseq report` options of report_product_inputs()."""
+    keys = ("stack", "uncertainty", "truth", "parcels", "parcels_metrics")
+    return " ".join(f"--{k.replace('_', '-')} {q(input[k])}" for k in keys if k in input.keys())

@@ -127,8 +127,9 @@ rule cap_samples:
         mem_mb=config["samples"]["mem_mb"],
     conda:
         "../envs/cropseq.yaml"
-    script:
-        "../scripts/subsample.py"
+    shell:
+        "cropseq cap-samples --samples {input:q} --out {output:q} --max-per-group {params.max_per_group}"
+        " --seed {params.seed} > {log:q} 2>&1"
 
 
 rule split:

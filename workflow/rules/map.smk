@@ -31,7 +31,7 @@ rule predict:
     conda:
         "../envs/cropseq.yaml"
     shell:
-        "LOKY_MAX_CPU_COUNT={threads} cropseq predict --model {input.model:q} --stack {input.tile:q}"
+        "LOKY_MAX_CPU_COUNT={threads} cropseq --threads {threads} predict --model {input.model:q} --stack {input.tile:q}"
         " --out {output.map:q} --confidence {output.confidence:q} --workers 0 --threads {threads}"
         " --device {params.device} {params.start} {params.end} {params.chunk} {params.uncertainty} --quiet"
         " {params.extra} > {log:q} 2>&1"
@@ -126,8 +126,8 @@ rule heldout_points:
         mem_mb=config["evaluate"]["mem_mb"],
     conda:
         "../envs/cropseq.yaml"
-    script:
-        "../scripts/heldout_points.py"
+    shell:
+        "cropseq samples-to-points --samples {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule evaluate_map:
@@ -160,7 +160,7 @@ rule evaluate_map:
     conda:
         "../envs/cropseq.yaml"
     shell:
-        "LOKY_MAX_CPU_COUNT={threads} cropseq evaluate --model {input.model:q} --map {input.map:q} --truth {input.truth:q}"
+        "LOKY_MAX_CPU_COUNT={threads} cropseq --threads {threads} evaluate --model {input.model:q} --map {input.map:q} --truth {input.truth:q}"
         " --class-column {params.class_column:q} --out {output.metrics:q}"
         " --plot {output.plot:q} {params.extra} > {log:q} 2>&1"
 
@@ -209,8 +209,9 @@ rule label_points:
         mem_mb=config["assess"]["mem_mb"],
     conda:
         "../envs/cropseq.yaml"
-    script:
-        "../scripts/label_points.py"
+    shell:
+        "cropseq label-points --points {input.points:q} --reference {input.truth:q} --out {output:q}"
+        " > {log:q} 2>&1"
 
 
 rule assess:
@@ -242,3 +243,28 @@ rule assess:
     shell:
         "cropseq assess --map {input.map:q} --reference {input.reference:q} {params.options}"
         " --out {output.metrics:q} --plot {output.plot:q} > {log:q} 2>&1"
+
+
+rule parcels:
+    """The parcel-level map: majority class per parcel (GeoPackage + COG), and the share of
+    reference parcels (the labels' test-split fields, or the truth raster's) classed right."""
+    input:
+        unpack(parcels_inputs),
+    output:
+        table=out("{scene}", "map", "parcels.gpkg"),
+        raster=out("{scene}", "map", "parcels.tif"),
+        metrics=out("{scene}", "eval", "parcels.json"),
+    params:
+        options=parcels_options,
+    log:
+        logf("{scene}", "parcels"),
+    benchmark:
+        bench("{scene}", "parcels")
+    threads: 1
+    resources:
+        mem_mb=config["parcels"]["mem_mb"],
+    conda:
+        "../envs/cropseq.yaml"
+    shell:
+        "cropseq parcels --map {input.map:q} {params.options} --out {output.table:q}"
+        " --raster {output.raster:q} --metrics {output.metrics:q} > {log:q} 2>&1"

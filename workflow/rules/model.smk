@@ -36,7 +36,7 @@ rule train:
         "../envs/cropseq.yaml"
     shell:
         "printf '%s' {params.options:q} > {output.options:q}"
-        " && cropseq train --samples {input.train:q} --val-samples {input.val:q}"
+        " && cropseq --threads {threads} train --samples {input.train:q} --val-samples {input.val:q}"
         " --out {output.model:q} --config {output.options:q} --arch {params.arch}"
         " {params.epochs} {params.batch_size} --seed {params.seed}"
         " --device {params.device} --history {output.history:q}"
@@ -62,7 +62,7 @@ rule baseline:
     conda:
         "../envs/cropseq.yaml"
     shell:
-        "LOKY_MAX_CPU_COUNT={threads} cropseq train --arch rf --samples {input.train:q}"
+        "LOKY_MAX_CPU_COUNT={threads} cropseq --threads {threads} train --arch rf --samples {input.train:q}"
         " --val-samples {input.val:q} --out {output.model:q} --seed {params.seed}"
         " {params.extra} > {log:q} 2>&1"
 
@@ -92,5 +92,5 @@ rule evaluate:
     conda:
         "../envs/cropseq.yaml"
     shell:
-        "LOKY_MAX_CPU_COUNT={threads} cropseq evaluate --model {input.model:q} --samples {input.samples:q}"
+        "LOKY_MAX_CPU_COUNT={threads} cropseq --threads {threads} evaluate --model {input.model:q} --samples {input.samples:q}"
         " --out {output.metrics:q} --plot {output.plot:q} {params.extra} > {log:q} 2>&1"
