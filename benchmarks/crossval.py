@@ -15,8 +15,8 @@ Usage::
   ``--loader direct``.
 
 Models: ``rf`` (:func:`cropseq.crossval.fit_random_forest`, 500 trees), ``bilstm`` /
-``bigru`` (:func:`cropseq.crossval.fit_deep` with the DEFAULT ``TrainConfig`` apart from
-the recurrent cell, bidirectional). Every model is scored the same way, by
+``bigru`` / ``birnn`` (simple tanh RNN) (:func:`cropseq.crossval.fit_deep` with the DEFAULT
+``TrainConfig`` apart from the recurrent cell, bidirectional). Every model is scored the same way, by
 :func:`cropseq.crossval.score_fold` (the code of ``cropseq crossval``): loaded back from its
 file and passed to :func:`cropseq.evaluation.evaluate_samples`. The Mato Grosso folds come
 from :func:`cropseq.crossval.make_folds` (``--group none``).
@@ -118,6 +118,7 @@ MODELS: dict[str, Callable[[SequenceArrays, ClassTable, Path, int, argparse.Name
     "rf": train_rf,
     "bilstm": _deep_trainer("lstm"),
     "bigru": _deep_trainer("gru"),
+    "birnn": _deep_trainer("rnn"),
 }
 
 
@@ -249,7 +250,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dataset", choices=["matogrosso", "dtwsat"])
-    p.add_argument("--models", default="rf", help="comma-separated: rf, bilstm, bigru")
+    p.add_argument("--models", default="rf", help="comma-separated: rf, bilstm, bigru, birnn")
     p.add_argument("--folds", type=int, default=5, help="matogrosso: StratifiedKFold splits")
     p.add_argument("--resamples", type=int, default=20, help="dtwsat: the authors' resamples 1..N")
     p.add_argument(

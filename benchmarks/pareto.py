@@ -102,6 +102,16 @@ QUICK = [
 ]
 
 
+#: Fast-default candidates near the quick run's front, measured on every fold / resample.
+CANDIDATES = [
+    Spec("h32-l1-meanmax-enc32", "cropseq", _small(32, 1, "mean-max", encoder_width=32, encoder_dim=32)),
+    Spec("h32-l1-season-enc32", "cropseq", _small(32, 1, encoder_width=32, encoder_dim=32)),
+    Spec("h64-l1-meanmax-enc32", "cropseq", _small(64, 1, "mean-max", encoder_width=32, encoder_dim=32)),
+]
+
+GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES}
+
+
 def full_grid() -> list[Spec]:
     """hidden 32/64/128 x layers 1/2 x season bins on/off, then encoder width, epochs,
     early stopping, TBPTT and the LSTM cell around two sizes (the default and h64-l1)."""
@@ -129,7 +139,7 @@ def full_grid() -> list[Spec]:
 
 def grid_specs(grid: str, patterns: str | None) -> list[Spec]:
     """The grid's configurations plus the references, filtered by fnmatch ``patterns``."""
-    specs = (QUICK if grid == "quick" else full_grid()) + REFERENCES
+    specs = GRIDS.get(grid, full_grid)() + REFERENCES
     if patterns:
         wanted = [p.strip() for p in patterns.split(",") if p.strip()]
         specs = [s for s in specs if any(fnmatch.fnmatch(s.name, p) for p in wanted)]
@@ -336,13 +346,16 @@ def plot(summary: pd.DataFrame, path: Path, title: str) -> Path:
 def run(args: argparse.Namespace) -> pd.DataFrame:
     fit = fit_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
-    csv_path = OUT / f"pareto_{args.grid}.csv"
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    # one file set per grid and data-set list, so two data sets can run as two processes
+    stem = f"pareto_{args.grid}" + ("" if datasets == ["matogrosso", "dtwsat"] else "_" + "-".join(datasets))
+    csv_path = OUT / f"{stem}.csv"
     done = pd.read_csv(csv_path) if args.resume and csv_path.exists() else pd.DataFrame()
     rows = done.to_dict("records")
     have = {(r["dataset"], r["config"], int(r["fold"])) for r in rows}
     specs = grid_specs(args.grid, args.configs)
     t_start = time.perf_counter()
-    for dataset in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+    for dataset in datasets:
         arrays, splits = dataset_splits(dataset, args)
         classes = ClassTable.from_names(arrays.labels)  # one class order for every fold and model
         for spec in specs:
@@ -360,8 +373,8 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     header = (f"Pareto grid `{args.grid}`, {date.today().isoformat()}: {platform.machine()}, {fit.affinity} CPUs, "
               f"{fit.threads} thread(s), load average {load:.1f} at the end; this run took "
               f"{time.perf_counter() - t_start:.0f} s. CPU-seconds on a shared machine are noisy.")
-    (OUT / f"pareto_{args.grid}.md").write_text(markdown(summary, header) + "\n")
-    png = plot(summary, OUT / f"pareto_{args.grid}.png", header.split(":")[0])
+    (OUT / f"{stem}.md").write_text(markdown(summary, header) + "\n")
+    png = plot(summary, OUT / f"{stem}.png", header.split(":")[0])
     print()
     print(markdown(summary, header))
     print(f"rows: {csv_path}\nplot: {png}")
@@ -370,7 +383,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", choices=["quick", "full"], default="quick")
+    p.add_argument("--grid", choices=["quick", "candidates", "full"], default="quick")
     p.add_argument("--datasets", default="matogrosso,dtwsat", help="comma-separated: matogrosso, dtwsat")
     p.add_argument("--configs", default=None, help="only these configs (comma-separated fnmatch patterns)")
     p.add_argument("--folds", type=int, default=None, help="first N folds/resamples (default: 1 quick, all full)")

@@ -193,7 +193,7 @@ def run_one(cfg: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     from cropseq.io import open_stack
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     stack, model, size = Path(cfg["stack"]), Path(cfg["model"]), int(cfg["size"])
     out = Path(cfg["out"])

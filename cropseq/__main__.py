@@ -1,3 +1,5 @@
 from cropseq.cli import run
 
+__all__: list[str] = []
+
 run()

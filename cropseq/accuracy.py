@@ -94,6 +94,8 @@ import numpy as np
 from cropseq.errors import CropseqError
 from cropseq.figures import pyplot, save_png
 
+__all__ = ["ALLOCATIONS", "AccuracyAssessment", "Allocation", "ClassAccuracy", "Design", "Estimate", "MATRIX_AXES", "NON_PROBABILITY_NOTE", "allocate_sample", "census_assessment", "error_matrix_proportions", "non_probability_assessment", "plot_areas", "sample_size_for_oa", "simple_random_assessment", "stratified_assessment", "wilson_interval"]
+
 #: Axis convention of every error matrix in this module.
 MATRIX_AXES = "rows = map class, columns = reference class"
 #: The designs an assessment can come from.

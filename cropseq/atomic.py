@@ -166,8 +166,10 @@ def _symlink_loop(path: Path) -> bool:
 
 
 def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Check that ``path`` can be created: its folder exists and is writable, and it is
-    neither a symlink loop nor one of the running command's inputs.
+    """Check that ``path`` can be created.
+
+    Its folder exists and is writable, and it is neither a symlink loop nor one of the
+    running command's inputs.
 
     Raises:
         CropseqError: naming the path and the problem.
@@ -286,8 +288,11 @@ def remove_path(path: Path) -> None:
 
 
 def _replace(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing folder (a Zarr store) is moved aside first
-    and removed only once the new one is in place, so an interruption never loses both."""
+    """Rename ``tmp`` to ``final``.
+
+    An existing folder (a Zarr store) is moved aside first and removed only once the new
+    one is in place, so an interruption never loses both.
+    """
     if not (final.is_dir() and not final.is_symlink()):
         os.replace(tmp, final)
         return

@@ -21,7 +21,7 @@ from cropseq.errors import CropseqError
 from cropseq.predictors.forest import RandomForestPredictor, step_mode, step_tolerance
 from cropseq.sequences import SequenceArrays
 
-__all__ = ["RandomForestPredictor", "train_random_forest"]
+__all__ = ["train_random_forest"]
 
 
 def _training_timeline(train: SequenceArrays) -> dict[str, Any]:
@@ -43,6 +43,51 @@ def _training_timeline(train: SequenceArrays) -> dict[str, Any]:
 def _centre_steps(arrays: SequenceArrays) -> np.ndarray:
     c = arrays.patch // 2
     return np.asarray(arrays.x[:, :, :, c, c], dtype=np.float32)  # (N, T, C)
+
+
+def _band_statistics(seq: np.ndarray, standardize: bool) -> tuple[np.ndarray, ...]:
+    """Training statistics of ``(N, T, C)`` sequences: ``(band mean, band std, fill, mean,
+    std)``; ``fill`` (T, C) replaces missing values (the step's mean, else the band's),
+    ``mean``/``std`` standardise the bands (0 and 1 unless ``standardize``)."""
+    c = seq.shape[2]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        # "Mean of empty slice" for all-NaN steps/bands: handled right below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band_mean = np.nanmean(seq.reshape(-1, c), axis=0)
+        step_mean = np.nanmean(seq, axis=0)  # (T, C)
+        band_std = np.nanstd(seq.reshape(-1, c), axis=0)
+    band_mean = np.where(np.isfinite(band_mean), band_mean, 0.0).astype(np.float32)
+    fill = np.where(np.isfinite(step_mean), step_mean, band_mean[None]).astype(np.float32)
+    if standardize:
+        mean = band_mean
+        std = np.where(np.isfinite(band_std) & (band_std > 0), band_std, 1.0).astype(np.float32)
+    else:
+        mean = np.zeros(c, np.float32)
+        std = np.ones(c, np.float32)
+    return band_mean, band_std, fill, mean, std
+
+
+def _model_meta(train: SequenceArrays, labels: np.ndarray, classes: ClassTable, band_mean: np.ndarray,
+                band_std: np.ndarray, n_estimators: int, seed: int, standardize: bool,
+                rf_options: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """The model file's metadata: training timeline, raw band statistics, training options."""
+    counts = {name: int((labels == name).sum()) for name in classes.names}
+    return {
+        **_training_timeline(train),
+        # Raw training statistics per band: inputs on another scale are warned about.
+        "input_norm": {
+            "mean": [float(v) for v in band_mean],
+            "std": [float(v) if np.isfinite(v) else None for v in band_std],
+        },
+        "training": {
+            "n_samples": int(len(labels)),
+            "class_counts": counts,
+            "n_estimators": int(n_estimators),
+            "seed": int(seed),
+            "standardize": bool(standardize),
+            "rf_options": {k: v for k, v in rf_options.items() if isinstance(v, str | int | float | bool | None)},
+        }
+    }
 
 
 def train_random_forest(
@@ -95,40 +140,11 @@ def train_random_forest(
     y = np.asarray(classes.index_of(labels), dtype=np.int64)
 
     seq = _centre_steps(train)
-    n, t, c = seq.shape
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        # "Mean of empty slice" for all-NaN steps/bands: handled right below.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        band_mean = np.nanmean(seq.reshape(-1, c), axis=0)
-        step_mean = np.nanmean(seq, axis=0)  # (T, C)
-        band_std = np.nanstd(seq.reshape(-1, c), axis=0)
-    band_mean = np.where(np.isfinite(band_mean), band_mean, 0.0).astype(np.float32)
-    fill = np.where(np.isfinite(step_mean), step_mean, band_mean[None]).astype(np.float32)
-    if standardize:
-        mean = band_mean
-        std = np.where(np.isfinite(band_std) & (band_std > 0), band_std, 1.0).astype(np.float32)
-    else:
-        mean = np.zeros(c, np.float32)
-        std = np.ones(c, np.float32)
+    t = seq.shape[1]
+    band_mean, band_std, fill, mean, std = _band_statistics(seq, standardize)
 
     model = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs, **rf_options)
-    counts = {name: int((labels == name).sum()) for name in classes.names}
-    meta = {
-        **_training_timeline(train),
-        # Raw training statistics per band: inputs on another scale are warned about.
-        "input_norm": {
-            "mean": [float(v) for v in band_mean],
-            "std": [float(v) if np.isfinite(v) else None for v in band_std],
-        },
-        "training": {
-            "n_samples": int(n),
-            "class_counts": counts,
-            "n_estimators": int(n_estimators),
-            "seed": int(seed),
-            "standardize": bool(standardize),
-            "rf_options": {k: v for k, v in rf_options.items() if isinstance(v, str | int | float | bool | None)},
-        }
-    }
+    meta = _model_meta(train, labels, classes, band_mean, band_std, n_estimators, seed, standardize, rf_options)
     predictor = RandomForestPredictor(model, list(train.bands), classes, t, fill, mean, std, meta)
     t0 = time.perf_counter()
     model.fit(predictor.features(seq), y)  # by position: the training steps define the features

@@ -36,6 +36,8 @@ import torch
 from cropseq.atomic import atomic_path
 from cropseq.errors import CropseqError
 
+__all__ = ["Checkpoint", "FORMAT", "FORMAT_VERSION", "PARTIAL_SUFFIX", "REQUIRED_META", "is_complete", "load_checkpoint", "partial_path", "save_checkpoint"]
+
 FORMAT = "cropseq-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_META = ("arch", "bands", "patch", "norm", "classes", "temporal_encoding", "head")

@@ -139,14 +139,17 @@ class ClassTable:
 
     @property
     def names(self) -> list[str]:
+        """Class names, in table order."""
         return [c.name for c in self.classes]
 
     @property
     def codes(self) -> list[int]:
+        """Raster codes, in table order."""
         return [c.code for c in self.classes]
 
     @property
     def colors(self) -> list[str]:
+        """Display colours, in table order."""
         return [c.color for c in self.classes]
 
     def __len__(self) -> int:

@@ -6,7 +6,7 @@ pair of neighbouring pixels of one field or block — sits on both sides of a sp
 :class:`~sklearn.model_selection.StratifiedKFold` when every sample is independent
 (``--group none``; with ``seed=0`` these are exactly the folds of ``shared/TARGETS.md``).
 Every model is trained on the training part of a fold, written to its file, loaded back (as
-:func:`cropseq.predictor.load_predictor` loads it) and scored with
+:func:`cropseq.predictors.load_predictor` loads it) and scored with
 :func:`cropseq.evaluation.evaluate_samples` — the path ``cropseq train`` + ``cropseq evaluate``
 takes — so the numbers are those a user would get fold by fold.
 
@@ -64,8 +64,10 @@ import pandas as pd
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.evaluation import CONFUSION_AXES, evaluate_samples, metrics_from_confusion
-from cropseq.predictor import load_predictor
+from cropseq.predictors import load_predictor
 from cropseq.sequences import SequenceArrays
+
+__all__ = ["Fit", "FoldScore", "GROUP_SPEC_HELP", "Grouping", "METRICS", "OnFit", "cross_validate", "fit_deep", "fit_random_forest", "format_mean_sd", "make_folds", "mean_sd", "parse_grouping", "sample_groups", "score_fold", "summarize"]
 
 #: ``fit(train, workdir) -> model file``: trains one model on a fold's training part.
 Fit = Callable[[SequenceArrays, Path], Path]

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from os import PathLike
 
+__all__ = ["CropseqError", "DataWarning", "Interrupted"]
+
 
 class CropseqError(Exception):
     """An error the user can fix, rendered as one line naming the file and the problem.

@@ -468,6 +468,68 @@ def _count_raster_pairs(
     return truth_table
 
 
+def _open_map(map_path: Path) -> Any:
+    """Open the crop map (registered as an input), with one-line errors."""
+    import rasterio
+
+    if not map_path.is_file():
+        raise CropseqError("crop map not found", map_path)
+    register_input(map_path, what="crop map")  # outputs may not replace an input
+    try:
+        return rasterio.open(map_path)
+    except rasterio.errors.RasterioIOError:
+        raise CropseqError("cannot read the crop map as a raster", map_path) from None
+
+
+def _count_label_pairs(map_ds: Any, truth: Any, class_column: str, valid_at: str | np.datetime64 | None,
+                       pairs: dict[tuple[str, int], int]) -> int:  # fmt: skip
+    """Add the (reference name, map code) counts of labels to ``pairs``; return how many
+    labelled pixels fall outside the map. Only the window around the labels is read."""
+    from rasterio.windows import Window
+
+    ref_names, rows, cols = _label_pixels(truth, map_ds, class_column, valid_at)
+    inside = (rows >= 0) & (rows < map_ds.height) & (cols >= 0) & (cols < map_ds.width)
+    outside = int((~inside).sum())
+    ref_names, rows, cols = ref_names[inside], rows[inside], cols[inside]
+    if rows.size:
+        r0, c0 = int(rows.min()), int(cols.min())
+        win = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
+        pred_codes = map_ds.read(1, window=win)[rows - r0, cols - c0]
+        keys, counts = np.unique(
+            np.stack([ref_names.astype(str), pred_codes.astype(np.int64).astype(str)]), axis=1,
+            return_counts=True,
+        )
+        for (name, code), cnt in zip(keys.T, counts, strict=True):
+            pairs[(str(name), int(code))] = pairs.get((str(name), int(code)), 0) + int(cnt)
+    return outside
+
+
+def _pairs_confusion(pairs: dict[tuple[str, int], int], map_table: dict[int, str], map_nodata: Any,
+                     truth_label: str) -> tuple[np.ndarray, list[str], int]:  # fmt: skip
+    """``(matrix, class names, unclassified count)`` of (reference name, map code) counts.
+
+    Pairs on unclassified map pixels (0 or the map's nodata) are counted, not scored.
+    Matrix order: the map's classes by code, then names only the reference (or an unnamed
+    map code) uses.
+    """
+    unclassified_codes = {NODATA_CODE} | ({int(map_nodata)} if map_nodata is not None else set())
+    n_unclassified = sum(c for (_, code), c in pairs.items() if code in unclassified_codes)
+    scored = {(ref, _code_name(code, map_table)): c for (ref, code), c in pairs.items() if code not in unclassified_codes}
+    merged: dict[tuple[str, str], int] = {}
+    for key, c in scored.items():  # two codes may share a fallback name only in theory; merge
+        merged[key] = merged.get(key, 0) + c
+    if not merged:
+        raise CropseqError("no reference pixel falls on a classified map pixel", truth_label)
+    known = [map_table[c] for c in sorted(map_table)]
+    extra = sorted({n for key in merged for n in key} - set(known))
+    labels = known + extra
+    index = {n: i for i, n in enumerate(labels)}
+    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    for (ref, pred), c in merged.items():
+        cm[index[ref], index[pred]] += c
+    return cm, labels, n_unclassified
+
+
 def score_map(
     map_path: str | os.PathLike[str],
     truth: str | os.PathLike[str] | Any,
@@ -511,17 +573,8 @@ def score_map(
     Raises:
         CropseqError: on a missing/unreadable file, a grid mismatch, or nothing to score.
     """
-    import rasterio
-    from rasterio.windows import Window
-
     map_path = Path(map_path)
-    if not map_path.is_file():
-        raise CropseqError("crop map not found", map_path)
-    register_input(map_path, what="crop map")  # outputs may not replace an input
-    try:
-        map_ds = rasterio.open(map_path)
-    except rasterio.errors.RasterioIOError:
-        raise CropseqError("cannot read the crop map as a raster", map_path) from None
+    map_ds = _open_map(map_path)
     truth_label = str(truth) if isinstance(truth, str | os.PathLike) else type(truth).__name__
     with map_ds:
         map_table = raster_class_names(map_path) or ({c.code: c.name for c in classes.classes} if classes else {})
@@ -535,49 +588,10 @@ def score_map(
             if not map_table:
                 map_table = truth_table
         else:
-            ref_names, rows, cols = _label_pixels(truth, map_ds, class_column, valid_at)
-            inside = (rows >= 0) & (rows < map_ds.height) & (cols >= 0) & (cols < map_ds.width)
-            outside = int((~inside).sum())
-            ref_names, rows, cols = ref_names[inside], rows[inside], cols[inside]
-            if rows.size:
-                # Only the window around the labels is read.
-                r0, c0 = int(rows.min()), int(cols.min())
-                win = Window(c0, r0, int(cols.max()) - c0 + 1, int(rows.max()) - r0 + 1)
-                pred_codes = map_ds.read(1, window=win)[rows - r0, cols - c0]
-                keys, counts = np.unique(
-                    np.stack([ref_names.astype(str), pred_codes.astype(np.int64).astype(str)]), axis=1,
-                    return_counts=True,
-                )
-                for (name, code), cnt in zip(keys.T, counts, strict=True):
-                    pairs[(str(name), int(code))] = pairs.get((str(name), int(code)), 0) + int(cnt)
-
-    unclassified_codes = {NODATA_CODE} | ({int(map_nodata)} if map_nodata is not None else set())
-    n_unclassified = sum(c for (_, code), c in pairs.items() if code in unclassified_codes)
-    scored = {(ref, _code_name(code, map_table)): c for (ref, code), c in pairs.items() if code not in unclassified_codes}
-    merged: dict[tuple[str, str], int] = {}
-    for key, c in scored.items():  # two codes may share a fallback name only in theory; merge
-        merged[key] = merged.get(key, 0) + c
-    if not merged:
-        raise CropseqError("no reference pixel falls on a classified map pixel", truth_label)
-
-    # Matrix order: the map's classes by code, then names only the reference (or an
-    # unnamed map code) uses.
-    known = [map_table[c] for c in sorted(map_table)]
-    extra = sorted({n for key in merged for n in key} - set(known))
-    labels = known + extra
-    index = {n: i for i, n in enumerate(labels)}
-    cm = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for (ref, pred), c in merged.items():
-        cm[index[ref], index[pred]] += c
+            outside = _count_label_pairs(map_ds, truth, class_column, valid_at, pairs)
+    cm, labels, n_unclassified = _pairs_confusion(pairs, map_table, map_nodata, truth_label)
     out = metrics_from_confusion(cm, labels)
-    out.update(
-        {
-            "n_unclassified": n_unclassified,
-            "n_outside": outside,
-            "map": str(map_path),
-            "truth": truth_label,
-        }
-    )
+    out.update({"n_unclassified": n_unclassified, "n_outside": outside, "map": str(map_path), "truth": truth_label})
     if valid_at is not None:
         out["valid_at"] = str(valid_at)
     return out

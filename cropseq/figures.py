@@ -14,6 +14,8 @@ from typing import Any
 
 from cropseq.atomic import atomic_path
 
+__all__ = ["pyplot", "save_png"]
+
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend (unless one is already set).

@@ -1,11 +1,11 @@
-"""Band and date from file names: the one-file-per-band-per-date layout (``single-band``).
+r"""Band and date from file names: the one-file-per-band-per-date layout (``single-band``).
 
 One job: turn ``files`` (one glob, or ``{band: glob}``) and ``pattern`` (a regex with named
 groups ``band`` and ``date``, searched in each file name) into a ``band -> date -> file``
 table, with one-line errors for what real folders get wrong. Examples of ``pattern``:
 
-- sits/BDC: ``SENTINEL-2_MSI_20LLQ_(?P<band>B\\d\\d|SCL)_(?P<date>\\d{4}-\\d{2}-\\d{2})``
-- Sentinel-2 SAFE: ``T33UWP_(?P<date>\\d{8}T\\d{6})_(?P<band>B\\d\\d)_(?P<res>\\d+m)\\.jp2``
+- sits/BDC: ``SENTINEL-2_MSI_20LLQ_(?P<band>B\d\d|SCL)_(?P<date>\d{4}-\d{2}-\d{2})``
+- Sentinel-2 SAFE: ``T33UWP_(?P<date>\d{8}T\d{6})_(?P<band>B\d\d)_(?P<res>\d+m)\.jp2``
   (other groups, like ``res``, are allowed and ignored).
 
 With ``files: {band: glob}`` the band is the key, and ``pattern`` needs only ``date`` (it
@@ -16,18 +16,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from cropseq.errors import CropseqError
+from cropseq.remote import Source
+
+__all__ = ["GENERIC_DATE", "compile_pattern", "match_files"]
 
 #: The first ISO or compact date in a name (also a compact timestamp ``20230301T101021``).
 GENERIC_DATE = re.compile(r"(?<!\d)(?P<date>\d{4}-\d{2}-\d{2}(?:T\d{2}:?\d{2}:?\d{2})?|\d{8}(?:T\d{6})?)(?!\d)")
 
 
-def compile_pattern(raw: Any, need_band: bool, where: Path) -> re.Pattern[str]:
+def compile_pattern(raw: Any, need_band: bool, where: Source) -> re.Pattern[str]:
     """``pattern`` compiled and checked for its named groups.
 
     Raises:
@@ -52,11 +54,11 @@ def compile_pattern(raw: Any, need_band: bool, where: Path) -> re.Pattern[str]:
 
 
 def match_files(
-    files: dict[str | None, list[Path]],
+    files: dict[str | None, list[Source]],
     pattern: re.Pattern[str],
-    parse_date: Callable[[str, str, Path], pd.Timestamp],
-    where: Path,
-) -> dict[str, dict[pd.Timestamp, Path]]:
+    parse_date: Callable[[str, str, Source], pd.Timestamp],
+    where: Source,
+) -> dict[str, dict[pd.Timestamp, Source]]:
     """``band -> date -> file`` from file names.
 
     Args:
@@ -69,7 +71,7 @@ def match_files(
         CropseqError: a file name the pattern does not match, a date that does not parse,
             two files for one band and date.
     """
-    out: dict[str, dict[pd.Timestamp, Path]] = {}
+    out: dict[str, dict[pd.Timestamp, Source]] = {}
     for band, paths in files.items():
         for f in paths:
             m = pattern.search(f.name)

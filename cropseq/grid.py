@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,9 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
 from cropseq.errors import CropseqError
+from cropseq.remote import Source
+
+__all__ = ["GridSpec", "RESAMPLING", "TOLERANCE", "TargetGrid", "WarpRead", "default_resampling", "native_resolution", "parse_grid_spec", "resolve_grid"]
 
 _GRID_KEYS = {"crs", "resolution", "bounds", "bbox"}
 #: Resampling methods a manifest may name per band (``resampling: {LC: nearest}``).
@@ -71,13 +73,13 @@ class TargetGrid:
         return abs(float(self.transform.a)), abs(float(self.transform.e))
 
 
-def _numbers(raw: Any, n: int, key: str, where: Path) -> tuple[float, ...]:
+def _numbers(raw: Any, n: int, key: str, where: Source) -> tuple[float, ...]:
     if not isinstance(raw, list) or len(raw) != n or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw):
         raise CropseqError(f"{key} must be a list of {n} numbers, not {raw!r}", where)
     return tuple(float(v) for v in raw)
 
 
-def parse_grid_spec(raw: Any, where: Path) -> GridSpec:
+def parse_grid_spec(raw: Any, where: Source) -> GridSpec:
     """The manifest's ``grid:`` mapping (``{}`` = the default grid, but resample onto it).
 
     Raises:
@@ -122,8 +124,8 @@ def native_resolution(crs: CRS | None, transform: Affine, shape: tuple[int, int]
     """A raster's pixel size expressed in ``dst_crs`` units (GDAL's default warp estimate)."""
     if crs is None or dst_crs is None or crs == dst_crs:
         return abs(float(transform.a)), abs(float(transform.e))
-    from rasterio.warp import calculate_default_transform
     from rasterio.transform import array_bounds
+    from rasterio.warp import calculate_default_transform
 
     h, w = shape
     t, _, _ = calculate_default_transform(crs, dst_crs, w, h, *array_bounds(h, w, transform))
@@ -131,7 +133,7 @@ def native_resolution(crs: CRS | None, transform: Affine, shape: tuple[int, int]
 
 
 def resolve_grid(
-    spec: GridSpec, ref_crs: CRS | None, ref_transform: Affine, ref_shape: tuple[int, int], where: Path
+    spec: GridSpec, ref_crs: CRS | None, ref_transform: Affine, ref_shape: tuple[int, int], where: Source
 ) -> TargetGrid:
     """The target grid: ``spec``'s fields, the rest from the reference raster's grid.
 
@@ -164,15 +166,19 @@ def resolve_grid(
         from rasterio.warp import transform_bounds
 
         h, w = ref_shape
-        w_, s, e, n = array_bounds(h, w, ref_transform)
-        left, bottom, right, top = (w_, s, e, n) if crs == ref_crs else transform_bounds(ref_crs, crs, w_, s, e, n, densify_pts=21)
+        west, south, east, north = array_bounds(h, w, ref_transform)
+        left, bottom, right, top = (
+            (west, south, east, north)
+            if crs == ref_crs
+            else transform_bounds(ref_crs, crs, west, south, east, north, densify_pts=21)
+        )
     width = max(1, math.ceil((right - left) / res[0] - 1e-9))
     height = max(1, math.ceil((top - bottom) / res[1] - 1e-9))
     return TargetGrid(crs, Affine(res[0], 0.0, left, 0.0, -res[1], top), (height, width))
 
 
 def default_resampling(src_res: tuple[float, float], dst_res: tuple[float, float], is_mask: bool) -> str:
-    """nearest for masks; average when the target is coarser than the source, else bilinear."""
+    """Nearest for masks; average when the target is coarser than the source, else bilinear."""
     if is_mask:
         return "nearest"
     return "average" if dst_res[0] > src_res[0] * (1 + 1e-6) or dst_res[1] > src_res[1] * (1 + 1e-6) else "bilinear"
@@ -205,8 +211,10 @@ class WarpRead:
         return self.grid.matches(crs, transform, (src.height, src.width))
 
     def read(self, src: Any, indexes: list[int], window: Any) -> np.ndarray:
-        """float32 ``(len(indexes), h, w)`` of ``window`` of the target grid; NaN where the
-        source has no data (its nodata value, or outside its extent)."""
+        """Float32 ``(len(indexes), h, w)`` of ``window`` of the target grid.
+
+        NaN where the source has no data (its nodata value, or outside its extent).
+        """
         from rasterio.vrt import WarpedVRT
 
         kwargs: dict[str, Any] = {}

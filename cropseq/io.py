@@ -21,11 +21,12 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -35,6 +36,7 @@ import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
@@ -70,8 +72,11 @@ class _BandSource:
 
 
 def _stored_values(band: _BandSource, raw: np.ndarray) -> np.ndarray:
-    """Raw values as the band's type: the stored type, or the manifest's ``dtype:`` (the
-    same bits reinterpreted, e.g. uint16 65535 -> int16 -1; never warped: checked at open)."""
+    """Raw values as the band's type: the stored type, or the manifest's ``dtype:``.
+
+    ``dtype:`` reinterprets the same bits (e.g. uint16 65535 -> int16 -1); such a band is
+    never warped (checked at open).
+    """
     return raw if band.reinterpret is None else raw.view(band.reinterpret)
 
 
@@ -134,6 +139,7 @@ class WindowReader:
     shape: tuple[int, int]
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """The float32 ``(time, band, height, width)`` block of this window (NaN beyond the edges)."""
         ny, nx = self.shape
         r0, c0 = max(row_off, 0), max(col_off, 0)
         r1, c1 = min(row_off + height, ny), min(col_off + width, nx)
@@ -222,7 +228,7 @@ def _gdal_message(e: BaseException) -> str:
     rasterio wraps GDAL's own error ("IReadBlock failed ... TIFFReadEncodedStrip() failed")
     in a generic "Read failed. See previous exception for details."; report GDAL's.
     """
-    msgs = []
+    msgs: list[str] = []
     cur: BaseException | None = e
     while cur is not None and len(msgs) < 4:
         first = str(cur).strip().splitlines()[0] if str(cur).strip() else ""
@@ -234,15 +240,18 @@ def _gdal_message(e: BaseException) -> str:
 
 @contextlib.contextmanager
 def _quiet_rasterio() -> Iterator[None]:
-    """Keep rasterio's Python warnings (e.g. NotGeoreferencedWarning for a damaged header)
-    off the terminal: problems are reported as one CropseqError line instead."""
+    """Keep rasterio's Python warnings off the terminal.
+
+    E.g. NotGeoreferencedWarning for a damaged header: problems are reported as one
+    CropseqError line instead.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         yield
 
 
 def _header(path: remote.Source, manifest: remote.Source) -> _Header:
-    if remote.is_remote(path):
+    if isinstance(path, remote.RemotePath):
         pass  # nothing to check before GDAL asks the server (its answer names the problem)
     elif path.is_dir():
         raise CropseqError(f"raster named in {manifest} is a folder, not a raster file", path)
@@ -353,7 +362,7 @@ def window_reader(cube: xr.DataArray) -> WindowReader | None:
     data = getattr(cube, "data", None)
     if not isinstance(data, da.Array) or tuple(cube.dims) != DIMS:
         return None
-    layers = data.__dask_graph__().layers
+    layers = _graph_layers(data)
     with _OPENED_LOCK:
         roots = [n for n in layers if n in _OPENED]
         opened = _OPENED.get(roots[0]) if len(roots) == 1 else None
@@ -571,8 +580,8 @@ def _open_manifest(m: StackManifest, chunks: Chunks, grid: GridSpec | None = Non
     return cube if composite is None else cube.assign_attrs(composite=composite)
 
 
-def _layout_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndarray) -> dict[str, tuple[tuple[str, int], ...]]:
-    """band -> ``(file, 1-based raster band)`` per sorted date, checking band counts."""
+def _layout_reads(m: StackManifest, headers: dict[remote.Source, _Header], order: np.ndarray) -> dict[str, tuple[tuple[str, int], ...]]:
+    """Band -> ``(file, 1-based raster band)`` per sorted date, checking band counts."""
     n_t, mname = len(m.dates), m.path
     if m.layout == "single-band":
         for f in m.raster_files():
@@ -607,7 +616,7 @@ def _layout_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndar
     return {b: tuple((str(m.files[i]), c + 1) for i in order) for c, b in enumerate(m.bands)}
 
 
-def _legacy_mask_reads(m: StackManifest, headers: dict[Path, _Header], order: np.ndarray) -> tuple[tuple[str, int], ...]:
+def _legacy_mask_reads(m: StackManifest, headers: dict[remote.Source, _Header], order: np.ndarray) -> tuple[tuple[str, int], ...]:
     """The ``masks:`` files as ``(file, band)`` per sorted date (empty without masks)."""
     if not m.masks:
         return ()
@@ -625,15 +634,17 @@ def _legacy_mask_reads(m: StackManifest, headers: dict[Path, _Header], order: np
     return tuple((str(m.masks[i]), 1) for i in order)
 
 
-def _finest(headers: dict[Path, _Header], first_date_files: Sequence[Path]) -> _Header:
+def _finest(headers: dict[remote.Source, _Header], first_date_files: Sequence[remote.Source]) -> _Header:
     """The header with the smallest pixel among the first date's data rasters (first on ties)."""
     hs = [headers[f] for f in first_date_files]
     return min(hs, key=lambda h: abs(h.transform.a * h.transform.e))
 
 
-def _check_target(target: TargetGrid, spec: GridSpec | None, hs: Sequence[_Header], mpath: Path) -> None:
-    """Refuse what cannot be read onto ``target``: a raster without a CRS on another grid,
-    or explicit bounds that miss every raster."""
+def _check_target(target: TargetGrid, spec: GridSpec | None, hs: Sequence[_Header], mpath: remote.Source) -> None:
+    """Refuse what cannot be read onto ``target``.
+
+    That is a raster without a CRS on another grid, or explicit bounds that miss every raster.
+    """
     from rasterio.transform import array_bounds
     from rasterio.warp import transform_bounds
 
@@ -670,9 +681,11 @@ def _warp_for(
 
 
 def _assign_georeferencing(h: _Header, m: StackManifest) -> None:
-    """Apply the manifest's ``crs`` / ``transform``; refuse a raster without georeferencing
-    unless the manifest says how to read it (a pixel grid silently mapped to 0..W, 0..H
-    would put every output in the wrong place)."""
+    """Apply the manifest's ``crs`` / ``transform`` to a raster's header.
+
+    A raster without georeferencing is refused unless the manifest says how to read it (a
+    pixel grid silently mapped to 0..W, 0..H would put every output in the wrong place).
+    """
     if not h.georeferenced and m.transform is None and m.crs != "none":
         raise CropseqError(
             f"raster has no georeferencing (no geotransform); set crs: none in {m.path.name} to read it in "
@@ -694,10 +707,14 @@ def _assign_georeferencing(h: _Header, m: StackManifest) -> None:
 FILL_SHARE = 0.1
 
 
-def _warn_fill_values(sources: Sequence[_BandSource], dtypes: dict[str, str], shape: tuple[int, int], mpath: Path) -> None:
-    """Warn (one :class:`~cropseq.errors.DataWarning` per band) when an integer band without
-    a nodata value holds its type's maximum or minimum in a large share of pixels: a fill
-    value (65535 in a uint16 stack's gaps) that would otherwise be classified as data.
+def _warn_fill_values(
+    sources: Sequence[_BandSource], dtypes: dict[str, str], shape: tuple[int, int], mpath: remote.Source
+) -> None:
+    """Warn (one :class:`~cropseq.errors.DataWarning` per band) about likely fill values.
+
+    That is an integer band without a nodata value holding its type's maximum or minimum in
+    a large share of pixels: a fill value (65535 in a uint16 stack's gaps) that would
+    otherwise be classified as data.
 
     Reads a bounded sample (:func:`sample_windows`, up to 4 dates), never the scene.
     """
@@ -901,11 +918,18 @@ def sample_cube(cube: xr.DataArray, per_side: int = 4, size: int = 64) -> np.nda
     if reader is not None:
         blocks = [reader(r, c, h, w) for r, c, h, w in wins]
     else:  # one compute: windows in the same chunk share its read (STAC, Zarr cubes)
-        import dask
+        blocks = list(dask.compute(*_lazy_windows(cube, wins)))
+    return _join_windows(blocks)
 
-        lazy = [cube.isel(y=slice(r, r + h), x=slice(c, c + w)).transpose(*DIMS).data for r, c, h, w in wins]
-        blocks = [np.asarray(b, np.float32) for b in dask.compute(*lazy)]
-    parts = [block.reshape(block.shape[0], block.shape[1], -1) for block in blocks]
+
+def _lazy_windows(cube: xr.DataArray, wins: Sequence[tuple[int, int, int, int]]) -> list[Any]:
+    """The cube's values in ``wins``, lazily (computed with whatever else shares their chunks)."""
+    return [cube.isel(y=slice(r, r + h), x=slice(c, c + w)).transpose(*DIMS).data for r, c, h, w in wins]
+
+
+def _join_windows(blocks: Sequence[np.ndarray]) -> np.ndarray:
+    """Window blocks ``(time, band, h, w)`` -> float32 ``(time, band, pixels)``."""
+    parts = [np.asarray(b, np.float32).reshape(b.shape[0], b.shape[1], -1) for b in blocks]
     return np.concatenate(parts, axis=2)
 
 
@@ -938,12 +962,15 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
     left, top = t.c, t.f
     right, bottom = t.c + w * t.a, t.f + h * t.e
     n_chunks = int(np.prod(cube.data.numblocks)) if isinstance(cube.data, da.Array) else 1
-    values = sample_cube(cube)  # bounded: the value statistics (and missing shares of a large scene)
-    sampled = None if sample_windows((h, w)) == [(0, 0, h, w)] else int(values.shape[2])
-    if sampled is not None and n_chunks <= EXACT_SUMMARY_MAX_CHUNKS:
-        missing = cube.isnull().mean(dim=("time", "y", "x")).compute().values
-        sampled = None
+    wins = sample_windows((h, w))
+    sampled = None if wins == [(0, 0, h, w)] else int(sum(wh * ww for _, _, wh, ww in wins))
+    if sampled is not None and n_chunks <= EXACT_SUMMARY_MAX_CHUNKS and isinstance(cube.data, da.Array):
+        # Exact shares and the sample in one compute: each chunk is read once for both
+        # (a STAC chunk read costs a file open per date and band).
+        missing, *blocks = dask.compute(cube.isnull().mean(dim=("time", "y", "x")).data, *_lazy_windows(cube, wins))
+        values, sampled = _join_windows(blocks), None
     else:  # the sample is the whole raster, or the scene is too large to count exactly
+        values = sample_cube(cube)  # bounded: the value statistics (and missing shares of a large scene)
         missing = np.isnan(values).mean(axis=(0, 2))
     stats = value_stats(values, [str(b) for b in cube["band"].values])
     epsg = crs.to_epsg() if crs is not None else None
@@ -968,18 +995,25 @@ def stack_summary(cube: xr.DataArray) -> dict[str, Any]:
     }
 
 
+def _graph_layers(data: da.Array) -> Mapping[str, Any]:
+    """The layers of a Dask array's graph, by name (the read layer is one of them)."""
+    graph = data.__dask_graph__()
+    assert isinstance(graph, HighLevelGraph)  # a dask array's graph is always high-level
+    return graph.layers
+
+
 def _opened_of(cube: xr.DataArray) -> _Opened | None:
     """The open registry's entry of the stack ``cube`` was read from (None: not one)."""
     data = getattr(cube, "data", None)
     if not isinstance(data, da.Array):
         return None
     with _OPENED_LOCK:
-        found = [o for n, o in _OPENED.items() if n in data.__dask_graph__().layers]
+        found = [o for n, o in _OPENED.items() if n in _graph_layers(data)]
     return found[0] if len(found) == 1 else None
 
 
 def _value_types(cube: xr.DataArray) -> dict[str, tuple[str, float, float]]:
-    """band -> (raw dtype as read, scale, offset) for a cube just opened from a manifest."""
+    """Band -> (raw dtype as read, scale, offset) for a cube just opened from a manifest."""
     opened = _opened_of(cube)
     return opened.value_types if opened is not None else {}
 

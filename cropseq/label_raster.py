@@ -15,7 +15,7 @@ for a reference map, not for a continent.
 Codes are named, in this order, by the class table given; the labels' own table
 (``<stem>.classes.yaml`` or ``classes.yaml`` beside the raster, as for vector labels); the
 raster's own names (metadata tags, GDAL categories in its ``.aux.xml``, a ``.qml`` style:
-:func:`cropseq.evaluation.raster_class_names`); else the code itself (``"3"``). Class codes
+:func:`cropseq.raster_metadata.raster_class_names`); else the code itself (``"3"``). Class codes
 stay the raster's codes (1..254), so a map made from these labels can be scored against the
 same raster.
 """
@@ -33,6 +33,9 @@ import pandas as pd
 from cropseq.classes import MAX_CLASSES, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.grid import TargetGrid, WarpRead
+from cropseq.raster_metadata import raster_class_names
+
+__all__ = ["PATCH_COLUMN", "RASTER_SUFFIXES", "UNLABELLED", "is_label_raster", "read_label_raster"]
 
 #: File suffixes read as a label raster rather than a vector file.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
@@ -150,8 +153,10 @@ def _read_codes(path: Path, crs: Any, grid: TargetGrid | None, unlabelled: Seque
 def _class_table(
     path: Path, present: Sequence[int], classes: ClassTable | None
 ) -> tuple[ClassTable, str | None, dict[int, str]]:
-    """The class table of a label raster, where it came from (module docstring), and the
-    class name of each raster code present."""
+    """The class table of a label raster, where it came from, and each present code's class name.
+
+    Where a table comes from is described in the module docstring.
+    """
     from cropseq.labels import own_class_table_files
 
     source: str | None = "given"
@@ -168,8 +173,6 @@ def _class_table(
                 path,
             )
         return classes, source, {c.code: c.name for c in classes.classes}
-    from cropseq.evaluation import raster_class_names
-
     names = raster_class_names(path)
     if names:
         unnamed = [c for c in present if c not in names]

@@ -41,6 +41,7 @@ from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.grid import TargetGrid
 from cropseq.label_raster import UNLABELLED, is_label_raster, read_label_raster
+from cropseq.remote import RemotePath, Source
 
 __all__ = ["LabelSet", "SITS_BOUNDS", "own_class_table_files", "read_labels"]
 
@@ -66,7 +67,7 @@ class LabelSet:
 
     features: Any  # geopandas.GeoDataFrame (typed loosely: geopandas is imported lazily)
     classes: ClassTable
-    path: Path
+    path: Source
     id_column: str | None = None
     classes_source: str | None = None
 
@@ -105,8 +106,10 @@ SITS_BOUNDS = ("start_date", "end_date")
 
 
 def _bound_columns(columns: list[str]) -> tuple[tuple[str | None, str | None], bool]:
-    """The season-bound columns: ``from``/``to``, else sits' ``start_date``/``end_date``
-    (then ``True``: the end is inclusive)."""
+    """The season-bound columns: ``from``/``to``, else sits' ``start_date``/``end_date``.
+
+    The flag is ``True`` for sits' columns: their end is inclusive.
+    """
     frm, to = _find_column(columns, "from"), _find_column(columns, "to")
     if frm is None and to is None:
         start, end = (_find_column(columns, c) for c in SITS_BOUNDS)
@@ -115,9 +118,12 @@ def _bound_columns(columns: list[str]) -> tuple[tuple[str | None, str | None], b
     return (frm, to), False
 
 
-def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
-    """Season bounds parsed to datetimes (NaT when absent or empty): ``from``/``to``
-    (end-exclusive), or sits' ``start_date``/``end_date`` (end-inclusive, made exclusive)."""
+def _validity(df: pd.DataFrame, where: Source) -> tuple[pd.Series, pd.Series]:
+    """Season bounds parsed to datetimes (NaT when absent or empty).
+
+    ``from``/``to`` are end-exclusive; sits' ``start_date``/``end_date`` are end-inclusive,
+    made exclusive.
+    """
     out = []
     cols, end_inclusive = _bound_columns(list(map(str, df.columns)))
     for key, col in zip(("from", "to"), cols):
@@ -148,7 +154,7 @@ def _validity(df: pd.DataFrame, where: Path) -> tuple[pd.Series, pd.Series]:
     return frm, to
 
 
-def _labels_column(df: pd.DataFrame, class_column: str, where: Path) -> pd.Series:
+def _labels_column(df: pd.DataFrame, class_column: str, where: Source) -> pd.Series:
     col = _find_column(list(map(str, df.columns)), class_column)
     if col is None:
         avail = ", ".join(str(c) for c in df.columns if str(c) != "geometry")
@@ -164,11 +170,11 @@ def _labels_column(df: pd.DataFrame, class_column: str, where: Path) -> pd.Serie
     return lab.astype(str).str.strip()
 
 
-def _read_csv_points(path: Path, crs: Any, class_column: str) -> Any:
+def _read_csv_points(path: Source, crs: Any, class_column: str) -> Any:
     import geopandas as gpd
 
     try:
-        df = pd.read_csv(io.StringIO(remote.read_text(path, "labels CSV")) if remote.is_remote(path) else path)
+        df = pd.read_csv(io.StringIO(remote.read_text(path, "labels CSV")) if isinstance(path, RemotePath) else path)
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
         raise CropseqError(f"cannot read CSV ({_one_line(e)})", path) from None
     cols = list(map(str, df.columns))
@@ -215,7 +221,7 @@ def _read_csv_points(path: Path, crs: Any, class_column: str) -> Any:
     return gdf, df
 
 
-def _read_vector(path: Path, class_column: str) -> Any:
+def _read_vector(path: Source, class_column: str) -> Any:
     import geopandas as gpd
 
     try:
@@ -244,13 +250,15 @@ def _read_vector(path: Path, class_column: str) -> Any:
 
 
 def own_class_table_files(path: str | os.PathLike[str]) -> list[Path]:
-    """Class-table files that belong to a labels file: ``<stem>.classes.yaml``, then
-    ``classes.yaml`` in its folder (the first that exists is used)."""
+    """Class-table files that belong to a labels file.
+
+    ``<stem>.classes.yaml``, then ``classes.yaml`` in its folder (the first that exists is used).
+    """
     p = Path(path)
     return [p.with_name(f"{p.stem}.classes.yaml"), p.with_name("classes.yaml")]
 
 
-def _code_column_table(table: pd.DataFrame, labels: pd.Series, class_column: str, where: Path) -> ClassTable | None:
+def _code_column_table(table: pd.DataFrame, labels: pd.Series, class_column: str, where: Source) -> ClassTable | None:
     """A class table from ``code`` (and optional ``color``/``colour``) columns, or None."""
     cols = list(map(str, table.columns))
     code_col = _find_column(cols, "code")
@@ -276,7 +284,7 @@ def _code_column_table(table: pd.DataFrame, labels: pd.Series, class_column: str
 
 
 def _labels_class_table(
-    path: Path, table: pd.DataFrame, labels: pd.Series, class_column: str
+    path: Source, table: pd.DataFrame, labels: pd.Series, class_column: str
 ) -> tuple[ClassTable | None, str | None]:
     """The labels' own class table and where it came from (see the module docstring)."""
     for candidate in own_class_table_files(path):
@@ -325,7 +333,7 @@ def read_labels(
     import geopandas as gpd
 
     path = remote.source(path)  # a URL stays a URL (read through GDAL's /vsicurl/ ...)
-    if not remote.is_remote(path) and not path.exists():
+    if isinstance(path, Path) and not path.exists():
         raise CropseqError("labels file not found", path)
     register_input(path, what="labels file")  # outputs may not replace an input
     if is_label_raster(path):

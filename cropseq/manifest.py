@@ -69,7 +69,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -81,7 +81,10 @@ from cropseq.errors import CropseqError
 from cropseq.filenames import compile_pattern, match_files
 from cropseq.grid import RESAMPLING, GridSpec, parse_grid_spec
 from cropseq.masking import MaskRule, parse_mask
-from cropseq.remote import Source, is_remote
+from cropseq.remote import RemotePath, Source, is_remote
+
+if TYPE_CHECKING:
+    from cropseq.stac_source import StacManifest
 
 __all__ = ["LAYOUTS", "MANIFEST_NAME", "ORDERS", "REINTERPRET_DTYPES", "StackManifest", "find_manifest", "interleaved_band", "interleaved_count_error", "load_manifest", "parse_date"]
 
@@ -91,7 +94,8 @@ _KEYS = {
     "nodata", "valid_range", "scale", "offset", "crs", "transform", "grid", "mask", "pattern", "resampling",
     "order", "dtype", "composite",
 }  # fmt: skip
-LAYOUTS = ("per-band", "per-date", "single-band", "interleaved")
+_Layout = Literal["per-band", "per-date", "single-band", "interleaved"]
+LAYOUTS: tuple[_Layout, ...] = ("per-band", "per-date", "single-band", "interleaved")
 #: Raster band order of the ``interleaved`` layout (one raster holding every band of every date).
 ORDERS = ("date-major", "band-major")
 #: What ``dtype:`` may reinterpret a band's stored values as (same size as the stored type).
@@ -143,7 +147,7 @@ class StackManifest:
     """
 
     path: Source
-    layout: Literal["per-band", "per-date", "single-band", "interleaved"]
+    layout: _Layout
     bands: tuple[str, ...]
     dates: pd.DatetimeIndex
     band_files: dict[str, Source] = field(default_factory=dict)
@@ -208,7 +212,7 @@ def _resolve(root: Source, p: Any) -> Source:
 
 def _glob(root: Source, pattern: str) -> list[Source]:
     if is_remote(pattern) or is_remote(root):
-        return remote.glob(str(root), pattern)
+        return list(remote.glob(str(root), pattern))
     # The folder is literal (a path like "scenes [2023]" holds glob metacharacters); only the
     # pattern is a glob. os.path.join keeps an absolute pattern as is.
     return sorted(Path(p) for p in glob.glob(os.path.join(glob.escape(str(root)), os.path.expanduser(pattern))))
@@ -240,7 +244,7 @@ def parse_date(value: Any, what: str, where: str | os.PathLike[str] | None) -> p
     return ts
 
 
-def _check_unique_dates(dates: Sequence[pd.Timestamp], source: str, where: Path) -> pd.DatetimeIndex:
+def _check_unique_dates(dates: Sequence[pd.Timestamp], source: str, where: Source) -> pd.DatetimeIndex:
     idx = pd.DatetimeIndex(list(dates)).as_unit("ns")
     dup = idx.duplicated(keep="first")
     if dup.any():
@@ -255,7 +259,7 @@ def _check_unique_dates(dates: Sequence[pd.Timestamp], source: str, where: Path)
 
 
 def _per_band_values(
-    raw: Any, key: str, bands: Sequence[str], where: Path, default: float | None
+    raw: Any, key: str, bands: Sequence[str], where: Source, default: float | None
 ) -> dict[str, float | None]:
     """A number or ``{band: number}`` -> value for every band."""
     if raw is None:
@@ -272,7 +276,7 @@ def _per_band_values(
     return {b: v for b in bands}
 
 
-def _number(v: Any, key: str, where: Path) -> float:
+def _number(v: Any, key: str, where: Source) -> float:
     if isinstance(v, bool):
         raise CropseqError(f"{key} must be a number, not {v!r}", where)
     try:
@@ -281,7 +285,7 @@ def _number(v: Any, key: str, where: Path) -> float:
         raise CropseqError(f"{key} must be a number, not {v!r}", where) from None
 
 
-def _valid_range(raw: Any, bands: Sequence[str], where: Path) -> dict[str, tuple[float, float]]:
+def _valid_range(raw: Any, bands: Sequence[str], where: Source) -> dict[str, tuple[float, float]]:
     if raw is None:
         return {}
     items: dict[str, Any]
@@ -304,7 +308,7 @@ def _valid_range(raw: Any, bands: Sequence[str], where: Path) -> dict[str, tuple
     return out
 
 
-def _date_from_name(name: str, pattern: re.Pattern[str] | None, where: Path) -> pd.Timestamp | None:
+def _date_from_name(name: str, pattern: re.Pattern[str] | None, where: Source) -> pd.Timestamp | None:
     m = pattern.search(name) if pattern is not None else None
     if m is None:
         m = _GENERIC_DATE.search(name)
@@ -316,10 +320,10 @@ def _date_from_name(name: str, pattern: re.Pattern[str] | None, where: Path) -> 
         return None
 
 
-def _read_descriptions(raster: Path, where: Path) -> list[str | None]:
+def _read_descriptions(raster: Source, where: Source) -> list[str | None]:
     import rasterio  # lazy: manifest parsing alone should not need GDAL
 
-    if not is_remote(raster) and not raster.is_file():
+    if isinstance(raster, Path) and not raster.is_file():
         raise CropseqError(f"raster named in {where.name} not found", raster)
     try:
         with remote.gdal_env(raster), rasterio.open(remote.gdal_path(raster)) as src:
@@ -332,11 +336,13 @@ def _read_descriptions(raster: Path, where: Path) -> list[str | None]:
 
 
 def find_manifest(path: str | os.PathLike[str]) -> Source:
-    """The manifest file for ``path`` (a ``stack.yaml`` or a folder holding one; a URL
-    ending with ``/`` is a folder)."""
+    """The manifest file for ``path``: a ``stack.yaml`` or a folder holding one.
+
+    A URL ending with ``/`` is a folder.
+    """
     if is_remote(path):
         url = remote.source(path)
-        return url / MANIFEST_NAME if url.endswith("/") else url  # type: ignore[return-value]
+        return url / MANIFEST_NAME if isinstance(url, RemotePath) and url.endswith("/") else url
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_NAME
@@ -349,7 +355,7 @@ def find_manifest(path: str | os.PathLike[str]) -> Source:
     return p
 
 
-def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
+def load_manifest(path: str | os.PathLike[str]) -> StackManifest | StacManifest:
     """Parse and validate a stack manifest.
 
     Args:
@@ -367,156 +373,59 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
             a glob that matches nothing, counts that do not match.
     """
     mpath = find_manifest(path)
-    try:
-        text = remote.read_text(mpath, "stack manifest") if is_remote(mpath) else mpath.read_text(encoding="utf-8-sig")
-        data = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise CropseqError("not a YAML manifest (a binary file? point to a stack.yaml)", mpath) from None
-    except yaml.YAMLError as e:
-        raise CropseqError(f"not valid YAML ({str(e).splitlines()[0]})", mpath) from None
-    if not isinstance(data, dict):
-        raise CropseqError("a stack manifest must be a YAML mapping (layout, bands, dates, ...)", mpath)
+    data = _read_yaml(mpath)
     if "source" in data:  # source: stac -> a StacManifest (cropseq.stac_source), opened by open_stack
         if data["source"] != "stac":
             raise CropseqError(f"source must be 'stac' (or left out for files), not {data['source']!r}", mpath)
         from cropseq.stac_source import parse_stac_manifest
 
-        return parse_stac_manifest(data, mpath)  # type: ignore[return-value]
+        # parse_stac_manifest handles a remote manifest (is_remote branch) but its mpath is
+        # annotated Path: drop this ignore once stac_source.py takes a remote.Source.
+        return parse_stac_manifest(data, mpath)  # type: ignore[arg-type]
     unknown = sorted(set(map(str, data)) - _KEYS)
     if unknown:
         raise CropseqError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})", mpath)
-    root = mpath.parent if is_remote(mpath) else mpath.parent.resolve()
+    root = mpath.parent if isinstance(mpath, RemotePath) else mpath.parent.resolve()
 
-    layout = data.get("layout")
-    if layout not in LAYOUTS:
-        raise CropseqError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}", mpath)
-    if layout != "interleaved" and data.get("order") is not None:
-        raise CropseqError("order is for the interleaved layout (one raster holding every band of every date)", mpath)
+    layout = _layout(data, mpath)
     raw_bands = data.get("bands")
     mask = parse_mask(data["mask"], mpath) if data.get("mask") is not None else None
     if mask is not None and data.get("masks") is not None:
         raise CropseqError("give mask: (a band holding a mask) or masks: (mask files), not both", mpath)
-    band_date_files: dict[str, tuple[Path, ...]] = {}
+    band_date_files: dict[str, tuple[Source, ...]] = {}
     if layout == "single-band":
         bands, band_date_files, dates = _single_band(data, root, mask, mpath)
         source = "file names (pattern)"
-    elif layout == "per-band":
-        if not isinstance(raw_bands, dict) or not raw_bands:
-            raise CropseqError("per-band layout needs bands: {name: file, ...}", mpath)
-        bands = [str(b) for b in raw_bands]
     else:
-        if not isinstance(raw_bands, list) or not raw_bands:
-            order = " within a date" if layout == "interleaved" else " in raster order"
-            raise CropseqError(f"{layout} layout needs bands: [name, ...] (band names{order})", mpath)
-        bands = [str(b) for b in raw_bands]
-    if len(set(bands)) != len(bands):
-        dup = next(b for b in bands if bands.count(b) > 1)
-        raise CropseqError(f"band {dup!r} is listed twice", mpath)
-    for b in bands:
-        if not b.strip() or "@" in b:
-            raise CropseqError(f"band name {b!r} is empty or contains '@'", mpath)
-
+        bands = _band_names(raw_bands, layout, mpath)
     mask_invalid = data.get("mask_invalid", "nonzero")
-    if mask_invalid not in ("nonzero", "zero"):
-        raise CropseqError(f"mask_invalid must be 'nonzero' or 'zero', not {mask_invalid!r}", mpath)
-    if mask is not None and mask.band not in bands:
-        raise CropseqError(f"mask band {mask.band!r} is not one of the bands ({', '.join(bands)})", mpath)
-    if mask is not None and len(bands) < 2:
-        raise CropseqError(f"the mask band {mask.band!r} is the only band: the cube needs a data band", mpath)
+    _check_bands(bands, mask, mask_invalid, mpath)
 
     # ---- dates, files, masks
-    band_files: dict[str, Path] = {}
-    files: list[Path] = []
-    masks: list[Path] = []
-    raw_dates = data.get("dates")
+    band_files: dict[str, Source] = {}
+    files: list[Source] = []
+    masks: list[Source] = []
     if layout != "single-band" and data.get("pattern") is not None:
         raise CropseqError("pattern is for the single-band layout (per-date dates use date_pattern)", mpath)
-    if layout == "single-band":
-        pass
-    elif layout == "interleaved":
+    if layout == "interleaved":
         files, dates, source, masks = _interleaved(data, root, len(bands), mpath)
     elif layout == "per-band":
-        for key in ("files", "date_pattern"):
-            if key in data:
-                raise CropseqError(f"{key!r} is for the per-date layout; per-band files are given in bands", mpath)
-        band_files = {str(b): _resolve(root, f) for b, f in raw_bands.items()}
-        if raw_dates is None:
-            raise CropseqError("per-band layout needs dates (a file, a list, or 'descriptions')", mpath)
-        if raw_dates == "descriptions":
-            first = band_files[bands[0]]
-            desc = _read_descriptions(first, mpath)
-            if any(d is None or not str(d).strip() for d in desc):
-                raise CropseqError("dates: descriptions, but the raster has bands without a description", first)
-            source = f"band descriptions of {first.name}"
-            dates = [parse_date(d, f"band {i + 1} description", first) for i, d in enumerate(desc)]
-        else:
-            dates, source = _explicit_dates(raw_dates, root, mpath)
-        if "masks" in data and data["masks"] is not None:
-            m = data["masks"]
-            if not isinstance(m, str) or any(ch in m for ch in "*?["):
-                raise CropseqError("per-band masks must be one multi-date raster (band i = date i)", mpath)
-            masks = [_resolve(root, m)]
-    else:
-        raw_files = data.get("files")
-        pattern_s = data.get("date_pattern")
-        pattern = None
-        if pattern_s is not None:
-            try:
-                pattern = re.compile(str(pattern_s))
-            except re.error as e:
-                raise CropseqError(f"date_pattern is not a valid regex ({e})", mpath) from None
-            if pattern.groups < 1:
-                raise CropseqError("date_pattern needs a group: (\\d{8}) capturing the date", mpath)
-        if isinstance(raw_files, str):
-            files = _glob(root, raw_files)
-            if not files:
-                raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
-        elif isinstance(raw_files, list) and raw_files:
-            files = [_resolve(root, f) for f in raw_files]
-        else:
-            hint = " (one single-band file per band per date? use layout: single-band)" if isinstance(raw_files, dict) else ""
-            raise CropseqError(f"per-date layout needs files: a glob or a list of rasters{hint}", mpath)
-        if raw_dates is not None and pattern is not None:
-            raise CropseqError("give dates or date_pattern, not both", mpath)
-        if pattern is not None:
-            dates = []
-            for f in files:
-                m = pattern.search(f.name)
-                if m is None:
-                    raise CropseqError(f"date_pattern {pattern_s!r} does not match file name {f.name!r}", mpath)
-                dates.append(parse_date(m.group(1), f"date in file name {f.name!r}", mpath))
-            source = "file names (date_pattern)"
-        elif raw_dates is not None:
-            if raw_dates == "descriptions":
-                raise CropseqError("dates: descriptions is for the per-band layout", mpath)
-            dates, source = _explicit_dates(raw_dates, root, mpath)
-        else:
-            raise CropseqError("per-date layout needs date_pattern or dates", mpath)
-        if len(dates) != len(files):
-            raise CropseqError(f"{len(files)} files but {len(dates)} dates in {source}", mpath)
-        if data.get("masks") is not None:
-            masks = _pair_masks(data["masks"], root, files, dates, pattern, mpath)
-
-    try:
-        idx = _check_unique_dates(dates, source, mpath)
-    except CropseqError as e:
-        if layout == "per-date" and "date_pattern" in source:  # sits/BDC folders: a file per band per date
-            raise CropseqError(f"{e.message}; one single-band file per band per date? use layout: single-band", e.path) from None
-        raise
-    nodata_raw = data.get("nodata")
+        band_files, dates, source, masks = _per_band(data, bands, root, mpath)
+    elif layout == "per-date":
+        files, dates, source, masks = _per_date(data, root, mpath)
     return StackManifest(
-        path=mpath if is_remote(mpath) else mpath.resolve(),
+        path=mpath if isinstance(mpath, RemotePath) else mpath.resolve(),
         layout=layout,
         bands=tuple(bands),
-        dates=idx,
+        dates=_unique_dates(dates, source, layout, mpath),
         band_files=band_files,
         files=tuple(files),
         masks=tuple(masks),
         mask_invalid=mask_invalid,
-        nodata=_per_band_values(nodata_raw, "nodata", bands, mpath, None),
+        nodata=_per_band_values(data.get("nodata"), "nodata", bands, mpath, None),
         valid_range=_valid_range(data.get("valid_range"), bands, mpath),
-        scale={b: float(v) for b, v in _per_band_values(data.get("scale"), "scale", bands, mpath, 1.0).items()},  # type: ignore[arg-type]
-        offset={b: float(v) for b, v in _per_band_values(data.get("offset"), "offset", bands, mpath, 0.0).items()},  # type: ignore[arg-type]
+        scale=_per_band_numbers(data.get("scale"), "scale", bands, mpath, 1.0),
+        offset=_per_band_numbers(data.get("offset"), "offset", bands, mpath, 0.0),
         dates_source=source,
         grid=parse_grid_spec(data["grid"], mpath) if "grid" in data else None,
         mask=mask,
@@ -528,6 +437,155 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest:
         dtype=_dtypes(data.get("dtype"), bands, mpath),
         **_georeferencing(data, mpath),
     )
+
+
+def _read_yaml(mpath: Source) -> dict[Any, Any]:
+    """The manifest's YAML mapping (fetched when ``mpath`` is an ``http(s)`` URL)."""
+    try:
+        text = remote.read_text(mpath, "stack manifest") if isinstance(mpath, RemotePath) else mpath.read_text(encoding="utf-8-sig")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise CropseqError("not a YAML manifest (a binary file? point to a stack.yaml)", mpath) from None
+    except yaml.YAMLError as e:
+        raise CropseqError(f"not valid YAML ({str(e).splitlines()[0]})", mpath) from None
+    if not isinstance(data, dict):
+        raise CropseqError("a stack manifest must be a YAML mapping (layout, bands, dates, ...)", mpath)
+    return data
+
+
+def _layout(data: dict[str, Any], mpath: Source) -> _Layout:
+    """The ``layout`` key, checked (with ``order``, which only ``interleaved`` takes)."""
+    layout = data.get("layout")
+    if layout not in LAYOUTS:
+        raise CropseqError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, not {layout!r}", mpath)
+    if layout != "interleaved" and data.get("order") is not None:
+        raise CropseqError("order is for the interleaved layout (one raster holding every band of every date)", mpath)
+    return cast(_Layout, layout)
+
+
+def _band_names(raw_bands: Any, layout: str, mpath: Source) -> list[str]:
+    """The band names of the per-band (``{name: file}``), per-date and interleaved layouts."""
+    if layout == "per-band":
+        if not isinstance(raw_bands, dict) or not raw_bands:
+            raise CropseqError("per-band layout needs bands: {name: file, ...}", mpath)
+        return [str(b) for b in raw_bands]
+    if not isinstance(raw_bands, list) or not raw_bands:
+        order = " within a date" if layout == "interleaved" else " in raster order"
+        raise CropseqError(f"{layout} layout needs bands: [name, ...] (band names{order})", mpath)
+    return [str(b) for b in raw_bands]
+
+
+def _check_bands(bands: list[str], mask: MaskRule | None, mask_invalid: Any, mpath: Source) -> None:
+    """Band names unique and usable, ``mask_invalid`` known, the ``mask:`` band one of several."""
+    if len(set(bands)) != len(bands):
+        dup = next(b for b in bands if bands.count(b) > 1)
+        raise CropseqError(f"band {dup!r} is listed twice", mpath)
+    for b in bands:
+        if not b.strip() or "@" in b:
+            raise CropseqError(f"band name {b!r} is empty or contains '@'", mpath)
+    if mask_invalid not in ("nonzero", "zero"):
+        raise CropseqError(f"mask_invalid must be 'nonzero' or 'zero', not {mask_invalid!r}", mpath)
+    if mask is not None and mask.band not in bands:
+        raise CropseqError(f"mask band {mask.band!r} is not one of the bands ({', '.join(bands)})", mpath)
+    if mask is not None and len(bands) < 2:
+        raise CropseqError(f"the mask band {mask.band!r} is the only band: the cube needs a data band", mpath)
+
+
+def _per_band(
+    data: dict[str, Any], bands: list[str], root: Source, mpath: Source
+) -> tuple[dict[str, Source], list[pd.Timestamp], str, list[Source]]:
+    """The ``per-band`` layout: ``({band: raster}, dates, their source, [mask raster])``."""
+    for key in ("files", "date_pattern"):
+        if key in data:
+            raise CropseqError(f"{key!r} is for the per-date layout; per-band files are given in bands", mpath)
+    band_files = {str(b): _resolve(root, f) for b, f in data["bands"].items()}  # a mapping (_band_names)
+    raw_dates = data.get("dates")
+    if raw_dates is None:
+        raise CropseqError("per-band layout needs dates (a file, a list, or 'descriptions')", mpath)
+    if raw_dates == "descriptions":
+        first = band_files[bands[0]]
+        desc = _read_descriptions(first, mpath)
+        if any(d is None or not str(d).strip() for d in desc):
+            raise CropseqError("dates: descriptions, but the raster has bands without a description", first)
+        source = f"band descriptions of {first.name}"
+        dates = [parse_date(d, f"band {i + 1} description", first) for i, d in enumerate(desc)]
+    else:
+        dates, source = _explicit_dates(raw_dates, root, mpath)
+    masks: list[Source] = []
+    if "masks" in data and data["masks"] is not None:
+        m = data["masks"]
+        if not isinstance(m, str) or any(ch in m for ch in "*?["):
+            raise CropseqError("per-band masks must be one multi-date raster (band i = date i)", mpath)
+        masks = [_resolve(root, m)]
+    return band_files, dates, source, masks
+
+
+def _per_date(data: dict[str, Any], root: Source, mpath: Source) -> tuple[list[Source], list[pd.Timestamp], str, list[Source]]:
+    """The ``per-date`` layout: ``(rasters, dates, their source, masks)``, one raster and mask per date."""
+    raw_dates, pattern_s = data.get("dates"), data.get("date_pattern")
+    pattern = _date_pattern(pattern_s, mpath)
+    files = _per_date_files(data.get("files"), root, mpath)
+    if raw_dates is not None and pattern is not None:
+        raise CropseqError("give dates or date_pattern, not both", mpath)
+    if pattern is not None:
+        dates = []
+        for f in files:
+            m = pattern.search(f.name)
+            if m is None:
+                raise CropseqError(f"date_pattern {pattern_s!r} does not match file name {f.name!r}", mpath)
+            dates.append(parse_date(m.group(1), f"date in file name {f.name!r}", mpath))
+        source = "file names (date_pattern)"
+    elif raw_dates is not None:
+        if raw_dates == "descriptions":
+            raise CropseqError("dates: descriptions is for the per-band layout", mpath)
+        dates, source = _explicit_dates(raw_dates, root, mpath)
+    else:
+        raise CropseqError("per-date layout needs date_pattern or dates", mpath)
+    if len(dates) != len(files):
+        raise CropseqError(f"{len(files)} files but {len(dates)} dates in {source}", mpath)
+    masks = _pair_masks(data["masks"], root, files, dates, pattern, mpath) if data.get("masks") is not None else []
+    return files, dates, source, masks
+
+
+def _date_pattern(raw: Any, mpath: Source) -> re.Pattern[str] | None:
+    """``date_pattern`` compiled (group 1 captures the date), or None."""
+    if raw is None:
+        return None
+    try:
+        pattern = re.compile(str(raw))
+    except re.error as e:
+        raise CropseqError(f"date_pattern is not a valid regex ({e})", mpath) from None
+    if pattern.groups < 1:
+        raise CropseqError("date_pattern needs a group: (\\d{8}) capturing the date", mpath)
+    return pattern
+
+
+def _per_date_files(raw_files: Any, root: Source, mpath: Source) -> list[Source]:
+    """The per-date ``files``: a glob (matches sorted by name) or a list."""
+    if isinstance(raw_files, str):
+        files = _glob(root, raw_files)
+        if not files:
+            raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
+        return files
+    if isinstance(raw_files, list) and raw_files:
+        return [_resolve(root, f) for f in raw_files]
+    hint = " (one single-band file per band per date? use layout: single-band)" if isinstance(raw_files, dict) else ""
+    raise CropseqError(f"per-date layout needs files: a glob or a list of rasters{hint}", mpath)
+
+
+def _unique_dates(dates: list[pd.Timestamp], source: str, layout: str, mpath: Source) -> pd.DatetimeIndex:
+    """:func:`_check_unique_dates`, hinting at ``single-band`` for a per-date folder of band files."""
+    try:
+        return _check_unique_dates(dates, source, mpath)
+    except CropseqError as e:
+        if layout == "per-date" and "date_pattern" in source:  # sits/BDC folders: a file per band per date
+            raise CropseqError(f"{e.message}; one single-band file per band per date? use layout: single-band", e.path) from None
+        raise
+
+
+def _per_band_numbers(raw: Any, key: str, bands: Sequence[str], where: Source, default: float) -> dict[str, float]:
+    """:func:`_per_band_values` with a number as the default, so every band has a number."""
+    return {b: default if v is None else v for b, v in _per_band_values(raw, key, bands, where, default).items()}
 
 
 def interleaved_band(order: str, t: int, b: int, n_dates: int, n_bands: int) -> int:
@@ -546,8 +604,8 @@ def interleaved_count_error(count: int, n_dates: int | None, n_bands: int) -> st
 
 
 def _interleaved(
-    data: dict[str, Any], root: Path, n_bands: int, mpath: Path
-) -> tuple[list[Path], list[pd.Timestamp], str, list[Path]]:
+    data: dict[str, Any], root: Source, n_bands: int, mpath: Source
+) -> tuple[list[Source], list[pd.Timestamp], str, list[Source]]:
     """The ``interleaved`` layout: ``([raster], dates, their source, [mask raster])``."""
     for key in ("date_pattern", "pattern"):
         if data.get(key) is not None:
@@ -580,9 +638,12 @@ def _interleaved(
     return [raster], dates, source, masks
 
 
-def _interleaved_description_dates(raster: Path, n_bands: int, order: str, mpath: Path) -> list[pd.Timestamp]:
-    """Dates of an interleaved raster from its band descriptions (each holds its date,
-    e.g. ``2021-07-04`` or ``NDVI_2021-07-04``); the bands of one date must agree."""
+def _interleaved_description_dates(raster: Source, n_bands: int, order: str, mpath: Source) -> list[pd.Timestamp]:
+    """Dates of an interleaved raster from its band descriptions.
+
+    Each description holds its date (e.g. ``2021-07-04`` or ``NDVI_2021-07-04``); the bands
+    of one date must agree.
+    """
     desc = _read_descriptions(raster, mpath)
     if len(desc) % n_bands:
         raise CropseqError(interleaved_count_error(len(desc), None, n_bands), raster)
@@ -602,7 +663,7 @@ def _interleaved_description_dates(raster: Path, n_bands: int, order: str, mpath
     return dates
 
 
-def _description_date(desc: str | None, i: int, raster: Path) -> pd.Timestamp:
+def _description_date(desc: str | None, i: int, raster: Source) -> pd.Timestamp:
     """The date a band description holds: all of it, else its first YYYY-MM-DD/YYYYMMDD."""
     text = str(desc or "").strip()
     if not text:
@@ -616,7 +677,7 @@ def _description_date(desc: str | None, i: int, raster: Path) -> pd.Timestamp:
         return parse_date(m.group(1), f"band {i + 1} description", raster)
 
 
-def _dtypes(raw: Any, bands: Sequence[str], where: Path) -> dict[str, str]:
+def _dtypes(raw: Any, bands: Sequence[str], where: Source) -> dict[str, str]:
     """``dtype: {band: type}`` (or one type for every band): how stored values are read."""
     if raw is None:
         return {}
@@ -648,7 +709,7 @@ def _set_bands(data: dict[str, Any], keys: Sequence[str], bands: Sequence[str]) 
     return out
 
 
-def _resampling(raw: Any, bands: Sequence[str], where: Path) -> dict[str, str]:
+def _resampling(raw: Any, bands: Sequence[str], where: Source) -> dict[str, str]:
     """``resampling: {band: method}`` (or one method for every band), checked."""
     if raw is None:
         return {}
@@ -662,40 +723,17 @@ def _resampling(raw: Any, bands: Sequence[str], where: Path) -> dict[str, str]:
 
 
 def _single_band(
-    data: dict[str, Any], root: Path, mask: MaskRule | None, mpath: Path
-) -> tuple[list[str], dict[str, tuple[Path, ...]], list[pd.Timestamp]]:
+    data: dict[str, Any], root: Source, mask: MaskRule | None, mpath: Source
+) -> tuple[list[str], dict[str, tuple[Source, ...]], list[pd.Timestamp]]:
     """The ``single-band`` layout: bands, ``band -> file per date`` and the sorted dates."""
     for key in ("dates", "date_pattern", "masks"):
         if data.get(key) is not None:
             hint = "use mask: {band: ..., invalid: [...]}" if key == "masks" else "dates come from the file names (pattern)"
             raise CropseqError(f"{key!r} is not used by the single-band layout ({hint})", mpath)
-    raw_files = data.get("files")
-    groups: dict[str | None, list[Path]] = {}
-    if isinstance(raw_files, str):
-        groups[None] = _glob(root, raw_files)
-        if not groups[None]:
-            raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
-    elif isinstance(raw_files, dict) and raw_files:
-        for b, g in raw_files.items():
-            found = _glob(root, g) if isinstance(g, str) else None
-            if not found:
-                raise CropseqError(f"files.{b}: glob {g!r} matches no file in {root}", mpath)
-            groups[str(b)] = found
-    else:
-        raise CropseqError("single-band layout needs files: a glob (with pattern:) or {band: glob}", mpath)
+    groups = _single_band_groups(data.get("files"), root, mpath)
     pattern = compile_pattern(data.get("pattern"), None in groups, mpath)
     table = match_files(groups, pattern, parse_date, mpath)
-    raw_bands = data.get("bands")
-    if raw_bands is None:
-        bands = sorted(table) if None in groups else list(table)
-        if mask is not None and mask.band in bands:  # the mask band last, after the data bands
-            bands.remove(mask.band)
-    elif isinstance(raw_bands, list) and raw_bands:
-        bands = [str(b) for b in raw_bands]
-    else:
-        raise CropseqError("single-band layout: bands (optional) must be a list of band names", mpath)
-    if mask is not None and mask.band not in bands:
-        bands.append(mask.band)
+    bands = _single_band_names(data.get("bands"), table, None in groups, mask.band if mask is not None else None, mpath)
     for b in bands:
         if b not in table:
             raise CropseqError(f"band {b!r} matches no file (bands found: {', '.join(sorted(table))})", mpath)
@@ -711,7 +749,42 @@ def _single_band(
     return bands, {b: tuple(table[b][d] for d in dates) for b in bands}, dates
 
 
-def _georeferencing(data: dict[str, Any], mpath: Path) -> dict[str, Any]:
+def _single_band_groups(raw_files: Any, root: Source, mpath: Source) -> dict[str | None, list[Source]]:
+    """The single-band ``files``: ``{None: files}`` for one glob, ``{band: files}`` for ``{band: glob}``."""
+    groups: dict[str | None, list[Source]] = {}
+    if isinstance(raw_files, str):
+        groups[None] = _glob(root, raw_files)
+        if not groups[None]:
+            raise CropseqError(f"files glob {raw_files!r} matches no file in {root}", mpath)
+    elif isinstance(raw_files, dict) and raw_files:
+        for b, g in raw_files.items():
+            found = _glob(root, g) if isinstance(g, str) else None
+            if not found:
+                raise CropseqError(f"files.{b}: glob {g!r} matches no file in {root}", mpath)
+            groups[str(b)] = found
+    else:
+        raise CropseqError("single-band layout needs files: a glob (with pattern:) or {band: glob}", mpath)
+    return groups
+
+
+def _single_band_names(
+    raw_bands: Any, table: dict[str, Any], one_glob: bool, mask_band: str | None, mpath: Source
+) -> list[str]:
+    """The single-band ``bands`` (default: every band found), the ``mask:`` band last if not listed."""
+    if raw_bands is None:
+        bands = sorted(table) if one_glob else list(table)
+        if mask_band is not None and mask_band in bands:  # the mask band last, after the data bands
+            bands.remove(mask_band)
+    elif isinstance(raw_bands, list) and raw_bands:
+        bands = [str(b) for b in raw_bands]
+    else:
+        raise CropseqError("single-band layout: bands (optional) must be a list of band names", mpath)
+    if mask_band is not None and mask_band not in bands:
+        bands.append(mask_band)
+    return bands
+
+
+def _georeferencing(data: dict[str, Any], mpath: Source) -> dict[str, Any]:
     """The ``crs`` / ``transform`` keys, checked (the CRS string is parsed by the reader)."""
     crs, transform = data.get("crs"), data.get("transform")
     if crs is not None:
@@ -729,7 +802,7 @@ def _georeferencing(data: dict[str, Any], mpath: Path) -> dict[str, Any]:
     return {"crs": crs, "transform": transform}
 
 
-def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestamp], str]:
+def _explicit_dates(raw: Any, root: Source, mpath: Source) -> tuple[list[pd.Timestamp], str]:
     """Dates from a YAML list or a timeline file."""
     if isinstance(raw, list):
         if not raw:
@@ -737,10 +810,10 @@ def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestam
         return [parse_date(v, f"date {i + 1} in dates", mpath) for i, v in enumerate(raw)], "dates"
     if isinstance(raw, str):
         f = _resolve(root, raw)
-        if not is_remote(f) and not f.is_file():
+        if isinstance(f, Path) and not f.is_file():
             raise CropseqError(f"dates file {raw!r} named in {mpath.name} not found", f)
         try:
-            text = remote.read_text(f, "dates file") if is_remote(f) else f.read_text(encoding="utf-8-sig")
+            text = f.read_text(encoding="utf-8-sig") if isinstance(f, Path) else remote.read_text(f, "dates file")
         except UnicodeDecodeError:
             raise CropseqError("dates file is not text (one ISO date per line expected)", f) from None
         lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
@@ -753,12 +826,12 @@ def _explicit_dates(raw: Any, root: Path, mpath: Path) -> tuple[list[pd.Timestam
 
 def _pair_masks(
     raw: Any,
-    root: Path,
-    files: list[Path],
+    root: Source,
+    files: list[Source],
     dates: list[pd.Timestamp],
     pattern: re.Pattern[str] | None,
-    mpath: Path,
-) -> list[Path]:
+    mpath: Source,
+) -> list[Source]:
     """Per-date masks aligned with ``files``."""
     if isinstance(raw, list):
         masks = [_resolve(root, m) for m in raw]
@@ -770,28 +843,33 @@ def _pair_masks(
     found = _glob(root, raw)
     if not found:
         raise CropseqError(f"masks glob {raw!r} matches no file in {root}", mpath)
-    by_date: dict[pd.Timestamp, Path] | None = {}
-    for m in found:
-        d = _date_from_name(m.name, pattern, mpath)
-        if d is None:
-            by_date = None
-            break
-        by_date[d] = m
+    by_date = _masks_by_date(found, pattern, mpath)
     if by_date is not None and len(by_date) == len(found):
         # Mask names carry dates (day precision): pair each file with its day's mask.
         norm = {k.normalize(): v for k, v in by_date.items()}
         out_by_date = []
         for d in dates:
-            m = norm.get(d.normalize())
-            if m is None:
+            mask = norm.get(d.normalize())
+            if mask is None:
                 raise CropseqError(f"no mask for date {d.date().isoformat()} (masks glob {raw!r})", mpath)
-            out_by_date.append(m)
+            out_by_date.append(mask)
         return out_by_date
     if len(found) != len(files):
         raise CropseqError(f"{len(found)} masks match {raw!r} but there are {len(files)} files", mpath)
     # No dates in the mask names: pair by name order with the files sorted by name.
     by_name = sorted(range(len(files)), key=lambda i: files[i].name)
-    out: list[Path] = [Path()] * len(files)
+    out: list[Source] = [Path()] * len(files)
     for k, i in enumerate(by_name):
         out[i] = found[k]
     return out
+
+
+def _masks_by_date(found: list[Source], pattern: re.Pattern[str] | None, mpath: Source) -> dict[pd.Timestamp, Source] | None:
+    """``date -> mask`` from the mask file names, or None when a name holds no date."""
+    by_date: dict[pd.Timestamp, Source] = {}
+    for m in found:
+        d = _date_from_name(m.name, pattern, mpath)
+        if d is None:
+            return None
+        by_date[d] = m
+    return by_date

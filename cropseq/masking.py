@@ -18,12 +18,14 @@ nothing says the pixel is clear.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from cropseq.errors import CropseqError
+from cropseq.remote import Source
+
+__all__ = ["MaskKind", "MaskRule", "parse_mask"]
 
 MaskKind = Literal["nonzero", "zero", "values", "valid-values", "bits"]
 _MASK_KEYS = {"band", "invalid", "valid", "bits"}
@@ -77,7 +79,7 @@ def _num(v: float) -> int | float:
     return int(v) if float(v).is_integer() else v
 
 
-def parse_mask(raw: Any, where: Path) -> MaskRule:
+def parse_mask(raw: Any, where: Source) -> MaskRule:
     """The manifest's ``mask:`` mapping as a :class:`MaskRule`.
 
     Raises:

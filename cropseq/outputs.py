@@ -18,9 +18,10 @@ Output formats (the crop-map contract of ``docs/ARCHITECTURE.md``):
   (code 0 transparent), MODE overviews (categorical: an overview pixel is the most frequent
   class, never an average of codes), 512 px tiles, DEFLATE. Class names: band description
   ``"crop class"``, band tag ``CLASS_NAMES`` (JSON ``{"code": "name"}``), dataset tag
-  ``CROPSEQ_CLASSES`` (JSON records ``{code, name, color}``, what :func:`read_class_table`
-  reads back) and a QGIS style sidecar ``MAP.qml`` (paletted renderer) that QGIS applies
-  automatically when it opens ``MAP.tif``, so the legend shows class names.
+  ``CROPSEQ_CLASSES`` (JSON records ``{code, name, color}``, what
+  :func:`cropseq.raster_metadata.read_class_table` reads back) and a QGIS style sidecar
+  ``MAP.qml`` (paletted renderer) that QGIS applies automatically when it opens
+  ``MAP.tif``, so the legend shows class names.
 - **Confidence** ``MAP.confidence.tif``: COG, float32 in 0..1 (the winning class's
   probability), nodata NaN, AVERAGE overviews, DEFLATE with the floating-point predictor.
   float32 rather than uint8 percent: no quantisation, and NaN is an unambiguous nodata.
@@ -998,7 +999,6 @@ __all__ = [
     "colormap",
     "mosaic_maps",
     "qml_text",
-    "read_class_table",
     "sidecar_paths",
     "to_cog",
     "write_area_csv",

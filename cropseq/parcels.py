@@ -42,6 +42,7 @@ import pandas as pd
 from cropseq.atomic import atomic_path, check_writable, register_input
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
+from cropseq.raster_metadata import raster_class_names, read_class_table
 
 #: Edge of the windows the map is summarised in (pixels).
 WINDOW = 1024
@@ -356,8 +357,6 @@ def summarise_parcels(
     import rasterio
     from rasterio.windows import Window
 
-    from cropseq.outputs import read_class_table
-
     map_path = Path(map_path)
     classes = read_class_table(map_path)
     lut = np.full(256, -1, np.int64)
@@ -421,7 +420,7 @@ def _open_truth(path: str | os.PathLike[str], src: Any, classes: ClassTable) -> 
     """An open truth raster on the map's grid and its ``{code: class name}``."""
     import rasterio
 
-    from cropseq.evaluation import _check_same_grid, raster_class_names
+    from cropseq.evaluation import _check_same_grid
 
     path = Path(path)
     if not path.is_file():
@@ -481,7 +480,7 @@ def write_parcels(
     """
     import rasterio
 
-    from cropseq.outputs import CropMapWriter, Grid, read_class_table, sidecar_paths
+    from cropseq.outputs import CropMapWriter, Grid, sidecar_paths
 
     out = Path(out)
     with atomic_path(out) as tmp:

@@ -67,7 +67,9 @@ class ProbabilityZarr:
         ds.to_zarr(self.path, mode="w", compute=False, consolidated=True, zarr_format=2)
         import zarr
 
-        self._array = zarr.open_group(str(self.path), mode="r+")["probabilities"]
+        array = zarr.open_group(str(self.path), mode="r+")["probabilities"]
+        assert isinstance(array, zarr.Array)  # written just above as a variable, not a group
+        self._array = array
 
     def write(self, row_off: int, col_off: int, probs: np.ndarray) -> None:
         """Write ``(K, h, w)`` probabilities at pixel offset ``(row_off, col_off)``."""

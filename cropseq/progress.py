@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+__all__ = ["ProgressBar", "progress_bar", "stderr_is_terminal"]
+
 
 def stderr_is_terminal() -> bool:
     """True when stderr is an interactive terminal (a live bar makes sense there)."""
@@ -50,8 +52,14 @@ class ProgressBar:
 
     def _start(self, total: int) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
                              TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),

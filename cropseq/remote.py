@@ -133,7 +133,7 @@ def join(base: str, relative: str) -> RemotePath:
 
 
 def gdal_path(path: str | os.PathLike[str]) -> str:
-    """The path GDAL (rasterio, pyogrio) opens: ``/vsicurl/https://…``, ``/vsis3/bucket/key`` …
+    """The path GDAL (rasterio, pyogrio) opens, e.g. ``/vsicurl/https://…`` or ``/vsis3/bucket/key``.
 
     Local paths are returned as strings, unchanged.
     """

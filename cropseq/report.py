@@ -35,6 +35,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -747,6 +748,242 @@ def _figure(img_html: str, caption: str) -> str:
     return f"<figure>{img_html}<figcaption>{_esc(caption)}</figcaption></figure>"
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """The report's input files, each checked to exist (``None``: not given)."""
+
+    metrics: dict[str, Path | None]
+    confusion: dict[str, Path | None]
+    curves: list[Path]
+    history: Path | None
+    map: Path | None
+    confidence: Path | None
+    area: Path | None
+    map_metrics: Path | None
+    map_confusion: Path | None
+    assess: Path | None
+    assess_plot: Path | None
+    stack_summary: Path | None
+    uncertainty: Path | None
+    truth: Path | None
+    stack: Path | None
+    parcels: Path | None
+    parcels_metrics: Path | None
+    run_config: Path | None
+    benchmarks: Path | None
+
+
+@dataclass(frozen=True)
+class _Results:
+    """The JSON results read from the inputs: model metrics, map metrics, assessment."""
+
+    models: dict[str, Any]
+    map: Any
+    assess: Any
+
+
+@dataclass
+class _Sections:
+    """The report's sections in the order they are added, and the navigation bar."""
+
+    sections: list[str] = field(default_factory=list)
+    nav: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, anchor: str, heading: str, body: str) -> None:
+        """Append one ``<section>`` and its entry of the navigation bar."""
+        self.nav.append((anchor, heading))
+        self.sections.append(f'<section id="{anchor}"><h2>{_esc(heading)}</h2>\n{body}\n</section>')
+
+
+def _curve_paths(curves: Sequence[PathLike] | PathLike | None) -> list[Path]:
+    """The training-curve PNG(s), one path or several, each checked to exist."""
+    if curves is None:
+        return []
+    if isinstance(curves, str | os.PathLike):
+        return [_need(curves, "training curves")]  # type: ignore[list-item]
+    return [_need(c, "training curves") for c in curves]  # type: ignore[misc]
+
+
+def _read_results(inp: _Inputs) -> _Results:
+    """Read the metrics and assessment JSONs; an assess JSON without per-class table is refused."""
+    models = {k: _read_json(p, f"metrics of {k}") for k, p in inp.metrics.items() if p}
+    mm = _read_json(inp.map_metrics, "map metrics") if inp.map_metrics else None
+    aa = _read_json(inp.assess, "accuracy assessment") if inp.assess else None
+    if aa is not None and not isinstance(aa.get("per_class"), Mapping):
+        raise CropseqError("not a cropseq assess JSON (no per_class table)", inp.assess)
+    return _Results(models, mm, aa)
+
+
+def _card_pct(p: Any, ci: Sequence[float] | None) -> str:
+    """A headline percentage with its interval in small print."""
+    return _pct(p) + (f"<small>{_ci(ci, pct=True)}</small>" if ci else "")
+
+
+def _cards_html(res: _Results, area_p: Path | None) -> str:
+    """The headline cards: assessed OA, map OA, each model's test OA, classified area."""
+    cards = []
+    aa, mm = res.assess, res.map
+    if aa is not None:
+        oa = aa.get("overall_accuracy") or {}
+        whose = "map overall accuracy" if estimates_areas(aa) else "OA of the sample points (not a map estimate)"
+        cards.append((_card_pct(oa.get("estimate"), oa.get("ci95")), f"{whose} ({_fmt(aa.get('n_samples'))} reference points)"))
+    if mm is not None:
+        ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the reference"
+        oa_m = _metric(mm, "overall_accuracy", "oa")
+        cards.append((_card_pct(oa_m, _wilson(oa_m, mm.get("n"))), f"map OA vs {ref}"))
+    for name, m in res.models.items():
+        oa_m = _metric(m, "overall_accuracy", "oa")
+        cards.append((_card_pct(oa_m, _wilson(oa_m, m.get("n"))), f"{_esc(name)}: test-split OA"))
+    if area_p is not None:
+        rows = _read_csv(area_p)
+        ha = sum(float(r.get("hectares") or 0) for r in rows)
+        cards.append((f"{ha:,.0f} ha", f"classified area, {len(rows)} classes"))
+    return "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div></div>' for v, k in cards)
+
+
+def _add_product_sections(out: _Sections, inp: _Inputs, preview: PathLike | None,
+                          conf_png: PathLike | None, size: int) -> None:
+    """The map (writing the preview PNGs asked for), the image and the parcel sections."""
+    if inp.map is not None or inp.confidence is not None:
+        body = _map_section(inp.map, inp.confidence, inp.uncertainty, inp.truth, inp.area, preview, conf_png, size)
+        out.add("map", "Crop map", body)
+    if inp.stack is not None:
+        out.add("scene", "The image", _scene_section(inp.stack, size))
+    if inp.parcels is not None or inp.parcels_metrics is not None:
+        pm = _read_json(inp.parcels_metrics, "parcel metrics") if inp.parcels_metrics else None
+        out.add("parcels", "Parcel map", _parcels_section(inp.parcels, pm, size))
+
+
+def _area_body(area_p: Path, aa: Any) -> str:
+    """Mapped areas, beside the estimated ones when the assessment estimates areas."""
+    body = _area_table(area_p, aa if estimates_areas(aa) else None)
+    if aa is not None and not estimates_areas(aa):
+        body += f"<p class='note'>{_esc(_NON_PROBABILITY_CAVEAT)}</p>"
+    elif aa is not None:
+        body += ("<p class='note'>mapped = pixel counts x pixel area (biased by the map's errors); "
+                 "estimated = error-adjusted area from the reference sample with its 95 % interval "
+                 "(see Accuracy and area).</p>")
+        if aa.get("design") == "simple_random":
+            body += f"<p class='note'>{_esc(_SRS_CAVEAT)}</p>"
+    return body
+
+
+def _map_vs_reference_body(mm: Mapping[str, Any], map_cm_p: Path | None) -> str:
+    """The map's metrics against its held-out reference, with what was left out."""
+    body = _summary_table({"map": mm}) + _per_class_table({"map": mm})
+    notes = ["intervals: 95 % Wilson, treating the scored pixels as independent (neighbouring "
+             "pixels of a field are not, so read them as lower bounds of the uncertainty)"]
+    if mm.get("truth"):
+        notes.append(f"reference: {_esc(mm['truth'])}")
+    if mm.get("n_unclassified"):
+        notes.append(f"{_fmt(mm['n_unclassified'])} reference pixels fall on unclassified map pixels (left out)")
+    if mm.get("n_outside"):
+        notes.append(f"{_fmt(mm['n_outside'])} reference items outside the map (left out)")
+    if notes:
+        body += "<p class='note'>" + "; ".join(notes) + "</p>"
+    if map_cm_p is not None:
+        body += f'<div class="figs">{_figure(_img(map_cm_p, "map confusion matrix"), "map vs reference (rows = reference)")}</div>'
+    return body
+
+
+def _models_body(models: Mapping[str, Any], confusion: Mapping[str, Path | None]) -> str:
+    """The models' test-split metrics (summary, per class) and confusion matrices."""
+    body = ("<p>Each model scored on the held-out test split (samples of fields never seen in training); "
+            "accuracies with their 95 % Wilson intervals.</p>")
+    body += _summary_table(models)
+    body += "<h3>Per class (UA = user's accuracy, PA = producer's accuracy)</h3>" + _per_class_table(models)
+    if confusion:
+        body += '<div class="figs">' + "".join(
+            _figure(_img(p, f"confusion matrix {k}"), f"{k} (rows = reference, columns = predicted)")
+            for k, p in confusion.items() if p
+        ) + "</div>"
+    return body
+
+
+def _add_accuracy_sections(out: _Sections, inp: _Inputs, res: _Results) -> None:
+    """Areas, accuracy and area from the sample, map vs reference, the models."""
+    aa, mm = res.assess, res.map
+    if inp.area is not None:
+        out.add("area", "Area per class", _area_body(inp.area, aa))
+    if aa is not None:
+        source = f"Reference: {Path(str(aa['reference'])).name}." if aa.get("reference") else ""
+        heading = "Accuracy and area (95 % intervals)" if estimates_areas(aa) else "Accuracy of the sample points (95 % intervals)"
+        out.add("assess", heading, _assessment_section(aa, inp.assess_plot, source, held_out=mm is not None))
+    if mm is not None:
+        out.add("truth", "Map vs held-out reference", _map_vs_reference_body(mm, inp.map_confusion))
+    if res.models:
+        out.add("models", "Models on the test split", _models_body(res.models, inp.confusion))
+
+
+def _stack_summary_html(stack_p: Path) -> str:
+    """The stack summary JSON as a table, its CRS by name (the WKT stays in the JSON)."""
+    summary = _read_json(stack_p, "stack summary")
+    if isinstance(summary, Mapping) and (summary.get("crs") or summary.get("crs_wkt")):
+        crs = _crs_label(summary.get("crs_wkt") or summary.get("crs"))
+        summary = {k: (crs if k == "crs" else v) for k, v in summary.items() if k not in ("crs_name", "crs_wkt")}
+    return "<h3>Image stack</h3>" + (_kv_table(summary) if isinstance(summary, Mapping) else f"<pre>{_esc(summary)}</pre>")
+
+
+def _config_html(config_p: Path) -> str:
+    """The run configuration (JSON, else YAML) as a table, and the raw text folded away."""
+    text = config_p.read_text(encoding="utf-8")
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            cfg = yaml.safe_load(text)
+        except yaml.YAMLError:
+            cfg = None
+    body = "<h3>Configuration</h3>"
+    if isinstance(cfg, Mapping):
+        body += _kv_table(cfg)
+    return body + f"<details><summary>raw configuration</summary><pre>{_esc(text)}</pre></details>"
+
+
+def _add_run_sections(out: _Sections, inp: _Inputs) -> None:
+    """Training (curves, history), inputs (stack summary, configuration) and timings."""
+    if inp.curves or inp.history is not None:
+        body = ""
+        if inp.curves:
+            body += '<div class="figs">' + "".join(_figure(_img(p, "training curves"), p.name) for p in inp.curves) + "</div>"
+        if inp.history is not None:
+            body += _history_table(inp.history)
+        out.add("training", "Training", body)
+    if inp.stack_summary is not None or inp.run_config is not None:
+        body = _stack_summary_html(inp.stack_summary) if inp.stack_summary is not None else ""
+        if inp.run_config is not None:
+            body += _config_html(inp.run_config)
+        out.add("inputs", "Inputs", body)
+    if inp.benchmarks is not None:
+        rows = read_benchmarks(inp.benchmarks)
+        body = _timing_table(rows) if rows else "<p>No benchmark files found.</p>"
+        body += "<p class='note'>From the Snakemake benchmark files; jobs may have run in parallel, so the sum exceeds the wall time of the run.</p>"
+        out.add("timings", "Timings", body)
+
+
+def _document(title: str, description: str, cards_html: str, report: _Sections) -> str:
+    """The whole HTML page: title, version and time, cards, navigation, sections."""
+    from cropseq import __version__
+
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    nav_html = " · ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h in report.nav)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_esc(title)}</title><style>{_CSS}</style></head>
+<body>
+<h1>{_esc(title)}</h1>
+<p class="sub">cropseq {_esc(__version__)} · {_esc(now)}</p>
+{f"<p>{_esc(description)}</p>" if description.strip() else ""}
+<div class="cards">{cards_html}</div>
+<nav>{nav_html}</nav>
+{"".join(report.sections)}
+</body></html>
+"""
+
+
 def build_report(
     out: PathLike,
     *,
@@ -815,183 +1052,26 @@ def build_report(
     for p in (preview, confidence_preview_png):
         if p is not None:
             check_writable(p)
-    metrics_paths = {str(k): _need(v, f"metrics of {k}") for k, v in (metrics or {}).items()}
-    confusion_paths = {str(k): _need(v, f"confusion matrix of {k}") for k, v in (confusion or {}).items()}
-    if curves is None:
-        curve_paths: list[Path] = []
-    elif isinstance(curves, str | os.PathLike):
-        curve_paths = [_need(curves, "training curves")]  # type: ignore[list-item]
-    else:
-        curve_paths = [_need(c, "training curves") for c in curves]  # type: ignore[misc]
-    history_p = _need(history, "training history")
-    map_p = _need(map_path, "crop map")
-    conf_p = _need(confidence, "confidence map")
-    area_p = _need(area, "area statistics")
-    map_metrics_p = _need(map_metrics, "map metrics")
-    map_cm_p = _need(map_confusion, "map confusion matrix")
-    assess_p = _need(assess, "accuracy assessment")
-    assess_plot_p = _need(assess_plot, "area plot")
-    stack_p = _need(stack_summary, "stack summary")
-    unc_p, truth_p = _need(uncertainty, "uncertainty map"), _need(truth, "reference raster")
-    image_p, parcels_p = _need(stack, "image stack"), _need(parcels, "parcel map")
-    parcels_metrics_p = _need(parcels_metrics, "parcel metrics")
-    config_p = _need(run_config, "run configuration")
-    bench_p = Path(benchmarks) if benchmarks is not None else None
-
-    model_metrics = {k: _read_json(p, f"metrics of {k}") for k, p in metrics_paths.items() if p}
-    mm = _read_json(map_metrics_p, "map metrics") if map_metrics_p else None
-    aa = _read_json(assess_p, "accuracy assessment") if assess_p else None
-    if aa is not None and not isinstance(aa.get("per_class"), Mapping):
-        raise CropseqError("not a cropseq assess JSON (no per_class table)", assess_p)
-
-    sections: list[str] = []
-    nav: list[tuple[str, str]] = []
-
-    def section(anchor: str, heading: str, body: str) -> None:
-        nav.append((anchor, heading))
-        sections.append(f'<section id="{anchor}"><h2>{_esc(heading)}</h2>\n{body}\n</section>')
-
-    # headline cards
-    cards = []
-    def card_pct(p: Any, ci: Sequence[float] | None) -> str:
-        return _pct(p) + (f"<small>{_ci(ci, pct=True)}</small>" if ci else "")
-
-    if aa is not None:
-        oa = aa.get("overall_accuracy") or {}
-        whose = "map overall accuracy" if estimates_areas(aa) else "OA of the sample points (not a map estimate)"
-        cards.append((card_pct(oa.get("estimate"), oa.get("ci95")), f"{whose} ({_fmt(aa.get('n_samples'))} reference points)"))
-    if mm is not None:
-        ref = _esc(Path(str(mm.get("truth", ""))).name) if mm.get("truth") else "the reference"
-        oa_m = _metric(mm, "overall_accuracy", "oa")
-        cards.append((card_pct(oa_m, _wilson(oa_m, mm.get("n"))), f"map OA vs {ref}"))
-    for name, m in model_metrics.items():
-        oa_m = _metric(m, "overall_accuracy", "oa")
-        cards.append((card_pct(oa_m, _wilson(oa_m, m.get("n"))), f"{_esc(name)}: test-split OA"))
-    if area_p is not None:
-        rows = _read_csv(area_p)
-        ha = sum(float(r.get("hectares") or 0) for r in rows)
-        cards.append((f"{ha:,.0f} ha", f"classified area, {len(rows)} classes"))
-    cards_html = "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div></div>' for v, k in cards)
-
-    # map, the image, parcels
-    if map_p is not None or conf_p is not None:
-        body = _map_section(map_p, conf_p, unc_p, truth_p, area_p, preview, confidence_preview_png, preview_size)
-        section("map", "Crop map", body)
-    if image_p is not None:
-        section("scene", "The image", _scene_section(image_p, preview_size))
-    if parcels_p is not None or parcels_metrics_p is not None:
-        pm = _read_json(parcels_metrics_p, "parcel metrics") if parcels_metrics_p else None
-        section("parcels", "Parcel map", _parcels_section(parcels_p, pm, preview_size))
-
-    # area
-    if area_p is not None:
-        body = _area_table(area_p, aa if estimates_areas(aa) else None)
-        if aa is not None and not estimates_areas(aa):
-            body += f"<p class='note'>{_esc(_NON_PROBABILITY_CAVEAT)}</p>"
-        elif aa is not None:
-            body += ("<p class='note'>mapped = pixel counts x pixel area (biased by the map's errors); "
-                     "estimated = error-adjusted area from the reference sample with its 95 % interval "
-                     "(see Accuracy and area).</p>")
-            if aa.get("design") == "simple_random":
-                body += f"<p class='note'>{_esc(_SRS_CAVEAT)}</p>"
-        section("area", "Area per class", body)
-
-    # accuracy and area from the reference sample
-    if aa is not None:
-        source = f"Reference: {Path(str(aa['reference'])).name}." if aa.get("reference") else ""
-        heading = "Accuracy and area (95 % intervals)" if estimates_areas(aa) else "Accuracy of the sample points (95 % intervals)"
-        section("assess", heading, _assessment_section(aa, assess_plot_p, source, held_out=mm is not None))
-
-    # map vs held-out reference
-    if mm is not None:
-        body = _summary_table({"map": mm}) + _per_class_table({"map": mm})
-        notes = ["intervals: 95 % Wilson, treating the scored pixels as independent (neighbouring "
-                 "pixels of a field are not, so read them as lower bounds of the uncertainty)"]
-        if mm.get("truth"):
-            notes.append(f"reference: {_esc(mm['truth'])}")
-        if mm.get("n_unclassified"):
-            notes.append(f"{_fmt(mm['n_unclassified'])} reference pixels fall on unclassified map pixels (left out)")
-        if mm.get("n_outside"):
-            notes.append(f"{_fmt(mm['n_outside'])} reference items outside the map (left out)")
-        if notes:
-            body += "<p class='note'>" + "; ".join(notes) + "</p>"
-        if map_cm_p is not None:
-            body += f'<div class="figs">{_figure(_img(map_cm_p, "map confusion matrix"), "map vs reference (rows = reference)")}</div>'
-        section("truth", "Map vs held-out reference", body)
-
-    # models
-    if model_metrics:
-        body = ("<p>Each model scored on the held-out test split (samples of fields never seen in training); "
-                "accuracies with their 95 % Wilson intervals.</p>")
-        body += _summary_table(model_metrics)
-        body += "<h3>Per class (UA = user's accuracy, PA = producer's accuracy)</h3>" + _per_class_table(model_metrics)
-        if confusion_paths:
-            body += '<div class="figs">' + "".join(
-                _figure(_img(p, f"confusion matrix {k}"), f"{k} (rows = reference, columns = predicted)")
-                for k, p in confusion_paths.items() if p
-            ) + "</div>"
-        section("models", "Models on the test split", body)
-
-    # training
-    if curve_paths or history_p is not None:
-        body = ""
-        if curve_paths:
-            body += '<div class="figs">' + "".join(_figure(_img(p, "training curves"), p.name) for p in curve_paths) + "</div>"
-        if history_p is not None:
-            body += _history_table(history_p)
-        section("training", "Training", body)
-
-    # inputs
-    if stack_p is not None or config_p is not None:
-        body = ""
-        if stack_p is not None:
-            summary = _read_json(stack_p, "stack summary")
-            if isinstance(summary, Mapping) and (summary.get("crs") or summary.get("crs_wkt")):
-                # The CRS by name; the WKT stays in the stack summary JSON.
-                crs = _crs_label(summary.get("crs_wkt") or summary.get("crs"))
-                summary = {k: (crs if k == "crs" else v) for k, v in summary.items() if k not in ("crs_name", "crs_wkt")}
-            body += "<h3>Image stack</h3>" + (_kv_table(summary) if isinstance(summary, Mapping) else f"<pre>{_esc(summary)}</pre>")
-        if config_p is not None:
-            text = config_p.read_text(encoding="utf-8")
-            try:
-                cfg = json.loads(text)
-            except json.JSONDecodeError:
-                import yaml
-
-                try:
-                    cfg = yaml.safe_load(text)
-                except yaml.YAMLError:
-                    cfg = None
-            body += "<h3>Configuration</h3>"
-            if isinstance(cfg, Mapping):
-                body += _kv_table(cfg)
-            body += f"<details><summary>raw configuration</summary><pre>{_esc(text)}</pre></details>"
-        section("inputs", "Inputs", body)
-
-    # timings
-    if bench_p is not None:
-        rows = read_benchmarks(bench_p)
-        body = _timing_table(rows) if rows else "<p>No benchmark files found.</p>"
-        body += "<p class='note'>From the Snakemake benchmark files; jobs may have run in parallel, so the sum exceeds the wall time of the run.</p>"
-        section("timings", "Timings", body)
-
-    from cropseq import __version__
-
-    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    nav_html = " · ".join(f'<a href="#{a}">{_esc(h)}</a>' for a, h in nav)
-    doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title><style>{_CSS}</style></head>
-<body>
-<h1>{_esc(title)}</h1>
-<p class="sub">cropseq {_esc(__version__)} · {_esc(now)}</p>
-{f"<p>{_esc(description)}</p>" if description.strip() else ""}
-<div class="cards">{cards_html}</div>
-<nav>{nav_html}</nav>
-{"".join(sections)}
-</body></html>
-"""
+    # Every given input is checked before anything is read or drawn, in this order.
+    inp = _Inputs(
+        metrics={str(k): _need(v, f"metrics of {k}") for k, v in (metrics or {}).items()},
+        confusion={str(k): _need(v, f"confusion matrix of {k}") for k, v in (confusion or {}).items()},
+        curves=_curve_paths(curves), history=_need(history, "training history"),
+        map=_need(map_path, "crop map"), confidence=_need(confidence, "confidence map"),
+        area=_need(area, "area statistics"), map_metrics=_need(map_metrics, "map metrics"),
+        map_confusion=_need(map_confusion, "map confusion matrix"), assess=_need(assess, "accuracy assessment"),
+        assess_plot=_need(assess_plot, "area plot"), stack_summary=_need(stack_summary, "stack summary"),
+        uncertainty=_need(uncertainty, "uncertainty map"), truth=_need(truth, "reference raster"),
+        stack=_need(stack, "image stack"), parcels=_need(parcels, "parcel map"),
+        parcels_metrics=_need(parcels_metrics, "parcel metrics"), run_config=_need(run_config, "run configuration"),
+        benchmarks=Path(benchmarks) if benchmarks is not None else None,
+    )
+    res = _read_results(inp)
+    cards_html = _cards_html(res, inp.area)
+    report = _Sections()
+    _add_product_sections(report, inp, preview, confidence_preview_png, preview_size)
+    _add_accuracy_sections(report, inp, res)
+    _add_run_sections(report, inp)
     with atomic_path(out) as tmp:
-        Path(tmp).write_text(doc, encoding="utf-8")
+        Path(tmp).write_text(_document(title, description, cards_html, report), encoding="utf-8")
     return out

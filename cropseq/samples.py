@@ -199,6 +199,21 @@ def validate_samples(
         CropseqError: one line naming ``where`` and the first problem found.
     """
     cols = set(map(str, df.columns))
+    bands = _check_columns(df, cols, where, require_label)
+    sid = _check_sample_ids(df, where)
+    _check_band_values(df, bands, where)
+    table_patch_size(df, where)
+    if "label" in cols:
+        _check_labels(df, sid, where)
+    if "date" in cols:
+        _check_dates(df, sid, where)
+    if "t" in cols:
+        _check_steps(df, sid, where)
+
+
+def _check_columns(df: pd.DataFrame, cols: set[str], where: str | os.PathLike[str] | None,
+                   require_label: bool) -> list[str]:  # fmt: skip
+    """The required columns are there, with rows; return the band columns."""
     if "sample_id" not in cols:
         raise CropseqError(f"missing column 'sample_id' (columns: {', '.join(map(str, df.columns))})", where)
     if require_label and "label" not in cols:
@@ -210,7 +225,11 @@ def validate_samples(
         raise CropseqError("no band columns (every column is reserved: " + ", ".join(sorted(RESERVED)) + ")", where)
     if len(df) == 0:
         raise CropseqError("the samples table has no rows", where)
+    return bands
 
+
+def _check_sample_ids(df: pd.DataFrame, where: str | os.PathLike[str] | None) -> pd.Series:
+    """Every ``sample_id`` is an integer float64 holds exactly; return them as numbers."""
     sid = pd.to_numeric(df["sample_id"], errors="coerce")
     sv = sid.to_numpy(dtype="float64", na_value=np.nan)
     with np.errstate(invalid="ignore"):
@@ -220,7 +239,11 @@ def validate_samples(
         i = int(np.flatnonzero(bad)[0])
         why = "is too large (at most 2**53 - 1)" if np.isfinite(sv[i]) and sv[i] % 1 == 0 else "is not an integer"
         raise CropseqError(f"sample_id {_show(df['sample_id'].iloc[i])} in row {i} {why}", where)
+    return sid
 
+
+def _check_band_values(df: pd.DataFrame, bands: list[str], where: str | os.PathLike[str] | None) -> None:
+    """Band columns hold numbers (or nothing)."""
     for b in bands:
         col = df[b]
         if not (pd.api.types.is_numeric_dtype(col) or col.isna().all()):
@@ -229,55 +252,59 @@ def validate_samples(
             if badb.any():
                 i = int(np.flatnonzero(badb)[0])
                 raise CropseqError(f"band column {b!r} holds a non-numeric value {_show(col.iloc[i])} in row {i}", where)
-    table_patch_size(df, where)
 
-    if "label" in cols:
-        lab = df["label"]
-        missing = lab.isna().to_numpy() | (lab.astype("string").str.strip() == "").fillna(True).to_numpy()
-        if missing.any():
-            i = int(np.flatnonzero(missing)[0])
-            raise CropseqError(f"row {i} (sample {df['sample_id'].iloc[i]}) has no label", where)
-        per = pd.DataFrame({"s": sid.to_numpy(), "l": lab.astype(str).to_numpy()}).groupby("s")["l"].nunique()
-        mixed = per[per > 1]
-        if len(mixed):
-            raise CropseqError(
-                f"{len(mixed)} samples have more than one label, e.g. sample {int(mixed.index[0])}", where
-            )
 
-    keys: list[str] = []
-    if "date" in cols:
-        dates = _parse_dates(df["date"], where)
-        dup = pd.DataFrame({"s": sid.to_numpy(), "d": dates.to_numpy()}).duplicated().to_numpy()
-        if dup.any():
-            i = int(np.flatnonzero(dup)[0])
-            raise CropseqError(
-                f"duplicate rows for sample {int(sid.iloc[i])} on date {df['date'].iloc[i]} (row {i})", where
-            )
-        keys.append("date")
-    if "t" in cols:
-        t = pd.to_numeric(df["t"], errors="coerce")
-        tv = t.to_numpy(dtype="float64", na_value=np.nan)
-        with np.errstate(invalid="ignore"):
-            badt = ~np.isfinite(tv) | (tv % 1 != 0) | (tv < 0) | (tv >= 2.0**31)
-        if badt.any():
-            i = int(np.flatnonzero(badt)[0])
-            raise CropseqError(f"t {_show(df['t'].iloc[i])} in row {i} is not a non-negative integer step", where)
-        st = pd.DataFrame({"s": sid.to_numpy(), "t": tv.astype(np.int64)})
-        dup = st.duplicated().to_numpy()
-        if dup.any():
-            i = int(np.flatnonzero(dup)[0])
-            raise CropseqError(f"duplicate rows for sample {int(sid.iloc[i])} at step t={int(tv[i])} (row {i})", where)
-        # Steps of each sample must be exactly 0..n-1: min 0 and max n-1 given no duplicates.
-        agg = st.groupby("s")["t"].agg(["min", "max", "size"])
-        ragged = agg[(agg["min"] != 0) | (agg["max"] != agg["size"] - 1)]
-        if len(ragged):
-            s0 = int(ragged.index[0])
-            raise CropseqError(
-                f"ragged steps: {len(ragged)} samples have t values that are not 0..n-1 "
-                f"(e.g. sample {s0}: t from {int(ragged['min'].iloc[0])} to {int(ragged['max'].iloc[0])} "
-                f"over {int(ragged['size'].iloc[0])} rows)",
-                where,
-            )
+def _check_labels(df: pd.DataFrame, sid: pd.Series, where: str | os.PathLike[str] | None) -> None:
+    """Every row has a label, and each sample one label."""
+    lab = df["label"]
+    missing = lab.isna().to_numpy() | (lab.astype("string").str.strip() == "").fillna(True).to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise CropseqError(f"row {i} (sample {df['sample_id'].iloc[i]}) has no label", where)
+    per = pd.DataFrame({"s": sid.to_numpy(), "l": lab.astype(str).to_numpy()}).groupby("s")["l"].nunique()
+    mixed = per[per > 1]
+    if len(mixed):
+        raise CropseqError(
+            f"{len(mixed)} samples have more than one label, e.g. sample {int(mixed.index[0])}", where
+        )
+
+
+def _check_dates(df: pd.DataFrame, sid: pd.Series, where: str | os.PathLike[str] | None) -> None:
+    """Dates parse, and no sample has two rows on one date."""
+    dates = _parse_dates(df["date"], where)
+    dup = pd.DataFrame({"s": sid.to_numpy(), "d": dates.to_numpy()}).duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise CropseqError(
+            f"duplicate rows for sample {int(sid.iloc[i])} on date {df['date'].iloc[i]} (row {i})", where
+        )
+
+
+def _check_steps(df: pd.DataFrame, sid: pd.Series, where: str | os.PathLike[str] | None) -> None:
+    """Steps ``t`` are non-negative integers, exactly ``0..n-1`` per sample."""
+    t = pd.to_numeric(df["t"], errors="coerce")
+    tv = t.to_numpy(dtype="float64", na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        badt = ~np.isfinite(tv) | (tv % 1 != 0) | (tv < 0) | (tv >= 2.0**31)
+    if badt.any():
+        i = int(np.flatnonzero(badt)[0])
+        raise CropseqError(f"t {_show(df['t'].iloc[i])} in row {i} is not a non-negative integer step", where)
+    st = pd.DataFrame({"s": sid.to_numpy(), "t": tv.astype(np.int64)})
+    dup = st.duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise CropseqError(f"duplicate rows for sample {int(sid.iloc[i])} at step t={int(tv[i])} (row {i})", where)
+    # Steps of each sample must be exactly 0..n-1: min 0 and max n-1 given no duplicates.
+    agg = st.groupby("s")["t"].agg(["min", "max", "size"])
+    ragged = agg[(agg["min"] != 0) | (agg["max"] != agg["size"] - 1)]
+    if len(ragged):
+        s0 = int(ragged.index[0])
+        raise CropseqError(
+            f"ragged steps: {len(ragged)} samples have t values that are not 0..n-1 "
+            f"(e.g. sample {s0}: t from {int(ragged['min'].iloc[0])} to {int(ragged['max'].iloc[0])} "
+            f"over {int(ragged['size'].iloc[0])} rows)",
+            where,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -480,6 +507,42 @@ def read_samples_classes(path: str | os.PathLike[str]) -> ClassTable | None:
 # arrays
 
 
+def _bands_and_patch(df: pd.DataFrame, bands: Sequence[str] | None, patch: int | None,
+                     where: str | os.PathLike[str] | None) -> tuple[list[str], int, int]:  # fmt: skip
+    """``(bands, patch size, stored patch size)`` asked of a table, checked against it."""
+    table_bands = band_columns(df)
+    if bands is None:
+        bands = table_bands
+    bands = [str(b) for b in bands]
+    unknown = [b for b in bands if b not in table_bands]
+    if unknown:
+        raise CropseqError(f"band(s) {', '.join(unknown)} not in the samples table (bands: {', '.join(table_bands)})", where)
+    if not bands:
+        raise CropseqError("no bands selected", where)
+    stored = table_patch_size(df, where)
+    p = stored if patch is None else int(patch)
+    if p < 1 or p % 2 == 0:
+        raise CropseqError(f"patch size {p} must be odd and >= 1", where)
+    if p > stored:
+        raise CropseqError(f"patch size {p} requested but the table holds {stored}x{stored} patches", where)
+    return bands, p, stored
+
+
+def _band_values(df: pd.DataFrame, bands: list[str], p: int, stored: int, order: np.ndarray) -> np.ndarray:
+    """``(rows, C, p, p)`` float32 values of the table rows in ``order``; a smaller ``p`` than stored is
+    the centre of the stored patch; +-Inf (and values beyond float32) are NaN."""
+    if p == 1:
+        cols = bands
+    else:
+        off = (stored - p) // 2  # centre crop of a larger stored patch
+        cols = [patch_column(b, i + off, j + off) for b in bands for i in range(p) for j in range(p)]
+    with np.errstate(over="ignore", invalid="ignore"):
+        vals = df[cols].to_numpy(dtype=np.float32, na_value=np.nan)[order].reshape(len(order), len(bands), p, p)
+    # +-Inf (and values beyond float32) are missing, as in the cube (cropseq.io)
+    vals[~np.isfinite(vals)] = np.nan
+    return vals
+
+
 def table_to_arrays(
     df: pd.DataFrame,
     bands: Sequence[str] | None = None,
@@ -509,22 +572,7 @@ def table_to_arrays(
         CropseqError: invalid table, unknown band, or a patch larger than stored/even.
     """
     validate_samples(df, where, require_label=False)
-    table_bands = band_columns(df)
-    if bands is None:
-        bands = table_bands
-    bands = [str(b) for b in bands]
-    unknown = [b for b in bands if b not in table_bands]
-    if unknown:
-        raise CropseqError(f"band(s) {', '.join(unknown)} not in the samples table (bands: {', '.join(table_bands)})", where)
-    if not bands:
-        raise CropseqError("no bands selected", where)
-    stored = table_patch_size(df, where)
-    p = stored if patch is None else int(patch)
-    if p < 1 or p % 2 == 0:
-        raise CropseqError(f"patch size {p} must be odd and >= 1", where)
-    if p > stored:
-        raise CropseqError(f"patch size {p} requested but the table holds {stored}x{stored} patches", where)
-
+    bands, p, stored = _bands_and_patch(df, bands, patch, where)
     has_date = "date" in df.columns
     key = _step_key(df, where)
     sid = pd.to_numeric(df["sample_id"]).to_numpy(dtype=np.int64)
@@ -537,15 +585,7 @@ def table_to_arrays(
     step = np.arange(len(sid_s)) - np.repeat(first, counts)
     n, t_max, c = len(uniq), int(counts.max()), len(bands)
 
-    if p == 1:
-        cols = bands
-    else:
-        off = (stored - p) // 2  # centre crop of a larger stored patch
-        cols = [patch_column(b, i + off, j + off) for b in bands for i in range(p) for j in range(p)]
-    with np.errstate(over="ignore", invalid="ignore"):
-        vals = df[cols].to_numpy(dtype=np.float32, na_value=np.nan)[order].reshape(len(order), c, p, p)
-    # +-Inf (and values beyond float32) are missing, as in the cube (cropseq.io)
-    vals[~np.isfinite(vals)] = np.nan
+    vals = _band_values(df, bands, p, stored, order)
     x = np.full((n, t_max, c, p, p), np.nan, dtype=np.float32)
     x[codes, step] = vals
     present = np.zeros((n, t_max), dtype=bool)
@@ -644,6 +684,112 @@ def _time_bound(value: Any, what: str) -> np.datetime64 | None:
     return parse_date(value, what, None).to_datetime64()
 
 
+@dataclass(frozen=True)
+class _Pixels:
+    """The labelled pixels, one sample each: position, sample id, label and group."""
+
+    rows: np.ndarray  # (N,) int64
+    cols: np.ndarray  # (N,) int64
+    fidx: np.ndarray  # (N,) index of the pixel's label feature
+    sample_id: np.ndarray  # (N,) int64
+    label: np.ndarray  # (N,) str
+    group: np.ndarray  # (N,) object (str)
+
+    def take(self, keep: np.ndarray) -> _Pixels:
+        """The pixels where ``keep`` is true."""
+        return _Pixels(self.rows[keep], self.cols[keep], self.fidx[keep], self.sample_id[keep], self.label[keep],
+                       self.group[keep])  # fmt: skip
+
+
+def _extracted_bands(cube: xr.DataArray, src: Any, report: ExtractionReport) -> tuple[list[str], list[str]]:
+    """``(cube bands, bands extracted)``: reserved column names are skipped (and reported)."""
+    cube_bands = [str(b) for b in cube["band"].values]
+    bands = [b for b in cube_bands if b not in RESERVED]
+    report.skipped_bands = [b for b in cube_bands if b in RESERVED]
+    if not bands:
+        raise CropseqError(f"no band to extract (bands {', '.join(cube_bands)} are all reserved names)", src)
+    return cube_bands, bands
+
+
+def _sample_pixels(cube: xr.DataArray, feats: Any, labels: LabelSet, report: ExtractionReport) -> _Pixels:
+    """The samples: one per point, one per pixel of each polygon, with their ids and groups."""
+    transform = cube.rio.transform()
+    shape = (int(cube.sizes["y"]), int(cube.sizes["x"]))
+    rows, cols, fidx = _label_pixels(feats, transform, shape, report)
+    if len(fidx) == 0:
+        raise CropseqError(
+            f"no labelled pixel inside the stack ({len(report.outside)} labels outside; "
+            f"{_extent_hint(feats, transform, shape, cube.rio.crs)})",
+            labels.path,
+        )
+    fid = feats["sample_id"].to_numpy(dtype=np.int64)
+    is_point = (feats.geometry.geom_type == "Point").to_numpy()
+    point = is_point[fidx]
+    sample_id = np.empty(len(fidx), np.int64)
+    sample_id[point] = fid[fidx[point]]
+    first_poly = int(fid[is_point].max()) + 1 if is_point.any() else 0
+    sample_id[~point] = first_poly + np.arange(int((~point).sum()))
+    labels_s = feats["label"].to_numpy().astype(str)[fidx]
+    group = feats["group"].to_numpy().astype(str)[fidx].astype(object)
+    if labels.id_column is None:  # points: the pixel is the group
+        group[point] = np.char.add(np.char.add("r", rows[point].astype(str)), np.char.add("_c", cols[point].astype(str)))
+    return _Pixels(rows, cols, fidx, sample_id, labels_s, group)
+
+
+def _dated_pixels(px: _Pixels, feats: Any, times: np.ndarray, t0: np.datetime64 | None, t1: np.datetime64 | None,
+                  report: ExtractionReport, src: Any) -> tuple[_Pixels, np.ndarray, np.ndarray]:  # fmt: skip
+    """Keep the pixels with a date in ``[start, end)`` and in their feature's ``[from, to)``.
+
+    Returns:
+        ``(pixels, mask, tsel)``: the pixels kept, their ``(N, T')`` date mask over the
+        cube dates ``tsel`` that any pixel keeps.
+    """
+    frm = feats["from"].to_numpy().astype("datetime64[ns]")[px.fidx]
+    to = feats["to"].to_numpy().astype("datetime64[ns]")[px.fidx]
+    M = _date_mask(times, t0, t1, frm, to)
+    keep = np.asarray(M.any(axis=1))
+    if not keep.all():
+        fid = feats["sample_id"].to_numpy(dtype=np.int64)
+        report.no_dates.extend(sorted({int(fid[i]) for i in px.fidx[~keep]}))
+        px, M = px.take(keep), M[keep]
+    if len(px.rows) == 0:
+        raise CropseqError("no labelled pixel has a stack date in its validity period", src)
+    report.outside = sorted(set(report.outside))
+    tsel = np.flatnonzero(M.any(axis=0))
+    return px, M[:, tsel], tsel
+
+
+def _samples_table(cube: xr.DataArray, cube_bands: list[str], bands: list[str], px: _Pixels, M: np.ndarray,
+                   tsel: np.ndarray, p: int) -> pd.DataFrame:  # fmt: skip
+    """Read the pixel values once; one row per sample and kept date, sorted by sample, date."""
+    transform = cube.rio.transform()
+    times = cube["time"].values.astype("datetime64[ns]")
+    rows, cols = px.rows, px.cols
+    vals, pix = _read_patches(cube, [cube_bands.index(b) for b in bands], tsel, rows, cols, p)
+    n_idx, t_idx = np.nonzero(M)  # sorted by sample, then time
+    h = p // 2
+    centre_vals = vals[t_idx, :, pix[:, h, h][n_idx]]  # (R, C)
+    data: dict[str, Any] = {
+        "sample_id": px.sample_id[n_idx],
+        "label": _take_str(px.label, n_idx),
+        "date": _take_str(_format_times(times[tsel]), t_idx),
+        "group": _take_str(px.group, n_idx),
+        "x": (transform.c + (cols + 0.5) * transform.a)[n_idx],
+        "y": (transform.f + (rows + 0.5) * transform.e)[n_idx],
+        "row": rows[n_idx],
+        "col": cols[n_idx],
+    }
+    for ci, b in enumerate(bands):
+        data[b] = centre_vals[:, ci]
+    if p > 1:
+        flat = pix.reshape(len(pix), p * p)
+        pv = vals[t_idx[:, None], :, flat[n_idx]]  # (R, p*p, C)
+        pv = np.transpose(pv, (0, 2, 1)).reshape(len(n_idx), len(bands) * p * p)  # band-major
+        data.update({name: pv[:, k] for k, name in enumerate(patch_columns(bands, p))})
+    df = pd.DataFrame(data)
+    return df.iloc[np.lexsort((t_idx, df["sample_id"].to_numpy()))].reset_index(drop=True)
+
+
 def extract_samples(
     cube: xr.DataArray,
     labels: LabelSet,
@@ -683,85 +829,17 @@ def extract_samples(
     if t0 is not None and t1 is not None and t1 <= t0:
         raise CropseqError(f"end date {end} is not after start date {start}")
     report = ExtractionReport(patch=p)
-    src = labels.path
-
-    cube_bands = [str(b) for b in cube["band"].values]
-    bands = [b for b in cube_bands if b not in RESERVED]
-    report.skipped_bands = [b for b in cube_bands if b in RESERVED]
-    if not bands:
-        raise CropseqError(f"no band to extract (bands {', '.join(cube_bands)} are all reserved names)", src)
-
-    transform = cube.rio.transform()
-    shape = (int(cube.sizes["y"]), int(cube.sizes["x"]))
+    cube_bands, bands = _extracted_bands(cube, labels.path, report)
     feats = labels.features
     if cube.rio.crs is not None and feats.crs is not None and not feats.crs.equals(cube.rio.crs):
         feats = feats.to_crs(cube.rio.crs)
-
-    # ---- the samples: one per point, one per pixel of each polygon
-    rows, cols, fidx = _label_pixels(feats, transform, shape, report)
-    if len(fidx) == 0:
-        raise CropseqError(
-            f"no labelled pixel inside the stack ({len(report.outside)} labels outside; "
-            f"{_extent_hint(feats, transform, shape, cube.rio.crs)})",
-            src,
-        )
-    fid = feats["sample_id"].to_numpy(dtype=np.int64)
-    is_point = (feats.geometry.geom_type == "Point").to_numpy()
-    point = is_point[fidx]
-    sample_id = np.empty(len(fidx), np.int64)
-    sample_id[point] = fid[fidx[point]]
-    first_poly = int(fid[is_point].max()) + 1 if is_point.any() else 0
-    sample_id[~point] = first_poly + np.arange(int((~point).sum()))
-    labels_s = feats["label"].to_numpy().astype(str)[fidx]
-    group = feats["group"].to_numpy().astype(str)[fidx].astype(object)
-    if labels.id_column is None:  # points: the pixel is the group
-        group[point] = np.char.add(np.char.add("r", rows[point].astype(str)), np.char.add("_c", cols[point].astype(str)))
-
-    # ---- dates of each sample: [start, end) and the feature's [from, to)
+    px = _sample_pixels(cube, feats, labels, report)
     times = cube["time"].values.astype("datetime64[ns]")
-    frm = feats["from"].to_numpy().astype("datetime64[ns]")[fidx]
-    to = feats["to"].to_numpy().astype("datetime64[ns]")[fidx]
-    M = _date_mask(times, t0, t1, frm, to)
-    keep = M.any(axis=1)
-    if not keep.all():
-        report.no_dates.extend(sorted({int(fid[i]) for i in fidx[~keep]}))
-        rows, cols, sample_id, labels_s, group, M = (
-            rows[keep], cols[keep], sample_id[keep], labels_s[keep], group[keep], M[keep]
-        )  # fmt: skip
-    if len(rows) == 0:
-        raise CropseqError("no labelled pixel has a stack date in its validity period", src)
-    report.outside = sorted(set(report.outside))
-    tsel = np.flatnonzero(M.any(axis=0))
-    M = M[:, tsel]
-
-    # ---- the pixel values, read once
-    vals, pix = _read_patches(cube, [cube_bands.index(b) for b in bands], tsel, rows, cols, p)
-    n_idx, t_idx = np.nonzero(M)  # sorted by sample, then time
-    h = p // 2
-    centre_vals = vals[t_idx, :, pix[:, h, h][n_idx]]  # (R, C)
-    data: dict[str, Any] = {
-        "sample_id": sample_id[n_idx],
-        "label": _take_str(labels_s, n_idx),
-        "date": _take_str(_format_times(times[tsel]), t_idx),
-        "group": _take_str(group, n_idx),
-        "x": (transform.c + (cols + 0.5) * transform.a)[n_idx],
-        "y": (transform.f + (rows + 0.5) * transform.e)[n_idx],
-        "row": rows[n_idx],
-        "col": cols[n_idx],
-    }
-    for ci, b in enumerate(bands):
-        data[b] = centre_vals[:, ci]
-    if p > 1:
-        flat = pix.reshape(len(pix), p * p)
-        pv = vals[t_idx[:, None], :, flat[n_idx]]  # (R, p*p, C)
-        pv = np.transpose(pv, (0, 2, 1)).reshape(len(n_idx), len(bands) * p * p)  # band-major
-        data.update({name: pv[:, k] for k, name in enumerate(patch_columns(bands, p))})
-    df = pd.DataFrame(data)
-    df = df.iloc[np.lexsort((t_idx, df["sample_id"].to_numpy()))].reset_index(drop=True)
-
-    report.n_samples = int(len(np.unique(sample_id)))
+    px, M, tsel = _dated_pixels(px, feats, times, t0, t1, report, labels.path)
+    df = _samples_table(cube, cube_bands, bands, px, M, tsel, p)
+    report.n_samples = int(len(np.unique(px.sample_id)))
     report.n_observations = len(df)
-    report.classes = sorted(set(labels_s.tolist()))
+    report.classes = sorted(set(px.label.tolist()))
     return df, report
 
 

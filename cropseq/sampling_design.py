@@ -6,7 +6,7 @@ the map classes as strata, then estimates accuracy and area with the estimators 
 map of 10^9 pixels is never held in memory:
 
 - :func:`map_strata`: the map's classes (names from its metadata, read by
-  :func:`cropseq.evaluation.raster_class_names`) and their pixel counts and hectares
+  :func:`cropseq.raster_metadata.raster_class_names`) and their pixel counts and hectares
   (:func:`cropseq.outputs.area_stats`, one pass over the blocks);
 - :func:`plan_design`: sample size from a target SE of OA (eq. 13) or given, allocated
   ``proportional | equal | neyman`` with a minimum per class;
@@ -46,6 +46,9 @@ from cropseq.accuracy import (
 from cropseq.atomic import atomic_path, check_writable, register_input
 from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
+from cropseq.raster_metadata import raster_class_names
+
+__all__ = ["DEFAULT_EXPECTED_UA", "MapStrata", "POINT_COLUMNS", "POINT_DESIGNS", "STRIP_PIXELS", "SampleDesign", "assess_census", "assess_points", "assess_tables", "check_points_path", "draw_points", "error_matrix", "map_strata", "parse_expected_ua", "plan_design", "read_count_tables", "read_reference_points", "write_points"]
 
 #: Expected user's accuracy of a class the user gave none for (sample size, Neyman).
 DEFAULT_EXPECTED_UA = 0.8
@@ -88,8 +91,6 @@ class MapStrata:
 def _map_names(path: Path) -> dict[int, str]:
     """Code → name of a crop map, with one-line errors for a missing or nameless map."""
     import rasterio
-
-    from cropseq.evaluation import raster_class_names
 
     if not path.is_file():
         raise CropseqError("crop map not found", path)

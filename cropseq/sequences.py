@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+__all__ = ["SequenceArrays"]
+
 
 @dataclass
 class SequenceArrays:
@@ -55,10 +57,12 @@ class SequenceArrays:
 
     @property
     def n(self) -> int:
+        """Number of sequences."""
         return int(self.x.shape[0])
 
     @property
     def patch(self) -> int:
+        """Patch edge in pixels."""
         return int(self.x.shape[3])
 
     def subset(self, idx: np.ndarray) -> SequenceArrays:

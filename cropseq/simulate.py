@@ -932,9 +932,9 @@ class _Renderer:
                 arr[bi] = own + mix * (other - own)
         return _Block(r0, rows, cols, edge, fid, cls, nfid, mix, vigour.astype(np.float32), bg, green, dry)
 
-    def render(self, blk: _Block, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """DN (6, h, w) uint16 and mask (h, w) uint8 of date ``k`` for one block."""
-        cond = self.conds[k]
+    def _fractions(self, blk: _Block, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+        """Cover fractions of date ``k`` in one block: green, dry, flowers (``None``: no
+        flowers that date) and the soil share scaled for the visible and infrared bands."""
         g_f, d_f, fl_f = self.cover[k]
         g = _mixed(g_f, blk)
         g *= blk.vigour
@@ -943,14 +943,14 @@ class _Renderer:
         has_fl = bool(fl_f.max() > 1e-4)
         fl = _mixed(fl_f, blk) if has_fl else None
         tot = g + d
-        if has_fl:
+        if fl is not None:
             tot += fl
         over = tot > 0.98
         if over.any():  # keep the fractions a partition of the pixel
             s = np.where(over, np.float32(0.98) / np.maximum(tot, np.float32(1e-6)), np.float32(1.0))
             g *= s
             d *= s
-            if has_fl:
+            if fl is not None:
                 fl *= s
         np.subtract(1.0, tot, out=tot)
         np.minimum(tot, 1.0, out=tot)
@@ -960,26 +960,15 @@ class _Renderer:
         soil_vis = soil * np.take(vis_scale, blk.cls)
         # Turbidity only touches water, so most blocks share one scaled soil for all bands.
         soil_ir = soil_vis if np.array_equal(vis_scale, ir_scale) else soil * np.take(ir_scale, blk.cls)
+        return g, d, fl, soil_vis, soil_ir
 
+    def render(self, blk: _Block, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """DN (6, h, w) uint16 and mask (h, w) uint8 of date ``k`` for one block."""
+        cond = self.conds[k]
+        g, d, fl, soil_vis, soil_ir = self._fractions(blk, k)
         h, w = blk.fid.shape
         mask = np.zeros((h, w), np.uint8)
-        clouded = cond.clouds is not None
-        if clouded:
-            n = cond.clouds(blk.rows, blk.cols)
-            n -= np.float32(cond.tau)
-            cloud = n > 0
-            # Thick core, semi-transparent rim, and an unmasked haze just outside the mask.
-            alpha = np.where(cloud, np.clip(0.6 + n / np.float32(0.6), 0.6, 1.0),
-                             0.3 * np.clip(1.0 + n / np.float32(0.25), 0.0, 1.0) ** 2).astype(np.float32)
-            sh = cond.clouds(blk.rows + cond.shadow[0], blk.cols + cond.shadow[1])
-            shadow = sh > np.float32(cond.tau)
-            shade = np.where(shadow & ~cloud, np.float32(0.4), np.float32(1.0))
-            mask[shadow] = 2
-            mask[cloud] = 1
-            ctex = np.tanh(n)
-            ctex *= np.float32(0.1)
-            ctex += np.float32(0.9)
-
+        sky = _sky(cond, blk, mask)
         gen = _fast_rng(self.seed, 10, k, blk.r0)
         dn = np.empty((self.n_bands, h, w), np.uint16)
         refl = np.empty((h, w), np.float32)
@@ -991,17 +980,13 @@ class _Renderer:
             refl += tmp
             np.multiply(blk.dry[bi], d, out=tmp)
             refl += tmp
-            if has_fl:
+            if fl is not None:
                 np.multiply(fl, self.flower[bi], out=tmp)
                 refl += tmp
             refl *= np.float32(gain[bi] * 10000.0)  # to DN from here on
             refl += np.float32(offset[bi] * 10000.0)
-            if clouded:
-                refl *= shade
-                np.multiply(ctex, np.float32(self.cloud[bi] * 10000.0), out=tmp)
-                tmp -= refl
-                tmp *= alpha
-                refl += tmp
+            if sky is not None:
+                sky.apply(refl, tmp, self.cloud[bi])
             # Sensor noise: ~0.003 reflectance plus 2 % of the signal.
             np.multiply(refl, np.float32(0.02), out=tmp)
             tmp += np.float32(30.0)
@@ -1014,6 +999,45 @@ class _Renderer:
             dn[:, r, blk.edge[r]:] = NODATA
             mask[r, blk.edge[r]:] = 0
         return dn, mask
+
+
+@dataclass(frozen=True)
+class _Sky:
+    """The clouds of one date over one block: opacity, shadow dimming and cloud texture."""
+
+    alpha: np.ndarray  # (h, w) float32 share of the cloud in the pixel
+    shade: np.ndarray  # (h, w) float32 dimming of the surface in the cloud's shadow
+    ctex: np.ndarray  # (h, w) cloud brightness texture (0.9..1.1)
+
+    def apply(self, refl: np.ndarray, tmp: np.ndarray, cloud_reflectance: float) -> None:
+        """Shade ``refl`` (DN, in place) and blend in the cloud; ``tmp`` is scratch space."""
+        refl *= self.shade
+        np.multiply(self.ctex, np.float32(cloud_reflectance * 10000.0), out=tmp)
+        tmp -= refl
+        tmp *= self.alpha
+        refl += tmp
+
+
+def _sky(cond: _DateCond, blk: _Block, mask: np.ndarray) -> _Sky | None:
+    """The clouds of a date over a block (``None``: a clear date); marks ``mask`` (1
+    cloud, 2 cloud shadow) in place."""
+    if cond.clouds is None:
+        return None
+    n = cond.clouds(blk.rows, blk.cols)
+    n -= np.float32(cond.tau)
+    cloud = n > 0
+    # Thick core, semi-transparent rim, and an unmasked haze just outside the mask.
+    alpha = np.where(cloud, np.clip(0.6 + n / np.float32(0.6), 0.6, 1.0),
+                     0.3 * np.clip(1.0 + n / np.float32(0.25), 0.0, 1.0) ** 2).astype(np.float32)
+    sh = cond.clouds(blk.rows + cond.shadow[0], blk.cols + cond.shadow[1])
+    shadow = sh > np.float32(cond.tau)
+    shade = np.where(shadow & ~cloud, np.float32(0.4), np.float32(1.0))
+    mask[shadow] = 2
+    mask[cloud] = 1
+    ctex = np.tanh(n)
+    ctex *= np.float32(0.1)
+    ctex += np.float32(0.9)
+    return _Sky(alpha, shade, ctex)
 
 
 # --------------------------------------------------------------------------------------
@@ -1279,6 +1303,163 @@ def _stac_asset(band: str, res: int, grid: tuple[Any, tuple[int, int]]) -> Any:
     return pystac.Asset(f"./{band}.tif", title=title, media_type=pystac.MediaType.COG, roles=["data"], extra_fields=fields)
 
 
+@dataclass
+class _Tally:
+    """Running counts over the row blocks: masked pixels per date, valid pixels in all."""
+
+    masked: np.ndarray  # (n_dates,) int64
+    n_valid: int = 0
+
+    def cloud_cover(self) -> list[float]:
+        """Share of the valid pixels masked (cloud or shadow), per date."""
+        return [float(m) / max(self.n_valid, 1) for m in self.masked]
+
+
+@dataclass(frozen=True)
+class _Outputs:
+    """The open rasters of a scene: one-grid images and masks (empty lists in the STAC
+    layout), the two truth rasters, and the STAC files (``None`` in the one-grid layout)."""
+
+    images: list[Any]
+    masks: list[Any]
+    truth: Any
+    test_truth: Any
+    stac: _StacFiles | None
+
+
+def _profiles(size: int) -> dict[str, dict[str, Any]]:
+    """GeoTIFF profiles on the scene's 10 m grid: ``common`` (shared by every raster),
+    ``image`` (6-band DN), ``mask`` (cloud mask) and ``truth`` (class codes)."""
+    from affine import Affine
+
+    transform = Affine(PIXEL_SIZE, 0.0, ORIGIN[0], 0.0, -PIXEL_SIZE, ORIGIN[1])
+    tile = _tile(size)
+    common = dict(driver="GTiff", width=size, height=size, crs=CRS, transform=transform,
+                  tiled=True, blockxsize=tile, blockysize=tile, compress="deflate", zlevel=1)
+    return {
+        "common": common,
+        "image": dict(common, count=len(BANDS), dtype="uint16", nodata=NODATA, predictor=2, interleave="pixel"),
+        "mask": dict(common, count=1, dtype="uint8"),
+        "truth": dict(common, count=1, dtype="uint8", nodata=NODATA),
+    }
+
+
+def _open_outputs(stack: contextlib.ExitStack, outdir: Path, dates: list[date], profiles: dict[str, dict[str, Any]],
+                  images: list[Path], masks: list[Path], tally: _Tally, stac: bool) -> _Outputs:  # fmt: skip
+    """Open every raster of the scene on ``stack`` under temporary names, with their tags."""
+    import rasterio
+
+    tmp_img = [stack.enter_context(atomic_path(p)) for p in images]
+    tmp_mask = [stack.enter_context(atomic_path(p)) for p in masks]
+    tmp_truth = stack.enter_context(atomic_path(outdir / "truth.tif"))
+    tmp_test_truth = stack.enter_context(atomic_path(outdir / "test_truth.tif"))
+    # Datasets are entered after every atomic_path, so they close before the renames.
+    out = _Outputs(
+        images=[stack.enter_context(rasterio.open(t, "w", **profiles["image"])) for t in tmp_img],
+        masks=[stack.enter_context(rasterio.open(t, "w", **profiles["mask"])) for t in tmp_mask],
+        truth=stack.enter_context(rasterio.open(tmp_truth, "w", **profiles["truth"])),
+        test_truth=stack.enter_context(rasterio.open(tmp_test_truth, "w", **profiles["truth"])),
+        stac=_StacFiles(stack, outdir, dates, profiles["common"], tally.cloud_cover) if stac else None,
+    )
+    for k, (di, dm) in enumerate(zip(out.images, out.masks)):
+        di.descriptions = BANDS
+        di.update_tags(ACQUISITION_DATE=dates[k].isoformat(), REFLECTANCE_PER_DN=str(SCALE),
+                       SOURCE="cropseq simulate (synthetic Sentinel-2 L2A-like)")
+        dm.set_band_description(1, "cloud mask: 0 clear, 1 cloud, 2 cloud shadow")
+        dm.update_tags(ACQUISITION_DATE=dates[k].isoformat())
+    cmap = {code: (0, 0, 0, 0) for code in range(256)}
+    cmap.update({c: CLASS_TABLE.rgba(c) for c in CLASS_TABLE.codes})
+    for dst, what in ((out.truth, "class"), (out.test_truth, "class of the held-out fields")):
+        dst.set_band_description(1, what)
+        # The same class metadata as a cropseq crop map (cropseq.outputs), so the truth
+        # rasters name their classes to `evaluate` and in QGIS.
+        dst.update_tags(CROPSEQ_CLASSES=json.dumps(CLASS_TABLE.to_records()))
+        dst.update_tags(1, CLASS_NAMES=json.dumps({str(c.code): c.name for c in CLASS_TABLE.classes}))
+        dst.write_colormap(1, cmap)
+    return out
+
+
+def _write_block(writer: _Writer, out: _Outputs, renderer: _Renderer, r0: int, r1: int, held_out: np.ndarray,
+                 tally: _Tally) -> None:  # fmt: skip
+    """Render rows ``r0:r1`` and queue their writes: the truth rasters, every date's image."""
+    from rasterio.windows import Window
+
+    size = renderer.size
+    win = Window(0, r0, size, r1 - r0)
+    blk = renderer.block(r0, r1)
+    valid = blk.valid
+    tally.n_valid += int(valid.sum())
+    # _CLASSES is ordered by code 1..K, so class index + 1 is the code.
+    truth = np.where(valid, blk.cls + 1, NODATA).astype(np.uint8)
+    writer.submit(out.truth.write, truth, 1, window=win)
+    test_truth = np.where(np.take(held_out, blk.fid), truth, NODATA).astype(np.uint8)
+    writer.submit(out.test_truth.write, test_truth, 1, window=win)
+    for k in range(len(renderer.conds)):
+        dn, mask = renderer.render(blk, k)
+        tally.masked[k] += int(np.count_nonzero(mask))
+        if out.stac is not None:
+            out.stac.write(writer, k, r0, dn, mask, blk)
+        else:
+            writer.submit(out.images[k].write, dn, window=win)
+            writer.submit(out.masks[k].write, mask, 1, window=win)
+
+
+def _write_rasters(outdir: Path, dates: list[date], renderer: _Renderer, images: list[Path], masks: list[Path],
+                   held_out: np.ndarray, stac: bool) -> _Tally:  # fmt: skip
+    """Write the images (one-grid or STAC), masks and truth rasters, block by block."""
+    import rasterio
+
+    size = renderer.size
+    profiles = _profiles(size)
+    tally = _Tally(np.zeros(len(dates), dtype=np.int64))
+    # A small GDAL block cache: completed tiles are flushed to disk instead of piling up
+    # across the 2 x n_dates open files (memory stays bounded by the row block).
+    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), contextlib.ExitStack() as stack:
+        out = _open_outputs(stack, outdir, dates, profiles, images, masks, tally, stac)
+        writer = stack.enter_context(_Writer())  # exits first: pending writes finish
+        for r0 in range(0, size, BLOCK_ROWS):
+            _write_block(writer, out, renderer, r0, min(size, r0 + BLOCK_ROWS), held_out, tally)
+    return tally
+
+
+def _remove_stale_images(outdir: Path, keep: set[str]) -> None:
+    """Remove images of other dates left by an earlier run (they would match the globs)."""
+    for p in (outdir / "images").iterdir() if (outdir / "images").is_dir() else ():
+        if _IMAGE_NAME.match(p.name) and p.name not in keep:
+            p.unlink()
+
+
+def _write_field_layers(outdir: Path, land: _Landscape, size: int, held_out: np.ndarray) -> tuple[int, ...]:
+    """Write ``labels.gpkg`` and ``test_fields.gpkg``; return the field ids labelled wrong."""
+    import shapely
+
+    # Vector parcels in map coordinates, clipped to the swath (no polygon over nodata).
+    valid_region = _valid_region(size, land.edge_a, land.edge_b)
+    to_map = lambda xy: np.column_stack([ORIGIN[0] + xy[:, 0] * PIXEL_SIZE, ORIGIN[1] - xy[:, 1] * PIXEL_SIZE])  # noqa: E731
+    field_ids = np.arange(1, len(land.polys_px) + 1)
+    names = [c.name for c in _CLASSES]
+    for path, sel, label_cls in ((outdir / "labels.gpkg", land.eligible & land.labelled, land.label_cls),
+                                 (outdir / "test_fields.gpkg", held_out, land.cls_index)):
+        idx = np.flatnonzero(sel)
+        polys = shapely.transform(shapely.intersection(land.polys_px[idx], valid_region), to_map)
+        polys = shapely.make_valid(polys)
+        _write_fields(path, polys, field_ids[idx], [names[c] for c in label_cls[idx]])
+    mislabelled = np.flatnonzero(land.eligible & land.labelled & (land.label_cls != land.cls_index))
+    return tuple(int(i) for i in field_ids[mislabelled])
+
+
+def _write_manifest(info: SceneInfo) -> None:
+    """Write ``scene.json``, then the manifest: its presence means the scene is complete."""
+    with atomic_path(info.outdir / "scene.json") as tmp:
+        tmp.write_text(json.dumps(info.to_json_dict(), indent=2) + "\n")
+    with atomic_path(info.stack) as tmp:
+        if info.layout == "stac":
+            tmp.write_text(_STAC_YAML.format(collection=COLLECTION, bands=", ".join(STAC_BANDS),
+                                             invalid=", ".join(map(str, SCL_INVALID))))  # fmt: skip
+        else:
+            tmp.write_text(_STACK_YAML.format(bands=", ".join(BANDS)))
+
+
 def simulate_scene(
     outdir: str | os.PathLike[str],
     size: int = 512,
@@ -1320,130 +1501,33 @@ def simulate_scene(
     if layout not in LAYOUTS:
         raise CropseqError(f"layout must be one of {', '.join(LAYOUTS)} (got {layout!r})")
     stac = layout == "stac"
-    import rasterio
-    import shapely
-    from affine import Affine
-    from rasterio.windows import Window
-
     size, n_dates, seed = int(size), int(n_dates), int(seed)
     outdir = _prepare_outdir(Path(outdir))
     cell = int(max(MIN_FIELD, min(field_size, size // 8)))
     land = _build_landscape(seed, size, cell, float(label_fraction), float(label_noise))
     dates = _dates(seed, n_dates)
-    conds = _conditions(seed, dates, size)
-    renderer = _Renderer(seed, size, land, conds, red_edge=stac)
-
-    transform = Affine(PIXEL_SIZE, 0.0, ORIGIN[0], 0.0, -PIXEL_SIZE, ORIGIN[1])
-    tile = _tile(size)
-    common = dict(driver="GTiff", width=size, height=size, crs=CRS, transform=transform,
-                  tiled=True, blockxsize=tile, blockysize=tile, compress="deflate", zlevel=1)
-    img_profile = dict(common, count=len(BANDS), dtype="uint16", nodata=NODATA, predictor=2,
-                       interleave="pixel")
-    mask_profile = dict(common, count=1, dtype="uint8")
-    truth_profile = dict(common, count=1, dtype="uint8", nodata=NODATA)
+    renderer = _Renderer(seed, size, land, _conditions(seed, dates, size), red_edge=stac)
     stamps = [d.strftime("%Y%m%d") for d in dates]
     images = [] if stac else [outdir / "images" / f"S2_{s}.tif" for s in stamps]
     masks = [] if stac else [outdir / "images" / f"MASK_{s}.tif" for s in stamps]
     if not stac:
         (outdir / "images").mkdir(exist_ok=True)
-    truth_path = outdir / "truth.tif"
-    test_truth_path = outdir / "test_truth.tif"
     held_out = land.eligible & ~land.labelled  # per parcel: in test_fields.gpkg
-
-    masked = np.zeros(n_dates, dtype=np.int64)
-    n_valid = 0
-    # A small GDAL block cache: completed tiles are flushed to disk instead of piling up
-    # across the 2 x n_dates open files (memory stays bounded by the row block).
-    with rasterio.Env(GDAL_CACHEMAX=64 * 1024 * 1024), contextlib.ExitStack() as stack:
-        tmp_img = [stack.enter_context(atomic_path(p)) for p in images]
-        tmp_mask = [stack.enter_context(atomic_path(p)) for p in masks]
-        tmp_truth = stack.enter_context(atomic_path(truth_path))
-        tmp_test_truth = stack.enter_context(atomic_path(test_truth_path))
-        # Datasets are entered after every atomic_path, so they close before the renames.
-        dst_img = [stack.enter_context(rasterio.open(t, "w", **img_profile)) for t in tmp_img]
-        dst_mask = [stack.enter_context(rasterio.open(t, "w", **mask_profile)) for t in tmp_mask]
-        dst_truth = stack.enter_context(rasterio.open(tmp_truth, "w", **truth_profile))
-        dst_test_truth = stack.enter_context(rasterio.open(tmp_test_truth, "w", **truth_profile))
-        files = _StacFiles(stack, outdir, dates, common, lambda: [float(m) / max(n_valid, 1) for m in masked]) if stac else None
-        for k, (di, dm) in enumerate(zip(dst_img, dst_mask)):
-            di.descriptions = BANDS
-            di.update_tags(ACQUISITION_DATE=dates[k].isoformat(), REFLECTANCE_PER_DN=str(SCALE),
-                           SOURCE="cropseq simulate (synthetic Sentinel-2 L2A-like)")
-            dm.set_band_description(1, "cloud mask: 0 clear, 1 cloud, 2 cloud shadow")
-            dm.update_tags(ACQUISITION_DATE=dates[k].isoformat())
-        cmap = {code: (0, 0, 0, 0) for code in range(256)}
-        cmap.update({c: CLASS_TABLE.rgba(c) for c in CLASS_TABLE.codes})
-        for dst, what in ((dst_truth, "class"), (dst_test_truth, "class of the held-out fields")):
-            dst.set_band_description(1, what)
-            # The same class metadata as a cropseq crop map (cropseq.outputs), so the truth
-            # rasters name their classes to `evaluate` and in QGIS.
-            dst.update_tags(CROPSEQ_CLASSES=json.dumps(CLASS_TABLE.to_records()))
-            dst.update_tags(1, CLASS_NAMES=json.dumps({str(c.code): c.name for c in CLASS_TABLE.classes}))
-            dst.write_colormap(1, cmap)
-
-        writer = stack.enter_context(_Writer())  # exits first: pending writes finish
-        for r0 in range(0, size, BLOCK_ROWS):
-            r1 = min(size, r0 + BLOCK_ROWS)
-            win = Window(0, r0, size, r1 - r0)
-            blk = renderer.block(r0, r1)
-            valid = blk.valid
-            n_valid += int(valid.sum())
-            # _CLASSES is ordered by code 1..K, so class index + 1 is the code.
-            truth = np.where(valid, blk.cls + 1, NODATA).astype(np.uint8)
-            writer.submit(dst_truth.write, truth, 1, window=win)
-            test_truth = np.where(np.take(held_out, blk.fid), truth, NODATA).astype(np.uint8)
-            writer.submit(dst_test_truth.write, test_truth, 1, window=win)
-            for k in range(n_dates):
-                dn, mask = renderer.render(blk, k)
-                masked[k] += int(np.count_nonzero(mask))
-                if files is not None:
-                    files.write(writer, k, r0, dn, mask, blk)
-                else:
-                    writer.submit(dst_img[k].write, dn, window=win)
-                    writer.submit(dst_mask[k].write, mask, 1, window=win)
-
-    # Remove images of other dates left by an earlier run (they would match the globs).
-    keep = {p.name for p in images + masks}
-    for p in (outdir / "images").iterdir() if (outdir / "images").is_dir() else ():
-        if _IMAGE_NAME.match(p.name) and p.name not in keep:
-            p.unlink()
-
+    tally = _write_rasters(outdir, dates, renderer, images, masks, held_out, stac)
+    _remove_stale_images(outdir, {p.name for p in images + masks})
     with atomic_path(outdir / "classes.yaml") as tmp:
         CLASS_TABLE.to_yaml(tmp)
-
-    # Vector parcels in map coordinates, clipped to the swath (no polygon over nodata).
-    valid_region = _valid_region(size, land.edge_a, land.edge_b)
-    to_map = lambda xy: np.column_stack([ORIGIN[0] + xy[:, 0] * PIXEL_SIZE, ORIGIN[1] - xy[:, 1] * PIXEL_SIZE])  # noqa: E731
-    field_ids = np.arange(1, len(land.polys_px) + 1)
-    names = [c.name for c in _CLASSES]
-    for path, sel, label_cls in ((outdir / "labels.gpkg", land.eligible & land.labelled, land.label_cls),
-                                 (outdir / "test_fields.gpkg", held_out, land.cls_index)):
-        idx = np.flatnonzero(sel)
-        polys = shapely.transform(shapely.intersection(land.polys_px[idx], valid_region), to_map)
-        polys = shapely.make_valid(polys)
-        _write_fields(path, polys, field_ids[idx], [names[c] for c in label_cls[idx]])
-    mislabelled = np.flatnonzero(land.eligible & land.labelled & (land.label_cls != land.cls_index))
-
+    mislabelled = _write_field_layers(outdir, land, size, held_out)
     info = SceneInfo(
-        outdir=outdir, stack=outdir / "stack.yaml", truth=truth_path, test_truth=test_truth_path,
+        outdir=outdir, stack=outdir / "stack.yaml", truth=outdir / "truth.tif", test_truth=outdir / "test_truth.tif",
         labels=outdir / "labels.gpkg",
         test_fields=outdir / "test_fields.gpkg", classes_path=outdir / "classes.yaml", size=size,
         dates=tuple(d.isoformat() for d in dates), bands=STAC_BANDS if stac else BANDS, crs=CRS,
-        transform=tuple(transform.to_gdal()), classes=CLASS_TABLE, n_fields=len(land.polys_px),
-        n_labelled=int((land.eligible & land.labelled).sum()),
-        n_test=int(held_out.sum()),
-        mislabelled=tuple(int(i) for i in field_ids[mislabelled]),
-        cloud_cover=tuple(float(m) / max(n_valid, 1) for m in masked),
-        nodata_fraction=1.0 - n_valid / float(size * size),
+        transform=tuple(_profiles(size)["common"]["transform"].to_gdal()), classes=CLASS_TABLE,
+        n_fields=len(land.polys_px), n_labelled=int((land.eligible & land.labelled).sum()),
+        n_test=int(held_out.sum()), mislabelled=mislabelled, cloud_cover=tuple(tally.cloud_cover()),
+        nodata_fraction=1.0 - tally.n_valid / float(size * size),
         layout=layout,
     )
-    with atomic_path(outdir / "scene.json") as tmp:
-        tmp.write_text(json.dumps(info.to_json_dict(), indent=2) + "\n")
-    # The manifest last: its presence means the scene is complete.
-    with atomic_path(info.stack) as tmp:
-        if stac:
-            tmp.write_text(_STAC_YAML.format(collection=COLLECTION, bands=", ".join(STAC_BANDS),
-                                             invalid=", ".join(map(str, SCL_INVALID))))  # fmt: skip
-        else:
-            tmp.write_text(_STACK_YAML.format(bands=", ".join(BANDS)))
+    _write_manifest(info)
     return info

@@ -30,14 +30,15 @@ is read without resampling).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
 import operator
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,11 @@ from cropseq.masking import MaskRule, parse_mask
 from cropseq.remote import is_remote
 from cropseq.remote import join as remote_join
 
-__all__ = ["AssetGrid", "BandPlan", "GROUPBY", "STAC_KEYS", "StacManifest", "StacScene", "ValueRules", "describe", "find_items", "open_stac", "parse_query", "parse_stac_manifest", "replace_spec", "stac_listing"]
+__all__ = ["AssetGrid", "BandPlan", "GROUPBY", "STAC_KEYS", "StacManifest", "StacScene", "StacWindows", "ValueRules", "describe", "find_items", "open_stac", "parse_query", "parse_stac_manifest", "replace_spec", "stac_listing"]
 
 STAC_KEYS = {
     "source", "catalog", "collections", "bbox", "datetime", "bands", "query", "mask", "grid", "groupby",
-    "nodata", "scale", "offset", "valid_range", "resampling",
+    "composite", "nodata", "scale", "offset", "valid_range", "resampling",
 }  # fmt: skip
 GROUPBY = ("solar_day", "time")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
@@ -715,20 +716,7 @@ class _Values:
     def __call__(self, raw: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         out = np.empty(raw.shape, np.float32)
         for c, b in enumerate(self.bands):
-            vals = raw[:, c].astype(np.float64)
-            invalid = ~np.isfinite(vals)
-            if b.nodata is not None and not np.isnan(b.nodata):
-                invalid |= vals == b.nodata
-            if b.scale != 1.0 or b.offset != 0.0:
-                vals = vals * b.scale + b.offset
-            if b.valid_range is not None:
-                with np.errstate(invalid="ignore"):
-                    invalid |= (vals < b.valid_range[0]) | (vals > b.valid_range[1])
-            with np.errstate(over="ignore", invalid="ignore"):
-                v32 = vals.astype(np.float32)
-            invalid |= ~np.isfinite(v32)
-            v32[invalid] = np.nan
-            out[:, c] = v32
+            out[:, c] = _band_values(raw[:, c], b)
         if mask is not None and self.mask_rule is not None:
             mvals = mask[:, 0].astype(np.float64)
             if self.mask_nodata is not None:
@@ -736,6 +724,119 @@ class _Values:
             bad = self.mask_rule.invalid(mvals)
             out[np.broadcast_to(bad[:, None], out.shape)] = np.nan
         return out
+
+
+def _band_values(raw: np.ndarray, b: BandPlan) -> np.ndarray:
+    """One band's raw values (odc-stac's float32) -> the cube's float32 values.
+
+    ``value * scale + offset`` is computed in float64 (as the manifest reader does) but
+    in one pass per step, and nodata/NaN become NaN before scaling, so no mask array of
+    the block's size is kept (this runs on every chunk of every STAC read).
+    """
+    vals = raw.astype(np.float64)
+    if b.nodata is not None and not np.isnan(b.nodata):
+        vals[vals == b.nodata] = np.nan
+    if b.scale != 1.0:
+        vals *= b.scale
+    if b.offset != 0.0:
+        vals += b.offset
+    if b.valid_range is not None:
+        with np.errstate(invalid="ignore"):
+            vals[(vals < b.valid_range[0]) | (vals > b.valid_range[1])] = np.nan
+    with np.errstate(over="ignore", invalid="ignore"):
+        v32 = vals.astype(np.float32)
+    v32[np.isinf(v32)] = np.nan  # beyond float32's range: missing, not infinite
+    return v32
+
+
+@dataclass(frozen=True)
+class StacWindows:
+    """Picklable window reader of a STAC stack: ``(row_off, col_off, height, width) ->
+    (time, band, h, w)`` float32, NaN beyond the grid's edges.
+
+    Each call is one eager ``odc.stac.load`` of the window's sub-grid (the items of the
+    dates it holds, its bands and the mask band), then :class:`_Values`. The cube of
+    :func:`open_stac` reads its chunks with it (one task per spatial chunk, every date and
+    band: a small graph), and being a reader of :mod:`cropseq.io`'s kind it gives STAC
+    cubes direct window reads (tiles, halo reads of inference) and composites
+    (:class:`cropseq.composite.CompositeReader`).
+    """
+
+    items: tuple[Any, ...]  # every item of the scene
+    groups: tuple[tuple[int, ...], ...]  # item indices per date (all dates of the scene)
+    plans: tuple[BandPlan, ...]  # every cube band
+    mask: BandPlan | None
+    mask_rule: MaskRule | None
+    grid: TargetGrid
+    groupby: str
+    time_take: tuple[int, ...]  # the dates read, in output order
+    band_take: tuple[int, ...]  # the bands read, in output order
+
+    @property
+    def n_time(self) -> int:
+        """Number of output dates."""
+        return len(self.time_take)
+
+    @property
+    def bands(self) -> tuple[BandPlan, ...]:
+        """The output bands."""
+        return tuple(self.plans[b] for b in self.band_take)
+
+    def select(self, times: Sequence[int], bands: Sequence[int]) -> StacWindows:
+        """The reader of output dates ``times`` and bands ``bands`` (indices, output order)."""
+        return replace(self, time_take=tuple(self.time_take[t] for t in times), band_take=tuple(self.band_take[b] for b in bands))
+
+    def __dask_tokenize__(self) -> Any:
+        return (type(self).__name__, [it.id for it in self.items], self.groups, self.plans, self.mask,
+                self.mask_rule, tuple(self.grid.transform), self.grid.shape, str(self.grid.crs), self.groupby,
+                self.time_take, self.band_take)  # fmt: skip
+
+    def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        out = np.full((self.n_time, len(self.band_take), height, width), np.nan, np.float32)
+        ny, nx = self.grid.shape
+        r0, c0, r1, c1 = max(row_off, 0), max(col_off, 0), min(row_off + height, ny), min(col_off + width, nx)
+        if r1 <= r0 or c1 <= c0 or not self.n_time or not self.band_take:
+            return out
+        dates = sorted(set(self.time_take))
+        raw, mraw = self._load(dates, r0, c0, r1, c1)
+        vals = _Values(self.bands, self.mask_rule, self.mask.nodata if self.mask else None)(raw, mraw)
+        pos = {d: k for k, d in enumerate(dates)}
+        out[:, :, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = vals[[pos[t] for t in self.time_take]]
+        return out
+
+    def _load(self, dates: Sequence[int], r0: int, c0: int, r1: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Raw ``(date, band, h, w)`` values (and the mask's ``(date, 1, h, w)``) of the dates."""
+        import odc.stac
+        from odc.geo.geobox import GeoBox
+
+        plans = (*self.bands, *((self.mask,) if self.mask is not None else ()))
+        items = [self.items[i] for d in dates for i in self.groups[d]]
+        gbox = GeoBox(self.grid.shape, self.grid.transform, self.grid.crs)[r0:r1, c0:c1]
+        cfg = {"*": {"assets": {p.asset: {"nodata": p.nodata} for p in plans if p.nodata is not None}}}
+        with _quiet_warnings():
+            ds = odc.stac.load(
+                items, bands=list(dict.fromkeys(p.asset for p in plans)), groupby=self.groupby, geobox=gbox,
+                resampling={p.asset: p.resampling for p in plans}, dtype="float32", stac_cfg=cfg,
+            )  # fmt: skip
+        if ds.sizes["time"] != len(dates):
+            raise CropseqError(f"odc-stac grouped the items of {len(dates)} dates into {ds.sizes['time']}")
+        raw = np.stack([ds[p.asset].values for p in self.bands], axis=1)
+        return raw, ds[self.mask.asset].values[:, None] if self.mask is not None else None
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Iterator[None]:
+    """odc-stac's reads warn per file (affine's ``*`` deprecation, rasterio's
+    NotGeoreferencedWarning for its in-memory reprojection buffers): nothing for the user."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        yield
 
 
 # Listings of the STAC cubes opened in this process, by the name of their Dask array.
@@ -754,55 +855,33 @@ def open_stac(m: StacManifest, chunks: Any = 512, grid: GridSpec | None = None) 
 
     Returns:
         The cube: ``(time, band, y, x)`` float32, NaN missing, Dask-backed, one chunk holds
-        every date and band of a spatial block, CRS and transform written (rioxarray),
-        ``attrs["source"]`` the manifest.
+        every date and band of a spatial block (read in one task by :class:`StacWindows`),
+        CRS and transform written (rioxarray), ``attrs["source"]`` the manifest; with
+        ``composite:``, the composite (``attrs["composite"]`` describes it).
     """
-    import odc.stac
-    from odc.geo.geobox import GeoBox
-
     from cropseq.atomic import register_input
-    from cropseq.io import CUBE_NAME, DIMS, _chunk_edge, _coords
+    from cropseq.composite import composite_reader, parse_composite
+    from cropseq.io import _build_cube
 
     register_input(m.path, m.catalog, what="part of the stack")  # URLs are skipped there
     scene = describe(m, grid)
     target = scene.grid
-    edge = _chunk_edge(chunks, target.shape)
-    plans = (*scene.bands, *((scene.mask,) if scene.mask is not None else ()))
-    cfg = {"*": {"assets": {p.asset: {"nodata": p.nodata} for p in plans if p.nodata is not None}}}
-    try:
-        ds = odc.stac.load(
-            scene.items, bands=[p.asset for p in plans], groupby=m.groupby,
-            resampling={p.asset: p.resampling for p in plans}, dtype="float32",
-            chunks={"x": edge, "y": edge}, geobox=GeoBox(target.shape, target.transform, target.crs),
-            stac_cfg=cfg,
-        )  # fmt: skip
-    except Exception as e:  # odc-stac raises ValueError/KeyError on metadata it cannot use
-        raise CropseqError(f"odc-stac cannot load the items ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", m.path) from None
-    if ds.sizes["time"] != len(scene.times):
-        raise CropseqError(f"odc-stac grouped the items into {ds.sizes['time']} dates, cropseq into {len(scene.times)}", m.path)
-    import dask.array as da
-
-    n_t = len(scene.times)
-    raw = da.stack([ds[p.asset].data for p in scene.bands], axis=1).rechunk((n_t, len(scene.bands), edge, edge))
-    fn = _Values(scene.bands, m.mask, scene.mask.nodata if scene.mask is not None else None)
-    if scene.mask is not None:
-        mraw = ds[scene.mask.asset].data[:, None].rechunk((n_t, 1, edge, edge))
-        arr = da.map_blocks(fn, raw, mraw, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
-    else:
-        arr = da.map_blocks(fn, raw, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
-    y, x = _coords(target.transform, target.shape)
-    cube = xr.DataArray(
-        arr, dims=DIMS, name=CUBE_NAME, attrs={"source": str(m.path)},
-        coords={"time": scene.times.to_numpy(), "band": np.array([p.name for p in scene.bands], dtype=str), "y": y, "x": x},
+    names = [p.name for p in scene.bands]
+    reader: Any = StacWindows(
+        scene.items, scene.groups, scene.bands, scene.mask, m.mask, target, m.groupby,
+        tuple(range(len(scene.times))), tuple(range(len(scene.bands))),
     )  # fmt: skip
-    if target.crs is not None:
-        cube = cube.rio.write_crs(target.crs)
-    cube = cube.rio.write_transform(target.transform)
+    times, composite = scene.times, None
+    if m.raw.get("composite") is not None:  # a regular time grid, composited in each read task
+        spec = parse_composite(m.raw["composite"], names, m.path, parse_date)
+        reader, times, composite = composite_reader(reader, times, names, spec, m.path)
+    native = {p.name: (*p.resolution, p.resampling) for p in scene.bands}
+    cube = _build_cube(reader, times, names, target.crs, target.transform, target.shape, chunks, str(m.path), native)
     with _FOUND_LOCK:
-        _FOUND[arr.name] = scene.listing()
+        _FOUND[cube.data.name] = scene.listing()
         while len(_FOUND) > _FOUND_MAX:
             _FOUND.popitem(last=False)
-    return cube
+    return cube if composite is None else cube.assign_attrs(composite=composite)
 
 
 def stac_listing(cube: xr.DataArray) -> dict[str, Any] | None:

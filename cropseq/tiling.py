@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
+import dask.array as da
 import numpy as np
 import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
@@ -28,7 +30,7 @@ from affine import Affine
 
 from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
-from cropseq.io import CUBE_NAME, DIMS, cube_crs
+from cropseq.io import CUBE_NAME, DIMS, cube_crs, window_reader
 
 __all__ = ["TILES_JSON", "Tile", "crop_core", "make_tiles", "read_tile", "read_tile_index", "tile_stack", "write_tile"]
 
@@ -138,8 +140,14 @@ def read_tile(cube: xr.DataArray, tile: Tile) -> xr.DataArray:
     top, bottom, left, right = tile.pad
     sub = cube.isel(y=slice(r0, r0 + h), x=slice(c0, c0 + w))
     transform = cube.rio.transform()
-    if any(tile.pad):
+    reader = window_reader(cube)
+    if reader is not None:  # one read of the tile's window (NaN outside): no whole chunks for a halo strip
+        win = (r0 - top, c0 - left, h + top + bottom, w + left + right)
+        block = da.from_delayed(dask.delayed(reader)(*win), (reader.reader.n_time, len(reader.reader.bands), win[2], win[3]), np.float32)
+        sub = sub.pad(y=(top, bottom), x=(left, right)).copy(data=block)
+    elif any(tile.pad):
         sub = sub.pad(y=(top, bottom), x=(left, right), constant_values=np.nan)
+    if any(tile.pad):
         # Padding gives NaN coordinates; extend the grid instead so the tile stays georeferenced.
         y, x = _grid_coords(transform, r0 - top, c0 - left, h + top + bottom, w + left + right)
         sub = sub.assign_coords(y=y, x=x)

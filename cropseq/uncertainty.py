@@ -44,7 +44,7 @@ def check_measures(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]
 def uncertainty(probs: np.ndarray, measure: str) -> np.ndarray:
     """One uncertainty measure of ``(K, H, W)`` probabilities (NaN = nodata) as ``(H, W)`` float32."""
     p = np.asarray(probs, np.float64)
-    valid = np.isfinite(p).all(axis=0)
+    valid = np.asarray(np.isfinite(p).all(axis=0))  # an array (not a numpy scalar) for the typing
     k = p.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
         if measure == "entropy":

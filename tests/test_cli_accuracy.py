@@ -19,7 +19,8 @@ def make_map(truth: Path, out: Path, seed: int = 1) -> Path:
     """A crop map COG = the truth with a known share of pixels set to a random class."""
     import rasterio
 
-    from cropseq.outputs import read_class_table, write_crop_map
+    from cropseq.outputs import write_crop_map
+    from cropseq.raster_metadata import read_class_table
 
     with rasterio.open(truth) as src:
         t, transform, crs = src.read(1), src.transform, src.crs
@@ -37,7 +38,7 @@ def fill_reference(points: Path, truth: Path, out: Path) -> Path:
     import geopandas as gpd
     import rasterio
 
-    from cropseq.evaluation import raster_class_names
+    from cropseq.raster_metadata import raster_class_names
 
     gdf = gpd.read_file(points)
     names = raster_class_names(truth)
@@ -55,7 +56,7 @@ def true_areas(truth: Path) -> dict[str, float]:
     """Hectares of every class counted on the truth raster (10 m pixels)."""
     import rasterio
 
-    from cropseq.evaluation import raster_class_names
+    from cropseq.raster_metadata import raster_class_names
 
     with rasterio.open(truth) as src:
         counts = np.bincount(src.read(1).ravel(), minlength=256)
@@ -184,7 +185,8 @@ def test_one_pixel_class_design_label_assess(scene, tmp_path, capsys) -> None:
     stratum is enumerated completely: finite population correction, no variance)."""
     import rasterio
 
-    from cropseq.outputs import read_class_table, write_crop_map
+    from cropseq.outputs import write_crop_map
+    from cropseq.raster_metadata import read_class_table
 
     _, truth, map_path = scene
     with rasterio.open(map_path) as src:

@@ -168,7 +168,7 @@ def _check_map(path: Path, shape: tuple[int, int] | None) -> None:
 
 
 def _check_model(path: Path) -> None:
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     p = load_predictor(path, device="cpu")
     assert p.bands and len(p.classes) >= 1

@@ -21,6 +21,8 @@ from cropseq.models.recurrent import reverse_padded, run_direction, run_directio
 NAN = float("nan")
 #: Heads under test: many-to-one with each pooling ("many-to-one" = season bins), and many-to-many.
 HEADS = ["many-to-one", "mean-max", "many-to-many"]
+#: Every recurrent cell (``"rnn"`` = the simple tanh RNN).
+CELLS = ["lstm", "gru", "rnn"]
 
 
 def _model(patch: int = 1, cell: str = "lstm", bi: bool = True, head: str = "many-to-one", layers: int = 2, k: int = 4,
@@ -42,7 +44,7 @@ def _data(n: int = 5, t: int = 12, c: int = 3, p: int = 1, seed: int = 0) -> tup
 
 
 @pytest.mark.parametrize(
-    "patch,cell,bi,head", list(itertools.product([1, 3], ["lstm", "gru"], [True, False], HEADS))
+    "patch,cell,bi,head", list(itertools.product([1, 3], CELLS, [True, False], HEADS))
 )
 def test_shapes_and_probabilities(patch: int, cell: str, bi: bool, head: str) -> None:
     m = _model(patch, cell, bi, head)
@@ -89,7 +91,7 @@ def test_nan_neighbour_of_valid_centre_is_zero_filled() -> None:
 
 
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", CELLS)
 def test_different_lengths_batch_like_single_sequences(head: str, cell: str) -> None:
     """Padding (NaN steps after the end) never changes a sequence's result."""
     m = _model(cell=cell, head=head)
@@ -176,7 +178,7 @@ def test_reverse_padded_and_run_direction() -> None:
     assert sequence_lengths(torch.tensor([[True, False, True, False], [False] * 4])).tolist() == [3, 0]
 
 
-@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM, torch.nn.RNN])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_unpacked_outputs_equal_packed_on_valid_steps(cell: type, reverse: bool) -> None:
     """The fast (unpacked) path the model uses matches the packed one wherever a head reads."""

@@ -366,13 +366,13 @@ def test_class_names_of_a_foreign_raster_come_from_its_pam_sidecar(tmp_path: Pat
 
 def test_one_reader_of_class_tables_and_the_legend_of_any_class_raster(tmp_path: Path) -> None:
     """Class names of a raster are read in one module (raster_metadata); the old import
-    paths are that reader. The legend: cropseq's table, else names from other metadata,
+    paths (``cropseq.outputs``, ``cropseq.evaluation``) no longer offer it. The legend: cropseq's table, else names from other metadata,
     else the area CSV, with colours from the colour table; else ``class <code>``."""
     import cropseq.evaluation
     import cropseq.outputs
 
-    assert cropseq.outputs.read_class_table is read_class_table
-    assert cropseq.evaluation.raster_class_names is raster_class_names
+    assert "read_class_table" not in cropseq.outputs.__all__
+    assert "raster_class_names" not in cropseq.evaluation.__all__
     res = write_crop_map(tmp_path / "m.tif", np.array([[3, 7], [9, 0]], np.uint8), T, CRS_UTM, CLASSES)
     assert class_legend(res.map) == [(c.code, c.name, c.color) for c in CLASSES.classes]
 

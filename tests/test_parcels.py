@@ -104,8 +104,7 @@ def test_cli_parcels_table_raster_and_test_field_score(scene, capsys):
             "correct"} <= set(table.columns)
     assert pd.isna(table.set_index("field_id").loc[9, "reference"])  # not a test-split field
     # the parcel map: majority class per parcel, 0 outside, the class map's metadata
-    from cropseq.outputs import read_class_table
-    from cropseq.raster_metadata import pam_category_names
+    from cropseq.raster_metadata import pam_category_names, read_class_table
 
     with rasterio.open(d / "p.tif") as src:
         pm = src.read(1)

@@ -119,10 +119,16 @@ def test_static_catalogue_10m_20m_bands_and_scl_value_mask(one_item: Path) -> No
     assert list(cube["band"].values) == ["B04", "B11"]  # the mask band is no cube band
     assert cube_crs(cube).to_epsg() == 32633 and cube.shape == (1, 2, 32, 32)
     assert tuple(cube.rio.transform())[:6] == (10.0, 0.0, 500000.0, 0.0, -10.0, 5200000.0)
-    assert cube.chunks[2] == (16, 16) and window_reader(cube) is None  # no file-level halo reader: Dask's graph
+    assert cube.chunks[2] == (16, 16) and len(cube.data.__dask_graph__()) == 4  # one read task per chunk
     folder = one_item.parent / "catalog" / "S2_T33_20230601"
     exp = _expected({k: folder / f"{k}.tif" for k in ("B04", "B11", "SCL")}, cube)
     got = cube.values
+    # Direct window reads (tiles, inference halos): the cube's values, NaN beyond the grid.
+    reader = window_reader(cube.isel(band=[1]))
+    assert reader is not None
+    win = reader(-2, 20, 8, 14)
+    assert np.isnan(win[:, :, :2]).all() and np.isnan(win[:, :, :, 12:]).all()
+    np.testing.assert_array_equal(win[:, :, 2:, :12], got[:, 1:2, 0:6, 20:32])
     for c, key in enumerate(("B04", "B11")):
         np.testing.assert_array_equal(np.isnan(got[0, c]), np.isnan(exp[key]), err_msg=key)
         np.testing.assert_allclose(got[0, c], exp[key], rtol=1e-5, atol=2e-6, equal_nan=True, err_msg=key)

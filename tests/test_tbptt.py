@@ -49,7 +49,10 @@ def test_window_bounds_and_k_checks() -> None:
 
 
 @pytest.mark.parametrize("head", HEADS)
-@pytest.mark.parametrize("cell,bi,layers,et", [("lstm", True, 2, False), ("gru", True, 1, True), ("lstm", False, 2, False)])
+@pytest.mark.parametrize(
+    "cell,bi,layers,et",
+    [("lstm", True, 2, False), ("gru", True, 1, True), ("lstm", False, 2, False), ("rnn", True, 2, True), ("rnn", False, 1, False)],
+)
 @pytest.mark.parametrize("k1,k2", [(5, 5), (6, 2), (20, 7), (7, 3)])
 def test_windows_reproduce_the_full_forward(head: str, cell: str, bi: bool, layers: int, et: bool, k1: int, k2: int) -> None:
     """Without weight updates, the windows' outputs equal the full-sequence forward pass."""
@@ -68,7 +71,7 @@ def _grad_steps(loss: torch.Tensor, x: torch.Tensor, row: int) -> list[int]:
     return (g[row].abs().flatten(1).sum(1) > 0).nonzero().flatten().tolist()
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_gradient_support_is_exactly_k2(cell: str, layers: int) -> None:
     """Loss at date t of a window ending at e: non-zero gradient exactly on [e - k2, e)."""
@@ -94,8 +97,9 @@ def test_gradient_support_is_exactly_k2(cell: str, layers: int) -> None:
         assert _grad_steps(w.logits[0, -1].sum(), x, 3) == []
 
 
-def test_unidirectional_gradient_never_reaches_the_future() -> None:
-    m = _model("lstm", False, "many-to-many", 2)
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_unidirectional_gradient_never_reaches_the_future(cell: str) -> None:
+    m = _model(cell, False, "many-to-many", 2)
     x, doy = _data()
     x = x.clone().requires_grad_(True)
     w = list(tbptt_windows(m, x, doy, 10, 4))[0]  # window [0, 10), gradient on [6, 10)
@@ -103,7 +107,7 @@ def test_unidirectional_gradient_never_reaches_the_future() -> None:
     assert _grad_steps(w.logits[0, 3].sum(), x, 0) == [6, 7, 8, 9]
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_many_to_one_window_gradient_stays_in_window(cell: str) -> None:
     m = _model(cell, True, "many-to-one", 2)
     x, doy = _data()

@@ -103,7 +103,7 @@ def test_pickle_payload_is_live(tmp_path: Path, models: dict[str, Path]) -> None
 @pytest.mark.parametrize("name", ["top.pt", "nested.pt", "with_weights.pt", "legacy.pt"])
 def test_malicious_checkpoint_refused(name: str, tmp_path: Path, models: dict[str, Path]) -> None:
     from cropseq.errors import CropseqError
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     marker = tmp_path / "PWNED"
     evil = _evil_checkpoints(tmp_path, marker, models)[name]
@@ -164,7 +164,7 @@ def gadget_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[obje
 def _evil_skops(tmp_path: Path, gadget: object, models: dict[str, Path]) -> dict[str, Path]:
     import skops.io as sio
 
-    from cropseq.baseline import RandomForestPredictor
+    from cropseq.predictors.forest import RandomForestPredictor
 
     real = RandomForestPredictor.load(models["rf"])
     files = {
@@ -197,7 +197,7 @@ def test_skops_payload_is_live(tmp_path: Path, gadget_module: tuple[object, Path
 def test_untrusted_skops_refused(name: str, untrusted: str, tmp_path: Path, gadget_module: tuple[object, Path],
                                  models: dict[str, Path]) -> None:  # fmt: skip
     from cropseq.errors import CropseqError
-    from cropseq.predictor import load_predictor
+    from cropseq.predictors import load_predictor
 
     gadget, marker = gadget_module
     evil = _evil_skops(tmp_path, gadget, models)[name]
@@ -225,7 +225,7 @@ def test_foreign_skops_refused(tmp_path: Path) -> None:
         # either way one line naming a file
         assert_user_error(res, outputs=[tmp_path / "e.json"])
         from cropseq.errors import CropseqError
-        from cropseq.predictor import load_predictor
+        from cropseq.predictors import load_predictor
 
         with pytest.raises(CropseqError, match="not a cropseq RandomForest"):
             load_predictor(tmp_path / name)

@@ -114,8 +114,11 @@ def _interrupted(signum: int) -> int:
 
 
 def _one_line_warnings() -> None:
-    """Show cropseq's :class:`~cropseq.errors.DataWarning` as one line, and hide rasterio's
-    NotGeoreferencedWarning (georeferencing is checked by ``open_stack``: ``crs: none``)."""
+    """Show cropseq's :class:`~cropseq.errors.DataWarning` as one line.
+
+    Also hides rasterio's NotGeoreferencedWarning (georeferencing is checked by
+    ``open_stack``: ``crs: none``).
+    """
     import warnings
 
     from cropseq.errors import DataWarning
@@ -124,7 +127,7 @@ def _one_line_warnings() -> None:
     if getattr(default, "cropseq", False):  # installed by an earlier main() in this process
         return
 
-    def fmt(message, category, filename, lineno, line=None):  # type: ignore[no-untyped-def]
+    def fmt(message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None) -> str:
         if issubclass(category, DataWarning):
             return f"cropseq: warning: {message}\n"
         return default(message, category, filename, lineno, line)

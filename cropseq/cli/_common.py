@@ -27,7 +27,9 @@ def existing_path(path: Path, what: str = "file") -> Path | RemotePath:
 
 
 #: Commands that compute: their thread pools are sized to the usable CPUs before they run.
-COMPUTE_COMMANDS = frozenset({"train", "predict", "crossval", "evaluate", "samples"})
+COMPUTE_COMMANDS = frozenset(
+    {"train", "predict", "crossval", "evaluate", "samples", "distill", "parcels", "suggest", "tile"}
+)
 
 
 def fit_command_threads(command: str | None, cap: int | None) -> None:

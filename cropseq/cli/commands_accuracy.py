@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from cropseq.accuracy import AccuracyAssessment, Estimate
     from cropseq.sampling_design import SampleDesign
 
+__all__ = ["assess_cmd", "default_plot_path", "sample_design_cmd"]
+
 
 def default_plot_path(out: Path) -> Path:
     """``assess.json`` → ``assess.areas.png`` in the same folder."""

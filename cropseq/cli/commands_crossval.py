@@ -17,6 +17,8 @@ import typer
 from cropseq.cli import app
 from cropseq.errors import CropseqError
 
+__all__ = ["crossval_cmd", "default_plot_path", "model_plot_path"]
+
 
 def default_plot_path(out: Path) -> Path:
     """``crossval.json`` → ``crossval.confusion.png`` (one file per model is derived from it)."""

@@ -219,7 +219,13 @@ def split_cmd(
 ) -> None:
     """Split a samples table by group (fields stay on one side), stratified by class."""
     from cropseq.atomic import check_writable
-    from cropseq.samples import grouped_stratified_split, read_samples, read_samples_classes, table_format, write_samples
+    from cropseq.samples import (
+        grouped_stratified_split,
+        read_samples,
+        read_samples_classes,
+        table_format,
+        write_samples,
+    )
 
     if test is not None and test_fraction <= 0:
         raise CropseqError("--test needs --test-fraction > 0", test)

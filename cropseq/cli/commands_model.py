@@ -16,6 +16,8 @@ import typer
 from cropseq.cli import app
 from cropseq.errors import CropseqError
 
+__all__ = ["train_cmd"]
+
 
 def _read_arrays(path: Path, bands: list[str] | None, patch: int | None, what: str) -> Any:
     """Samples table -> SequenceArrays."""
@@ -32,7 +34,7 @@ def train_cmd(
     samples: Path = typer.Option(..., "--samples", help="Training samples table (CSV or Parquet)."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.pt; .skops for --arch rf)."),
     val_samples: Optional[Path] = typer.Option(None, "--val-samples", help="Validation table, for curves/early stopping (default: none; val_fraction in --config holds out groups)."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="gru | lstm | rf (default gru)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="gru | lstm | rnn (simple tanh RNN) | rf (default gru)."),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help="Bidirectional RNN (default on)."),
     patch: Optional[int] = typer.Option(None, "--patch", help="Patch size (odd; default: the table's)."),
     k1: Optional[int] = typer.Option(None, "--k1", help="TBPTT: steps per window (one update per window); default full BPTT."),
@@ -103,3 +105,58 @@ def train_cmd(
     acc = "" if res.val_accuracy is None else f"  validation accuracy {res.val_accuracy:.4f}"
     print(f"model {res.path}  epochs {res.epochs_run}{acc}  history {res.history_path}"
           + ("" if res.plot_path is None else f"  curves {res.plot_path}"), file=sys.stdout)
+
+
+@app.command("export")
+def export_cmd(
+    model: Path = typer.Argument(..., help="Deep checkpoint (*.pt) to export."),
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX file to write (.onnx; `cropseq predict --engine onnx` looks for <model>.onnx)."),
+    dates: int = typer.Option(..., "--dates", min=2, help="Dates T of the stacks it will map (the graph unrolls the recurrent layers over them)."),
+) -> None:
+    """Export a deep model as an ONNX graph: raw (N, T, C, p, p) patches + (N, T) day of year -> (N, K) probabilities.
+
+    The normalisation is inside the graph; the file's metadata holds the model's record
+    (bands, classes, patch) under cropseq.meta_json. N is dynamic, T fixed (--dates; the
+    number of dates `cropseq inspect` lists). Tracing takes a minute or two on 2 cores.
+    """
+    from cropseq.export import export_onnx
+
+    out = export_onnx(model, onnx, dates)
+    print(f"onnx {out}")
+
+
+@app.command("distill")
+def distill_cmd(
+    teacher: Path = typer.Option(..., "--teacher", help="Trained deep model (*.pt) whose probabilities the student learns."),
+    stack: Path = typer.Option(..., "--stack", help="stack.yaml (or its folder, a tile store): the scene whose pixels are sampled."),
+    out: Path = typer.Option(..., "--out", help="Student model to write (.pt; a normal cropseq model)."),
+    pixels: int = typer.Option(20_000, "--pixels", min=10, help="Unlabelled pixels sampled over the scene (10 % held out to score agreement)."),
+    epochs: int = typer.Option(20, "--epochs", min=1, help="Passes over the sampled pixels."),
+    hidden_size: int = typer.Option(32, "--hidden-size", min=1, help="Student GRU hidden units per direction."),
+    num_layers: int = typer.Option(1, "--num-layers", min=1, help="Student recurrent layers."),
+    encoder_width: int = typer.Option(16, "--encoder-width", min=1, help="Student encoder channels."),
+    temperature: float = typer.Option(2.0, "--temperature", min=0.1, help="Softening of both distributions (KL loss x T^2)."),
+    start: Optional[str] = typer.Option(None, "--start", help="Season window start (YYYY-MM-DD, inclusive), as for predict."),
+    end: Optional[str] = typer.Option(None, "--end", help="Season window end (YYYY-MM-DD, exclusive)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the pixel sample, hold-out and initialisation."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Distil a teacher model into a small, fast student on the unlabelled pixels of a scene.
+
+    The student (1-layer bidirectional GRU, hidden 32, 16-channel encoder by default) learns
+    the teacher's class probabilities (KL divergence at --temperature) and keeps its bands,
+    patch, classes and normalisation: map with it as with any model (cropseq predict).
+    """
+    from cropseq.distill import DistillConfig, distill
+    from cropseq.progress import progress_bar
+
+    if not teacher.is_file():
+        from cropseq.predictors import missing_model_error
+
+        raise missing_model_error(teacher)
+    cfg = DistillConfig(pixels=pixels, epochs=epochs, hidden_size=hidden_size, num_layers=num_layers,
+                        encoder_width=encoder_width, temperature=temperature, seed=seed)  # fmt: skip
+    with progress_bar("distill", not quiet, unit="batches", transient=True) as bar:
+        res = distill(teacher, stack, out, cfg, start=start, end=end, progress=bar)
+    print(f"model {res.path}  {res.pixels} pixels  agreement with the teacher {100 * res.agreement:.1f} % "
+          f"(held-out pixels)  {res.seconds:.0f} s")  # fmt: skip

@@ -16,6 +16,8 @@ import typer
 from cropseq.cli import app
 from cropseq.progress import progress_bar
 
+__all__ = ["Device", "Smooth", "Uncertainty", "area_cmd", "mosaic_cmd", "predict_cmd"]
+
 
 class Uncertainty(str, Enum):
     """Uncertainty measures (definitions in cropseq.uncertainty)."""
@@ -39,6 +41,16 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Engine(str, Enum):
+    """How deep models run (cropseq.predictors.ENGINES)."""
+
+    auto = "auto"
+    torch = "torch"
+    bf16 = "bf16"
+    int8 = "int8"
+    onnx = "onnx"
 
 
 @app.command("predict")
@@ -66,6 +78,12 @@ def predict_cmd(
     min_valid: int | None = typer.Option(
         None, "--min-valid", min=1, help="Pixels with fewer valid observations are nodata (0). [default: 3, or the number of dates if fewer]"),
     device: Device = typer.Option(Device.auto, "--device", help="Where deep models run."),
+    engine: Engine = typer.Option(
+        Engine.auto, "--engine",
+        help="How a deep model runs: torch = float32 PyTorch (bf16 on a GPU); on the CPU also bf16 = bfloat16 "
+             "autocast, int8 = int8 dynamic quantisation of the recurrent and linear layers, onnx = ONNX Runtime "
+             "on <model>.onnx from `cropseq export --onnx`. auto = torch (benchmarks/README.md: speed and map "
+             "agreement of each)."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed chunk task on a Dask cluster."),
     allow_incomplete: bool = typer.Option(
         False, "--allow-incomplete", help="Accept the checkpoint of an unfinished training run (<model>.partial)."),
@@ -128,6 +146,7 @@ def predict_cmd(
             uncertainty=[u.value for u in uncertainty],
             probabilities_zarr=probabilities_zarr,
             stac=stac,
+            engine=engine.value,
         )
     o = res.outputs
     share = 100.0 * res.classified / res.pixels if res.pixels else 0.0

@@ -7,12 +7,14 @@ Thin over :mod:`cropseq.parcels` (object-based map: one class per field) and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from cropseq.cli import app
 from cropseq.errors import CropseqError
+
+__all__ = ["parcels_cmd", "suggest_cmd"]
 
 
 def _parcels_source(parcels: Path | None, segments: str | None, stack: Path | None, bands: list[str] | None,
@@ -85,21 +87,10 @@ def parcels_cmd(
     parcels whose majority class is right is printed and written as JSON. Memory stays
     flat: the map is read window by window and counts are kept per parcel.
     """
-    import pandas as pd
     import rasterio
 
     from cropseq.atomic import check_writable
-    from cropseq.evaluation import write_metrics
-    from cropseq.parcels import (
-        check_outputs,
-        parcel_table,
-        reference_from_column,
-        reference_from_truth,
-        score_parcels,
-        split_groups,
-        summarise_parcels,
-        write_parcels,
-    )
+    from cropseq.parcels import check_outputs, parcel_table, summarise_parcels, write_parcels
 
     if truth is not None and reference_column is not None:
         raise CropseqError("score with --truth or with --reference-column, not both")
@@ -118,26 +109,50 @@ def parcels_cmd(
     gdf, source = _parcels_source(parcels, segments, stack, bands, segment_size, id_column, crs)
     stats = summarise_parcels(map_path, gdf, probabilities_zarr=probabilities_zarr, truth=truth)
     table = parcel_table(gdf, stats)
-    result = score_parcels(table, pd.Series([None] * len(table), dtype=object), source="none") if metrics else None
-    if truth is not None:
-        result = score_parcels(table, reference_from_truth(stats, gdf), source=f"majority of {truth.name} per parcel")
-    elif reference_column is not None:
-        groups = split_groups(test_samples) if test_samples is not None else None
-        ref = reference_from_column(gdf, reference_column, parcels or out, test_groups=groups, id_column=id_column)
-        what = f"column {reference_column!r}" + (f" of the fields in {test_samples.name}" if test_samples else "")
-        result = score_parcels(table, ref, source=what)
+    result = None
+    if metrics is not None:
+        result = _score_parcels(table, stats, gdf, truth, reference_column, test_samples, parcels or out, id_column)
     write_parcels(table, gdf, map_path, out, raster)
     typer.echo(f"parcels: {out} ({len(table)} parcels from {source}; {int((table['valid_pixels'] > 0).sum())} with a class)")
     typer.echo(f"parcel map: {raster}")
     if result is not None and metrics is not None:
-        write_metrics({**result, "map": str(map_path), "parcels": str(out)}, metrics)
-        if not scored:
-            typer.echo(f"metrics: {metrics} (no reference: nothing scored)")
-            return
-        share = "n/a" if result["share_right"] is None else f"{result['share_right']:.3f}"
-        ci = "" if result["ci95"] is None else f" [{result['ci95'][0]:.3f}, {result['ci95'][1]:.3f}]"
-        typer.echo(f"majority class right for {result['right']} of {result['scored']} reference parcels: {share}{ci}")
-        typer.echo(f"metrics: {metrics}")
+        _write_parcel_metrics(result, metrics, map_path, out, scored)
+
+
+def _score_parcels(table: Any, stats: Any, gdf: Any, truth: Path | None, reference_column: str | None,
+                   test_samples: Path | None, where: Path, id_column: str | None) -> dict[str, Any]:  # fmt: skip
+    """Score the parcels' majority classes against the reference given (or nothing: counts only).
+
+    The reference is the majority of the truth pixels of each parcel (``truth``), else the
+    parcels' own ``reference_column`` (limited to the fields of ``test_samples`` when
+    given); with neither, nothing is scored.
+    """
+    import pandas as pd
+
+    from cropseq.parcels import reference_from_column, reference_from_truth, score_parcels, split_groups
+
+    if truth is not None:
+        return score_parcels(table, reference_from_truth(stats, gdf), source=f"majority of {truth.name} per parcel")
+    if reference_column is not None:
+        groups = split_groups(test_samples) if test_samples is not None else None
+        ref = reference_from_column(gdf, reference_column, where, test_groups=groups, id_column=id_column)
+        what = f"column {reference_column!r}" + (f" of the fields in {test_samples.name}" if test_samples else "")
+        return score_parcels(table, ref, source=what)
+    return score_parcels(table, pd.Series([None] * len(table), dtype=object), source="none")
+
+
+def _write_parcel_metrics(result: dict[str, Any], metrics: Path, map_path: Path, out: Path, scored: bool) -> None:
+    """Write the scoring JSON and print the share of reference parcels classed right."""
+    from cropseq.evaluation import write_metrics
+
+    write_metrics({**result, "map": str(map_path), "parcels": str(out)}, metrics)
+    if not scored:
+        typer.echo(f"metrics: {metrics} (no reference: nothing scored)")
+        return
+    share = "n/a" if result["share_right"] is None else f"{result['share_right']:.3f}"
+    ci = "" if result["ci95"] is None else f" [{result['ci95'][0]:.3f}, {result['ci95'][1]:.3f}]"
+    typer.echo(f"majority class right for {result['right']} of {result['scored']} reference parcels: {share}{ci}")
+    typer.echo(f"metrics: {metrics}")
 
 
 @app.command("suggest")

@@ -10,6 +10,8 @@ import typer
 from cropseq.cli import app
 from cropseq.errors import CropseqError
 
+__all__ = ["report_cmd"]
+
 
 def _pairs(values: list[str] | None, option: str) -> dict[str, Path]:
     """``NAME=PATH`` items (split on the first ``=``) → ``{NAME: PATH}``, in order."""
@@ -92,30 +94,11 @@ def report_cmd(
     from cropseq.report import build_report
 
     path = build_report(
-        out,
-        title=title,
-        description=description,
-        metrics=_pairs(metrics, "--metrics"),
-        confusion=_pairs(confusion, "--confusion"),
-        curves=curves or None,
-        history=history,
-        map_path=map_path,
-        confidence=confidence,
-        area=area,
-        map_metrics=map_metrics,
-        map_confusion=map_confusion,
-        assess=assess,
-        assess_plot=assess_plot,
-        stack_summary=stack_summary,
-        run_config=run_config,
-        benchmarks=benchmarks,
-        preview=preview,
-        confidence_preview_png=confidence_preview,
-        preview_size=preview_size,
-        uncertainty=uncertainty,
-        truth=truth,
-        stack=stack,
-        parcels=parcels,
-        parcels_metrics=parcels_metrics,
+        out, title=title, description=description, metrics=_pairs(metrics, "--metrics"),
+        confusion=_pairs(confusion, "--confusion"), curves=curves or None, history=history, map_path=map_path,
+        confidence=confidence, area=area, map_metrics=map_metrics, map_confusion=map_confusion, assess=assess,
+        assess_plot=assess_plot, stack_summary=stack_summary, run_config=run_config, benchmarks=benchmarks,
+        preview=preview, confidence_preview_png=confidence_preview, preview_size=preview_size,
+        uncertainty=uncertainty, truth=truth, stack=stack, parcels=parcels, parcels_metrics=parcels_metrics,
     )
     typer.echo(f"wrote {path}")

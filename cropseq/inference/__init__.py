@@ -357,6 +357,7 @@ def run_prediction(
     uncertainty: Any = None,
     probabilities_zarr: str | os.PathLike[str] | None = None,
     stac: str | os.PathLike[str] | bool | None = True,
+    engine: str | None = None,
 ) -> PredictionResult:
     """Predict a whole stack into a COG crop map (+ confidence, area CSV, QGIS style).
 
@@ -390,6 +391,8 @@ def run_prediction(
         probabilities_zarr: Path of a CF-compliant Zarr probabilities cube, or None.
         stac: ``True``: a STAC Item ``<stem>.stac.json`` describing the outputs; a path;
             or ``False``/``None``.
+        engine: How a deep model runs (:data:`cropseq.predictors.ENGINES`: ``torch``,
+            ``bf16``, ``int8``, ``onnx``; None = ``auto``); checked before any work.
 
     Returns:
         A :class:`PredictionResult`.
@@ -407,7 +410,7 @@ def run_prediction(
     device = _model_device(model, device)
     # Worker processes load their own copy: a client that must load one (custom loader)
     # keeps it on the CPU instead of taking GPU memory.
-    ref, info = resolve_model(model, device, loader, client_device=None if mode == "threads" else "cpu")
+    ref, info = resolve_model(model, device, loader, client_device=None if mode == "threads" else "cpu", engine=engine)
     cube, chunk = _open_cube(stack, chunk, parallel_slots(workers, threads, scheduler))
     plan = plan_for_model(cube, ref, info, chunk=chunk, min_valid=min_valid, start=start, end=end, smooth=smooth)
     pool = _pool_size(mode, workers, threads, device, plan)

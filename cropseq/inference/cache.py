@@ -25,7 +25,7 @@ from typing import Any
 from dask.base import tokenize
 
 from cropseq.errors import CropseqError
-from cropseq.predictors import Predictor, load_incomplete_predictor, load_predictor, missing_model_error, read_model_info
+from cropseq.predictors import Predictor, check_engine, load_incomplete_predictor, load_predictor, missing_model_error, read_model_info
 
 __all__ = [
     "Loader",
@@ -44,14 +44,15 @@ _CACHE_SIZE = 2  # a process rarely needs more than one model; keep GPU memory b
 _LOADS = 0
 
 
-def _default_loader(path: Path, device: str) -> Predictor:
-    return load_predictor(path, device=device)
+def _default_loader(path: Path, device: str, engine: str | None = None) -> Predictor:
+    return load_predictor(path, device=device, engine=engine)
 
 
 def cached_predictor(
     path: str | os.PathLike[str],
     device: str = "auto",
     loader: Loader | None = None,
+    engine: str | None = None,
 ) -> Predictor:
     """The predictor for a model file, loaded at most once per process.
 
@@ -65,6 +66,8 @@ def cached_predictor(
         loader: ``loader(path, device) -> Predictor``; default
             :func:`cropseq.predictors.load_predictor`. Must be picklable to run on
             distributed workers (a module-level function).
+        engine: How a deep model runs (:data:`cropseq.predictors.ENGINES`); None = the
+            default. Passed to the loader as ``engine=`` only when given.
 
     Returns:
         The loaded predictor.
@@ -79,13 +82,14 @@ def cached_predictor(
     except FileNotFoundError:
         raise CropseqError("model file not found", path) from None
     fn = loader or _default_loader
-    key = (f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}", str(p), st.st_mtime_ns, st.st_size, device)
+    key = (f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}", str(p), st.st_mtime_ns, st.st_size, device,
+           engine)  # fmt: skip
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
             _CACHE.move_to_end(key)
             return hit
-        predictor = fn(p, device)
+        predictor = fn(p, device) if engine is None else fn(p, device, engine=engine)  # type: ignore[call-arg]
         _LOADS += 1
         _CACHE[key] = predictor
         while len(_CACHE) > _CACHE_SIZE:
@@ -114,6 +118,7 @@ class ModelRef:
         path: Model file; loaded through :func:`cached_predictor` in the task's process.
         device: Device for deep models.
         loader: Optional custom loader (see :func:`cached_predictor`).
+        engine: How a deep model runs (None: the default).
         predictor: An in-memory predictor instead of a path. Fine for the threaded
             scheduler; on a distributed cluster it is pickled into the task graph, so pass
             a path there.
@@ -122,6 +127,7 @@ class ModelRef:
     path: str | None = None
     device: str = "auto"
     loader: Loader | None = None
+    engine: str | None = None
     predictor: Predictor | None = field(default=None, repr=False)
 
     def get(self) -> Predictor:
@@ -129,14 +135,15 @@ class ModelRef:
         if self.predictor is not None:
             return self.predictor
         assert self.path is not None
-        return cached_predictor(self.path, self.device, self.loader)
+        return cached_predictor(self.path, self.device, self.loader, self.engine)
 
     def token(self) -> str:
         """A key identifying the model, for naming Dask tasks."""
         if self.predictor is not None:
             return f"obj-{id(self.predictor)}-{uuid.uuid4().hex}"
         st = Path(self.path).stat() if self.path else None  # type: ignore[arg-type]
-        return tokenize(self.path, st.st_mtime_ns if st else 0, self.device, getattr(self.loader, "__qualname__", None))
+        return tokenize(self.path, st.st_mtime_ns if st else 0, self.device, getattr(self.loader, "__qualname__", None),
+                        self.engine)  # fmt: skip
 
 
 def resolve_model(
@@ -144,6 +151,7 @@ def resolve_model(
     device: str,
     loader: Loader | None = None,
     client_device: str | None = None,
+    engine: str | None = None,
 ) -> tuple[ModelRef, Any]:
     """A task-side reference plus the client-side description (bands, classes, patch, kind).
 
@@ -159,6 +167,8 @@ def resolve_model(
         device: The (resolved) device the tasks load the model on.
         loader: Optional custom loader (see :func:`cached_predictor`).
         client_device: Device of the client's copy, when the client must load one.
+        engine: How the tasks run a deep model (checked here, once: an impossible engine
+            fails before any work); the client never needs it.
 
     Returns:
         ``(ref, info)``: the :class:`ModelRef` the tasks carry, and an object with ``bands``,
@@ -174,10 +184,16 @@ def resolve_model(
         path = Path(model)
         if not path.is_file():
             raise missing_model_error(path)
-        ref = ModelRef(str(path.resolve()), device, loader)
+        ref = ModelRef(str(path.resolve()), device, loader, engine)
         if loader is None or loader is load_incomplete_predictor:
-            return ref, read_model_info(path, allow_incomplete=loader is not None)
-        return ref, cached_predictor(path, client_device or device, loader)
+            info = read_model_info(path, allow_incomplete=loader is not None)
+        else:
+            info = cached_predictor(path, client_device or device, loader)
+        if check_engine(engine, device, str(getattr(info, "kind", "deep"))) == "onnx":
+            from cropseq.predictors.onnx import check_onnx_export
+
+            check_onnx_export(path)  # before any output is opened
+        return ref, info
     if not all(hasattr(model, a) for a in ("bands", "classes", "patch", "predict_image")):
         raise TypeError(f"expected a model path or a Predictor, got {type(model).__name__}")
     return ModelRef(predictor=model, device=device), model

@@ -220,6 +220,7 @@ def plan_prediction(
     device: str = "auto",
     loader: Loader | None = None,
     smooth: Smoothing | None = None,
+    engine: str | None = None,
 ) -> PredictionPlan:
     """Build the lazy prediction graph (see :func:`predict_cube` for the arguments).
 
@@ -229,7 +230,7 @@ def plan_prediction(
     Raises:
         CropseqError: see :func:`predict_cube`.
     """
-    ref, info = resolve_model(model, device, loader)
+    ref, info = resolve_model(model, device, loader, engine=engine)
     return plan_for_model(cube, ref, info, chunk=chunk, min_valid=min_valid, start=start, end=end, smooth=smooth)
 
 
@@ -309,6 +310,7 @@ def predict_cube(
     loader: Loader | None = None,
     smooth: Smoothing | None = None,
     uncertainty_measures: tuple[str, ...] = (),
+    engine: str | None = None,
 ) -> xr.Dataset:
     """Lazily predict a crop map from a cube.
 
@@ -330,6 +332,7 @@ def predict_cube(
             (:mod:`cropseq.smoothing`); the result still does not depend on ``chunk``.
         uncertainty_measures: Also return these :mod:`cropseq.uncertainty` measures
             (``entropy``, ``margin``, ``least``) as float32 variables of the same names.
+        engine: How a deep model loaded from a path runs (:data:`cropseq.predictors.ENGINES`).
 
     Returns:
         A lazy ``xarray.Dataset`` with ``class`` (uint8, 0 = nodata), ``confidence``
@@ -342,6 +345,7 @@ def predict_cube(
     """
     plan = plan_prediction(
         cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device, loader=loader, smooth=smooth,
+        engine=engine,
     )
     cls = plan.probs.map_blocks(class_block, plan.codes, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     conf = plan.probs.map_blocks(confidence_block, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))

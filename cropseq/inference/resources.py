@@ -14,7 +14,6 @@ The device is resolved once, by :func:`cropseq.predictors.resolve_device`.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -51,11 +50,10 @@ DISK_HEADROOM = 1.1
 
 
 def cpu_count() -> int:
-    """Cores this process may run on (its CPU affinity where the OS tells)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
+    """Cores this process may use: its CPU affinity, capped by ``cropseq --threads`` (:mod:`cropseq.threads`)."""
+    from cropseq.threads import usable_cpus
+
+    return usable_cpus()
 
 
 def auto_chunk(height: int, width: int, slots: int) -> int:

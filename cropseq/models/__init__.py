@@ -3,7 +3,7 @@
 - :mod:`cropseq.models.encoder`: :class:`PatchEncoder` (valid convolutions, patch -> vector,
   chunk -> per-pixel vectors).
 - :mod:`cropseq.models.recurrent`: :class:`ArchConfig`, :class:`SequenceClassifier`
-  (masking, temporal encoding, (bi)LSTM/GRU, many-to-one / many-to-many heads).
+  (masking, temporal encoding, (bi)LSTM/GRU/simple tanh RNN, many-to-one / many-to-many heads).
 - :mod:`cropseq.models.tbptt`: truncated BPTT windows (``k1``/``k2``).
 
 The trained model behind the ``Predictor`` protocol is

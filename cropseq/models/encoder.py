@@ -18,6 +18,8 @@ from torch import nn
 
 from cropseq.errors import CropseqError
 
+__all__ = ["ChannelNorm", "PatchEncoder"]
+
 
 class ChannelNorm(nn.Module):
     """LayerNorm over the channel axis of ``(M, D, H, W)`` maps (per pixel).

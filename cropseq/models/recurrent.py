@@ -1,4 +1,4 @@
-"""Recurrent sequence classifier: CNN encoder per date -> (bi)LSTM/GRU -> head.
+"""Recurrent sequence classifier: CNN encoder per date -> (bi)LSTM/GRU/RNN -> head.
 
 Inputs and masking
 ------------------
@@ -24,10 +24,11 @@ The model takes *raw* values ``x (N, T, C, p, p)`` (NaN = missing) and day of ye
 
 Recurrent core
 --------------
-``num_layers`` layers of single-direction ``nn.LSTM``/``nn.GRU`` modules, one per direction,
-instead of one ``bidirectional=True`` module: each direction must be runnable on its own, from
-a given state and over a given window, for truncated BPTT (:mod:`cropseq.models.tbptt`) and for
-per-sequence reversal of padded batches. Dropout sits between layers and before the head.
+``num_layers`` layers of single-direction ``nn.LSTM``/``nn.GRU``/``nn.RNN`` (tanh) modules, one
+per direction, instead of one ``bidirectional=True`` module: each direction must be runnable on
+its own, from a given state and over a given window, for truncated BPTT
+(:mod:`cropseq.models.tbptt`) and for per-sequence reversal of padded batches. Dropout sits
+between layers and before the head.
 
 Heads
 -----
@@ -74,12 +75,18 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from cropseq.errors import CropseqError
 from cropseq.models.encoder import PatchEncoder
 
-#: RNN state: ``h`` for a GRU, ``(h, c)`` for an LSTM, each ``(1, N, H)``.
+__all__ = ["ArchConfig", "CELLS", "CELL_MODULES", "DAYS_PER_YEAR", "HEADS", "LEGACY_ARCH", "POOLINGS", "SequenceClassifier", "State", "build_model", "reverse_padded", "run_direction", "run_direction_outputs", "sequence_lengths", "state_detach"]
+
+#: RNN state: ``h`` for a GRU or simple RNN, ``(h, c)`` for an LSTM, each ``(1, N, H)``.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 HEADS = ("many-to-one", "many-to-many")
 POOLINGS = ("season", "mean-max")
-CELLS = ("lstm", "gru")
+#: Recurrent cells by ``cell`` name. ``"rnn"`` is the simple (Elman) RNN of the lecture,
+#: ``h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)``, whose vanishing gradient motivates the gated
+#: cells (measured on real data in ``benchmarks/gradient_length.py``).
+CELL_MODULES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELLS = tuple(CELL_MODULES)
 DAYS_PER_YEAR = 365.25
 
 
@@ -96,7 +103,7 @@ class ArchConfig:
         n_bands: Input bands ``C``.
         n_classes: Output classes ``K``.
         patch: Odd patch size ``p``.
-        cell: ``"lstm"`` or ``"gru"``.
+        cell: ``"lstm"``, ``"gru"`` or ``"rnn"`` (tanh simple RNN).
         bidirectional: Run a right-to-left direction too.
         hidden_size: Hidden units per direction.
         num_layers: Stacked recurrent layers.
@@ -243,7 +250,7 @@ def run_direction(
     """Run one single-direction RNN over a padded segment.
 
     Args:
-        rnn: A one-layer, unidirectional, ``batch_first`` ``nn.LSTM``/``nn.GRU``.
+        rnn: A one-layer, unidirectional, ``batch_first`` ``nn.LSTM``/``nn.GRU``/``nn.RNN``.
         x: ``(N, S, F)`` inputs; row ``i`` is valid for its first ``lengths[i]`` steps.
         lengths: ``(N,)`` int64 in ``[0, S]``.
         reverse: Process each row right to left over its valid steps (from step
@@ -310,6 +317,14 @@ def sequence_lengths(valid: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- model
 
 
+def _make_cell(rnn_cls: type[nn.RNNBase], in_features: int, hidden: int) -> nn.RNNBase:
+    """One single-layer, single-direction, ``batch_first`` recurrent module of ``rnn_cls``."""
+    if rnn_cls is nn.RNN:
+        # Spelled out: tanh is nn.RNN's default today, and it is the cell the lecture means.
+        return nn.RNN(in_features, hidden, num_layers=1, nonlinearity="tanh", batch_first=True)
+    return rnn_cls(in_features, hidden, num_layers=1, batch_first=True)
+
+
 class SequenceClassifier(nn.Module):
     """CNN encoder per date + recurrent core + many-to-one / many-to-many head.
 
@@ -337,7 +352,7 @@ class SequenceClassifier(nn.Module):
             "norm_scale", torch.ones(c) if norm_scale is None else torch.as_tensor(norm_scale, dtype=torch.float32)
         )
         self.encoder = PatchEncoder(c + (2 if arch.encoder_time else 0), arch.patch, arch.encoder_width, arch.encoder_dim)
-        rnn_cls = nn.LSTM if arch.cell == "lstm" else nn.GRU
+        rnn_cls = CELL_MODULES[arch.cell]
         h = arch.hidden_size
         self.n_dirs = 2 if arch.bidirectional else 1
         in_f = arch.encoder_dim + 3
@@ -345,9 +360,9 @@ class SequenceClassifier(nn.Module):
         self.bwd = nn.ModuleList()
         for layer in range(arch.num_layers):
             f = in_f if layer == 0 else h * self.n_dirs
-            self.fwd.append(rnn_cls(f, h, num_layers=1, batch_first=True))
+            self.fwd.append(_make_cell(rnn_cls, f, h))
             if arch.bidirectional:
-                self.bwd.append(rnn_cls(f, h, num_layers=1, batch_first=True))
+                self.bwd.append(_make_cell(rnn_cls, f, h))
         self.drop = nn.Dropout(arch.dropout)
         self.out_dim = h * self.n_dirs
         if arch.head == "many-to-many":

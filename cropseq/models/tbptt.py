@@ -16,6 +16,8 @@ updates. Within a window ``[s, e)``:
   still carries the future context of steps ``>= e``) and runs over the same ``k2`` steps
   ``[e - k2, e)`` with gradient. The sweep is made once per batch, before the window updates,
   so for later windows it is a few updates stale (as is the carried forward state in any TBPTT).
+- **States**: ``(h, c)`` for an LSTM, the single tensor ``h`` for a GRU or the simple RNN
+  (``cell="rnn"``); every cell is carried, detached and swept the same way.
 - **Stacked layers** do the same per layer. On the no-grad prefix, layer ``l + 1`` reads layer
   ``l``'s forward outputs (just computed) and its backward outputs from the sweep.
 - **Loss per window**: *many-to-many* -- the per-date losses at the valid dates in
@@ -45,6 +47,8 @@ import torch
 
 from cropseq.errors import CropseqError
 from cropseq.models.recurrent import SequenceClassifier, State, run_direction, sequence_lengths, state_detach
+
+__all__ = ["Window", "check_k", "is_full_bptt", "tbptt_windows", "window_bounds"]
 
 
 def check_k(k1: int | None, k2: int | None) -> tuple[int | None, int | None]:

@@ -13,9 +13,11 @@ The implementations import torch or scikit-learn, so they load on first use
 """
 
 from cropseq.predictors.base import (
+    ENGINES,
     ModelInfo,
     Predictor,
     band_indices,
+    check_engine,
     load_incomplete_predictor,
     load_predictor,
     missing_model_error,
@@ -24,9 +26,11 @@ from cropseq.predictors.base import (
 )
 
 __all__ = [
+    "ENGINES",
     "ModelInfo",
     "Predictor",
     "band_indices",
+    "check_engine",
     "load_incomplete_predictor",
     "load_predictor",
     "missing_model_error",

@@ -29,7 +29,9 @@ from cropseq.errors import CropseqError
 __all__ = [
     "ModelInfo",
     "Predictor",
+    "ENGINES",
     "band_indices",
+    "check_engine",
     "load_incomplete_predictor",
     "load_predictor",
     "missing_model_error",
@@ -38,6 +40,43 @@ __all__ = [
 ]
 
 DEVICES = ("auto", "cpu", "cuda")
+
+#: How a deep model runs (``cropseq predict --engine``): ``torch`` = float32 PyTorch (bf16
+#: autocast on a GPU), ``bf16`` = bfloat16 autocast on the CPU, ``int8`` = dynamic int8
+#: quantisation of the recurrent and linear layers, ``onnx`` = ONNX Runtime on a model
+#: exported by ``cropseq export --onnx``. Measured by ``benchmarks/inference_speed.py``
+#: (``benchmarks/README.md``): on an AMX/AVX512-BF16 Xeon bf16 ran 1.2-1.3x faster with the
+#: map 100 % identical, int8 1.2x at 99.96 %, onnx 0.93x; ``auto`` stays ``torch`` until a
+#: quiet rerun confirms bf16 (it would change every CPU prediction, evaluate included).
+ENGINES = ("auto", "torch", "bf16", "int8", "onnx")
+#: The engines that run on the CPU only.
+CPU_ENGINES = ("bf16", "int8", "onnx")
+
+
+def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
+    """The concrete engine of a run: ``auto`` -> ``torch``; refuses impossible combinations.
+
+    Args:
+        engine: One of :data:`ENGINES` (None = ``auto``).
+        device: The resolved device (``cpu`` or ``cuda``).
+        kind: ``deep`` or ``rf``: a RandomForest has one engine (scikit-learn).
+
+    Returns:
+        ``torch``, ``bf16``, ``int8`` or ``onnx``.
+
+    Raises:
+        CropseqError: an unknown engine, a CPU engine on a GPU, or an engine for a forest.
+    """
+    engine = engine or "auto"
+    if engine not in ENGINES:
+        raise CropseqError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return "torch"
+    if kind != "deep" and engine != "torch":
+        raise CropseqError(f"--engine {engine} applies to deep models (*.pt); a RandomForest runs on scikit-learn")
+    if engine in CPU_ENGINES and str(device).startswith("cuda"):
+        raise CropseqError(f"--engine {engine} runs on the CPU; pass --device cpu (a GPU already uses bf16 with --engine torch)")
+    return engine
 
 
 def resolve_device(device: str) -> str:
@@ -162,7 +201,9 @@ def missing_model_error(path: str | os.PathLike[str]) -> CropseqError:
     return CropseqError("model file not found", path)
 
 
-def load_predictor(path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False) -> Predictor:
+def load_predictor(
+    path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False, engine: str | None = None
+) -> Predictor:
     """Load a trained model file as a :class:`Predictor`.
 
     ``*.skops`` files are RandomForest baselines; anything else is a deep-model checkpoint.
@@ -173,6 +214,7 @@ def load_predictor(path: str | os.PathLike[str], device: str = "auto", allow_inc
         device: ``auto``, ``cpu`` or ``cuda`` (deep models).
         allow_incomplete: Accept the checkpoint of an unfinished training run
             (``model.pt.partial``); refused by default.
+        engine: How a deep model runs (:data:`ENGINES`; None = ``auto``).
 
     Raises:
         CropseqError: if the file is missing, is not a cropseq model, or is unfinished
@@ -185,19 +227,20 @@ def load_predictor(path: str | os.PathLike[str], device: str = "auto", allow_inc
     if path.suffix == ".skops":
         from cropseq.predictors.forest import RandomForestPredictor
 
+        check_engine(engine, "cpu", "rf")
         return RandomForestPredictor.load(path)
     from cropseq.predictors.deep import DeepPredictor
 
-    return DeepPredictor.load(path, device=device, allow_incomplete=allow_incomplete)
+    return DeepPredictor.load(path, device=device, allow_incomplete=allow_incomplete, engine=engine)
 
 
-def load_incomplete_predictor(path: str | os.PathLike[str], device: str = "auto") -> Predictor:
+def load_incomplete_predictor(path: str | os.PathLike[str], device: str = "auto", engine: str | None = None) -> Predictor:
     """:func:`load_predictor` that accepts unfinished runs (``--allow-incomplete``).
 
     A module-level function so that it can serve as the picklable ``loader`` of
     :func:`cropseq.inference.run_prediction` on distributed workers.
     """
-    return load_predictor(path, device=device, allow_incomplete=True)
+    return load_predictor(path, device=device, allow_incomplete=True, engine=engine)
 
 
 @dataclass(frozen=True)

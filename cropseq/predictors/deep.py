@@ -20,7 +20,25 @@ from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier
-from cropseq.predictors.base import band_indices, resolve_device
+from cropseq.predictors.base import band_indices, check_engine, resolve_device
+
+__all__ = ["DeepPredictor", "IMAGE_BATCH", "check_checkpoint", "incomplete_message", "model_from_checkpoint", "quantize_int8"]
+
+
+def quantize_int8(model: SequenceClassifier) -> torch.nn.Module:
+    """A copy of ``model`` with int8 dynamic quantisation of its recurrent and linear layers.
+
+    Weights become int8, activations are quantised on the fly per batch
+    (:func:`torch.ao.quantization.quantize_dynamic`); the convolutional encoder stays float32.
+    CPU only.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao, per layer
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model, {torch.nn.LSTM, torch.nn.GRU, torch.nn.Linear}, dtype=torch.qint8)
 
 
 def incomplete_message(meta: dict[str, Any]) -> str:
@@ -160,23 +178,35 @@ class DeepPredictor:
         meta: The checkpoint metadata.
         model: The :class:`~cropseq.models.recurrent.SequenceClassifier` (eval mode).
         device: Where it runs.
+        engine: How it runs (:data:`~cropseq.predictors.base.ENGINES`, resolved).
     """
 
     kind = "deep"
 
-    def __init__(self, model: SequenceClassifier, meta: dict[str, Any], device: torch.device, path: Path | None = None) -> None:
-        self.model = model.to(device).eval()
+    def __init__(self, model: SequenceClassifier, meta: dict[str, Any], device: torch.device, path: Path | None = None,
+                 engine: str | None = None) -> None:  # fmt: skip
+        self.engine = check_engine(engine, device.type)
+        self.model: Any = model.to(device).eval()
         self.meta = meta
         self.device = device
         self.path = path
         self.bands: list[str] = list(meta["bands"])
         self.classes = ClassTable.from_records(meta["classes"])
         self.patch: int = int(meta["patch"])
-        # bf16 on CUDA only: CPU inference stays float32 so it matches training-time checks.
-        self.amp = device.type == "cuda"
+        # bf16 autocast on CUDA always, on the CPU only when asked (--engine bf16): float32
+        # stays the CPU default so a map matches training-time checks.
+        self.amp = device.type == "cuda" or self.engine == "bf16"
+        self.onnx: Any = None
+        if self.engine == "int8":
+            self.model = quantize_int8(self.model)
+        elif self.engine == "onnx":
+            from cropseq.predictors.onnx import OnnxRunner
+
+            self.onnx = OnnxRunner.for_checkpoint(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False) -> DeepPredictor:
+    def load(cls, path: str | os.PathLike[str], device: str = "auto", allow_incomplete: bool = False,
+             engine: str | None = None) -> DeepPredictor:  # fmt: skip
         """Load a checkpoint (``weights_only=True``; no pickled code runs).
 
         Args:
@@ -184,6 +214,8 @@ class DeepPredictor:
             device: ``auto``, ``cpu`` or ``cuda``.
             allow_incomplete: Accept the checkpoint of an unfinished training run
                 (``model.pt.partial``); refused by default.
+            engine: :data:`~cropseq.predictors.base.ENGINES` (None = ``auto``); ``onnx``
+                runs ``<model>.onnx`` written by ``cropseq export`` from this checkpoint.
 
         Raises:
             CropseqError: missing/unreadable file, not a cropseq checkpoint, metadata that
@@ -193,7 +225,7 @@ class DeepPredictor:
         model = model_from_checkpoint(ck, path)
         if not allow_incomplete and not is_complete(ck.meta):
             raise CropseqError(incomplete_message(ck.meta), path)
-        return cls(model, ck.meta, torch.device(resolve_device(device)), Path(path))
+        return cls(model, ck.meta, torch.device(resolve_device(device)), Path(path), engine)
 
     def check_bands(self, stack_bands: Sequence[str], where: str | os.PathLike[str] | None = None) -> list[int]:
         """Indices of this model's bands in ``stack_bands`` (see :func:`~cropseq.predictors.band_indices`)."""
@@ -209,7 +241,7 @@ class DeepPredictor:
             raise CropseqError(f"doy shape {tuple(doy.shape)} does not match sequences {tuple(x.shape[:2])}")
 
     def _autocast(self) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp)
 
     @torch.inference_mode()
     def predict_proba(self, x: np.ndarray, doy: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -217,6 +249,8 @@ class DeepPredictor:
         x = np.asarray(x, dtype=np.float32)
         doy = np.asarray(doy, dtype=np.float32)
         self._check_x(x, doy)
+        if self.onnx is not None:
+            return self.onnx.proba(x, doy, batch_size)
         out = np.empty((x.shape[0], len(self.classes)), dtype=np.float32)
         for i in range(0, x.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size])).to(self.device)
@@ -270,6 +304,8 @@ class DeepPredictor:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != (H, W):
                 raise CropseqError(f"mask must have the core shape {(H, W)}, got {tuple(mask.shape)}")
+        if self.onnx is not None:
+            return self.onnx.proba_image(image, doy, self.patch, mask, batch_size)
         m = self.model
         k = len(self.classes)
         out = np.full((k, H, W), np.nan, dtype=np.float32)

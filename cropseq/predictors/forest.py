@@ -46,6 +46,8 @@ from cropseq.atomic import atomic_path
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
+__all__ = ["DATE_TOLERANCE_DAYS", "FORMAT", "FORMAT_VERSION", "RandomForestPredictor", "TRUSTED_TYPES", "step_mode", "step_tolerance"]
+
 FORMAT = "cropseq-rf"
 FORMAT_VERSION = 1
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+__all__ = ["Augmentation"]
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -38,6 +40,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
+        """Whether any augmentation is switched on."""
         return self.date_dropout > 0 or self.doy_shift > 0 or self.noise > 0
 
     def __call__(

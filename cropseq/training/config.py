@@ -26,6 +26,8 @@ from cropseq.models.recurrent import CELLS, HEADS, POOLINGS, ArchConfig
 from cropseq.models.tbptt import check_k
 from cropseq.training.normalization import METHODS
 
+__all__ = ["DEVICES", "MODEL_OPTIONS", "MONITORS", "SAMPLINGS", "SCHEDULES", "TrainConfig", "WEIGHTINGS", "load_yaml_options"]
+
 SCHEDULES = ("onecycle", "cosine", "constant")
 WEIGHTINGS = ("none", "sqrt", "balanced")
 SAMPLINGS = ("shuffle", "balanced")
@@ -55,8 +57,10 @@ class TrainConfig:
     """Everything that controls a training run.
 
     Model:
-        arch: Recurrent cell, ``"gru"`` or ``"lstm"``. GRU is the default because it beat
-            LSTM on both real data sets (``benchmarks/README.md``).
+        arch: Recurrent cell, ``"gru"``, ``"lstm"`` or ``"rnn"`` (the simple tanh RNN of the
+            lecture, kept for comparison: its gradient vanishes over long sequences,
+            ``benchmarks/gradient_length.py``). GRU is the default because it beat LSTM on
+            both real data sets (``benchmarks/README.md``).
         bidirectional: Add a right-to-left direction.
         hidden_size: Hidden units per direction.
         num_layers: Stacked recurrent layers.

@@ -11,6 +11,8 @@ from typing import Any
 from cropseq.atomic import atomic_path
 from cropseq.figures import pyplot, save_png
 
+__all__ = ["COLUMNS", "plot_history", "write_history"]
+
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
 
 

@@ -622,7 +622,9 @@ def train_model(
     cfg = copy.deepcopy(config).validate()
     out = check_writable(Path(out))
     if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+        from cropseq.threads import usable_cpus
+
+        torch.set_num_threads(usable_cpus(cfg.threads))  # never more than the process's CPUs
     device = torch.device(resolve_device(cfg.device))
     amp = bool(cfg.amp and device.type == "cuda")
     data = _prepare_data(train, val, cfg, classes)

@@ -13,6 +13,8 @@ import numpy as np
 
 from cropseq.errors import CropseqError
 
+__all__ = ["METHODS", "band_statistics"]
+
 METHODS = ("robust", "standard")
 
 

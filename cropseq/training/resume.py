@@ -21,6 +21,8 @@ import numpy as np
 from cropseq.errors import CropseqError
 from cropseq.sequences import SequenceArrays
 
+__all__ = ["RUNTIME_OPTIONS", "check_resumable", "data_fingerprint", "resume_mismatches"]
+
 #: Options that may change between an interrupted run and its resumption: where it runs and
 #: where the logs go, not what it learns.
 RUNTIME_OPTIONS = frozenset({"device", "amp", "threads", "resume", "history", "plot"})
@@ -38,8 +40,8 @@ def data_fingerprint(data: SequenceArrays | None) -> str | None:
     h.update(json.dumps([list(data.bands), list(data.x.shape)]).encode())
     for arr in (data.x, data.doy, data.present, data.sample_ids):
         h.update(np.ascontiguousarray(arr).tobytes())
-    for arr in (data.labels, data.groups):
-        h.update(b"\0" if arr is None else "\x1f".join(map(str, arr)).encode())
+    for column in (data.labels, data.groups):
+        h.update(b"\0" if column is None else "\x1f".join(map(str, column)).encode())
     return h.hexdigest()
 
 

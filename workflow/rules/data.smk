@@ -102,7 +102,7 @@ rule samples:
     conda:
         "../envs/cropseq.yaml"
     shell:
-        "cropseq samples --stack {input.stack:q} --labels {input.labels:q} --out {output:q}"
+        "cropseq --threads {threads} samples --stack {input.stack:q} --labels {input.labels:q} --out {output:q}"
         " --patch {params.patch} --class-column {params.class_column:q} {params.classes}"
         " {params.id_column}"
         " {params.start} {params.end} {params.extra} > {log:q} 2>&1"
