@@ -41,6 +41,9 @@ NOT_IMPORTED: dict[str, str] = {
     "snakemake": "the workflow engine: run as the `snakemake` command on the Snakefile",
     "zarr": "xarray's Zarr backend for tile stores (cropseq tile), loaded by xarray.open_zarr/to_zarr",
     "pytest-timeout": "pytest plugin: the timeout marker and --timeout",
+    "ruff": "the linter, run as `python -m ruff` by tests/test_static_checks.py",
+    "mypy": "the type checker, run as `python -m mypy` by tests/test_static_checks.py",
+    "types-PyYAML": "type stubs mypy reads for yaml; never imported",
 }
 
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
