@@ -98,7 +98,7 @@ def load_dtwsat(folder: Path | None = None) -> DtwSat:
     rows, cols = np.asarray(rows), np.asarray(cols)
 
     cube = np.stack([stack[b] for b in DTW_BANDS], axis=1)  # (D, C, H, W)
-    seqs, doys, dates_out = [], [], []
+    seqs, dates_out = [], []
     for i, rec in s.iterrows():
         lo, hi = np.datetime64(rec["from"], "D"), np.datetime64(rec["to"], "D")
         idx = np.flatnonzero((timeline >= lo) & (timeline < hi))

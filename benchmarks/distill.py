@@ -50,7 +50,6 @@ def map_and_score(model: Path, stack: Path, truth: Path, out: Path) -> dict[str,
 
 def agreement(a: Path, b: Path) -> float:
     """Share of pixels mapped in both maps (non-zero) where their classes agree."""
-    import numpy as np
     import rasterio
 
     with rasterio.open(a) as sa, rasterio.open(b) as sb:

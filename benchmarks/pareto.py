@@ -58,6 +58,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import cropseq  # noqa: E402,F401 - first: OpenMP's passive wait policy before torch loads
+
+# isort: split
 from _realdata import load_dtwsat, load_dtwsat_package, load_matogrosso  # noqa: E402
 from _tempcnn import fit_reference  # noqa: E402
 from crossval import dtwsat_splits, matogrosso_splits  # noqa: E402

@@ -46,9 +46,11 @@ def _centre_steps(arrays: SequenceArrays) -> np.ndarray:
 
 
 def _band_statistics(seq: np.ndarray, standardize: bool) -> tuple[np.ndarray, ...]:
-    """Training statistics of ``(N, T, C)`` sequences: ``(band mean, band std, fill, mean,
-    std)``; ``fill`` (T, C) replaces missing values (the step's mean, else the band's),
-    ``mean``/``std`` standardise the bands (0 and 1 unless ``standardize``)."""
+    """Training statistics of ``(N, T, C)`` sequences: ``(band mean, band std, fill, mean, std)``.
+
+    ``fill`` (T, C) replaces missing values (the step's mean, else the band's),
+    ``mean``/``std`` standardise the bands (0 and 1 unless ``standardize``).
+    """
     c = seq.shape[2]
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         # "Mean of empty slice" for all-NaN steps/bands: handled right below.

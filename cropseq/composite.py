@@ -160,10 +160,10 @@ def composite_block(
         method: One of :data:`METHODS`.
         ndvi: ``max-ndvi``: the (red, nir) band indices in ``block``.
     """
-    bin_of = np.asarray(bin_of, dtype=np.int64)
+    bins = np.asarray(bin_of, dtype=np.int64)
     out = np.full((n_bins, *block.shape[1:]), np.nan, dtype=np.float32)
-    for k in np.unique(bin_of[bin_of >= 0]):
-        obs = block[bin_of == k]
+    for k in np.unique(bins[bins >= 0]):
+        obs = block[bins == k]
         if method in ("median", "mean"):
             out[k] = _nan_reduce(np.nanmedian if method == "median" else np.nanmean, obs)
         elif method == "first":
@@ -232,6 +232,7 @@ class CompositeReader:
         return tuple(self.reader.bands[b] for b in self.band_take)
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """The composite's float32 ``(bin, band, height, width)`` block of this window."""
         n_bands = len(self.reader.bands)
         if self.reader.n_time == 0:  # only empty bins selected: nothing to read
             block = np.empty((0, n_bands, height, width), dtype=np.float32)
@@ -271,9 +272,9 @@ def composite_reader(
     starts, index = bin_dates(dates, spec, where)
     used = [d for d, k in enumerate(index) if k >= 0]
     sub = reader.select(used, list(range(len(bands)))) if len(used) < len(index) else reader
-    ndvi = (list(bands).index(spec.red), list(bands).index(spec.nir)) if spec.method == "max-ndvi" else None
+    ndvi = (list(bands).index(str(spec.red)), list(bands).index(str(spec.nir))) if spec.method == "max-ndvi" else None
     out = CompositeReader(
-        sub, tuple(int(index[d]) for d in used), len(starts), spec.method, ndvi,  # type: ignore[arg-type]
+        sub, tuple(int(index[d]) for d in used), len(starts), spec.method, ndvi,
         tuple(range(len(starts))), tuple(range(len(bands))),
     )  # fmt: skip
     info = {

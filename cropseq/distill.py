@@ -23,13 +23,16 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cropseq.errors import CropseqError
+
+if TYPE_CHECKING:
+    from cropseq.models.recurrent import SequenceClassifier
 
 __all__ = ["STUDENT_ARCH", "DistillConfig", "DistillResult", "distill", "sample_scene_pixels"]
 
@@ -137,7 +140,7 @@ def sample_scene_pixels(cube: Any, patch: int, n: int, cfg: DistillConfig) -> np
     return x[rng.permutation(len(x))[:n]]
 
 
-def _student(teacher: Any, cfg: DistillConfig) -> torch.nn.Module:
+def _student(teacher: Any, cfg: DistillConfig) -> SequenceClassifier:
     """The student network: the teacher's inputs, classes and normalisation, a small core."""
     from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 
@@ -193,7 +196,7 @@ def _agreement(student: torch.nn.Module, x: np.ndarray, doy: np.ndarray, log_p: 
     return float((logits.argmax(1).numpy() == log_p.argmax(1)).mean())
 
 
-def _student_meta(teacher: Any, student: torch.nn.Module, teacher_path: Path, stack: Any, cfg: DistillConfig,
+def _student_meta(teacher: Any, student: SequenceClassifier, teacher_path: Path, stack: Any, cfg: DistillConfig,
                   agreement: float, n: int) -> dict[str, Any]:  # fmt: skip
     """The teacher's record with the student's architecture and a ``distillation`` training record."""
     from dataclasses import asdict
@@ -204,7 +207,7 @@ def _student_meta(teacher: Any, student: torch.nn.Module, teacher_path: Path, st
     return {
         **meta,
         "cropseq_version": __version__,
-        "arch": student.arch.to_dict(),  # type: ignore[attr-defined]
+        "arch": student.arch.to_dict(),
         "epoch": cfg.epochs,
         "complete": True,
         "training": {

@@ -68,6 +68,8 @@ __all__ = [
 CONFUSION_AXES = "rows = reference (true), columns = predicted"
 
 _RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".img", ".jp2"}
+#: Class names per sample: a sequence or a 1-D array (e.g. a samples table column).
+_Names = Sequence[str] | np.ndarray
 
 
 # --------------------------------------------------------------------------------------
@@ -79,7 +81,7 @@ def _ratio(num: float, den: float) -> float | None:
     return None if den == 0 else float(num) / float(den)
 
 
-def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> np.ndarray:
+def confusion_matrix(y_true: _Names, y_pred: _Names, labels: list[str]) -> np.ndarray:
     """Count matrix with rows = reference (``y_true``) and columns = predicted.
 
     Raises:
@@ -154,7 +156,7 @@ def metrics_from_confusion(cm: np.ndarray, labels: list[str]) -> dict[str, Any]:
     }
 
 
-def classification_metrics(y_true: Sequence[str], y_pred: Sequence[str], labels: list[str]) -> dict[str, Any]:
+def classification_metrics(y_true: _Names, y_pred: _Names, labels: list[str]) -> dict[str, Any]:
     """Overall accuracy, Cohen's kappa, macro F1, per-class UA/PA/F1 and the confusion matrix.
 
     Args:
@@ -305,6 +307,8 @@ def training_norm(predictor: Predictor) -> tuple[np.ndarray, np.ndarray] | None:
     """
     meta = getattr(predictor, "meta", None) or {}
     norm = meta.get("norm") or meta.get("input_norm")
+    if not isinstance(norm, dict):
+        return None
     try:
         mean = np.asarray(norm["mean"], np.float64)
         std = np.asarray([np.nan if v is None else v for v in norm["std"]], np.float64)
@@ -315,9 +319,10 @@ def training_norm(predictor: Predictor) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def warn_if_off_scale(predictor: Predictor, values: np.ndarray, where: str | None = None, *, band_axis: int) -> list[str]:
-    """Warn (:class:`~cropseq.errors.DataWarning`, one per band) about input bands on another
-    scale than the model's training data, e.g. raw digital numbers (reflectance x 10000)
-    scored against a model trained on reflectance.
+    """Warn about input bands on another scale than the model's training data.
+
+    One :class:`~cropseq.errors.DataWarning` per band, e.g. raw digital numbers
+    (reflectance x 10000) scored against a model trained on reflectance.
 
     Args:
         predictor: The model (its bands, and :func:`training_norm`).
@@ -483,8 +488,11 @@ def _open_map(map_path: Path) -> Any:
 
 def _count_label_pairs(map_ds: Any, truth: Any, class_column: str, valid_at: str | np.datetime64 | None,
                        pairs: dict[tuple[str, int], int]) -> int:  # fmt: skip
-    """Add the (reference name, map code) counts of labels to ``pairs``; return how many
-    labelled pixels fall outside the map. Only the window around the labels is read."""
+    """Add the (reference name, map code) counts of labels to ``pairs``.
+
+    Returns how many labelled pixels fall outside the map. Only the window around the labels
+    is read.
+    """
     from rasterio.windows import Window
 
     ref_names, rows, cols = _label_pixels(truth, map_ds, class_column, valid_at)

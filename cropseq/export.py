@@ -27,6 +27,7 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 import onnxscript  # noqa: F401 - torch.onnx.export(dynamo=True) needs it; fail here, at import, if missing
@@ -35,6 +36,9 @@ from torch import nn
 
 from cropseq.atomic import atomic_path, check_writable
 from cropseq.errors import CropseqError
+
+if TYPE_CHECKING:
+    from cropseq.models.recurrent import SequenceClassifier
 
 __all__ = ["DATES_KEY", "META_KEY", "OPSET", "SHA_KEY", "ProbabilityGraph", "export_onnx", "file_sha256"]
 
@@ -69,7 +73,9 @@ class ProbabilityGraph(nn.Module):
         model: A :class:`~cropseq.models.recurrent.SequenceClassifier` in eval mode.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    model: SequenceClassifier
+
+    def __init__(self, model: SequenceClassifier) -> None:
         super().__init__()
         self.model = model
 
@@ -106,6 +112,7 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
         CropseqError: missing or invalid checkpoint, a RandomForest, an unwritable output.
     """
     from cropseq.predictors import load_predictor
+    from cropseq.predictors.deep import DeepPredictor
 
     checkpoint, out = Path(checkpoint), Path(out)
     if checkpoint.suffix == ".skops":
@@ -116,7 +123,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
         raise CropseqError(f"--dates must be at least 2, got {dates}")
     check_writable(out)
     predictor = load_predictor(checkpoint, device="cpu")
-    graph = ProbabilityGraph(predictor.model).eval()  # type: ignore[attr-defined]
+    assert isinstance(predictor, DeepPredictor)  # any file but *.skops loads as a deep model
+    graph = ProbabilityGraph(predictor.model).eval()
     n, t = 37, int(dates)  # N: an example only (dynamic), a size no other axis has
     x = torch.zeros(n, t, len(predictor.bands), predictor.patch, predictor.patch)
     doy = torch.linspace(1, 360, t).expand(n, t).contiguous()
@@ -127,8 +135,9 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
             graph, (x, doy), None, dynamo=True, dynamic_shapes=dims, opset_version=OPSET,
             input_names=["x", "doy"], output_names=["probabilities"], verbose=False,
         )  # fmt: skip
+    assert program is not None  # dynamo=True without a path returns the program
     proto = program.model_proto
-    onnx.helper.set_model_props(proto, {META_KEY: json.dumps(predictor.meta), SHA_KEY: file_sha256(checkpoint), DATES_KEY: str(t)})  # type: ignore[attr-defined]
+    onnx.helper.set_model_props(proto, {META_KEY: json.dumps(predictor.meta), SHA_KEY: file_sha256(checkpoint), DATES_KEY: str(t)})
     onnx.checker.check_model(proto)
     with atomic_path(out) as tmp:
         onnx.save_model(proto, str(tmp))

@@ -43,7 +43,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -365,8 +365,11 @@ class WrittenOutputs:
 
 
 def _defer_signals(defer: bool) -> None:
-    """Block (``True``) or unblock SIGINT/SIGTERM for this thread; a signal that arrives
-    meanwhile is delivered on unblocking. A no-op where POSIX signal masks do not exist."""
+    """Block (``True``) or unblock SIGINT/SIGTERM for this thread.
+
+    A signal that arrives meanwhile is delivered on unblocking. A no-op where POSIX signal
+    masks do not exist.
+    """
     if hasattr(signal, "pthread_sigmask"):
         how = signal.SIG_BLOCK if defer else signal.SIG_UNBLOCK
         signal.pthread_sigmask(how, {signal.SIGINT, signal.SIGTERM})
@@ -415,7 +418,7 @@ class CropMapWriter:
         qml: str | os.PathLike[str] | None = None,
         compress: str = "DEFLATE",
         on_block: Any = None,
-        uncertainty: dict[str, str | os.PathLike[str]] | None = None,
+        uncertainty: Mapping[str, str | os.PathLike[str]] | None = None,
         probabilities_zarr: str | os.PathLike[str] | None = None,
         zarr_chunk: int = BLOCKSIZE,
         aux: bool = True,
@@ -545,7 +548,7 @@ class CropMapWriter:
         if self.paths["probabilities_zarr"] is not None:
             from cropseq.prob_zarr import ProbabilityZarr
 
-            p = self._parts["probabilities_zarr"] = temp_sibling(self.paths["probabilities_zarr"], "part")  # type: ignore[arg-type]
+            p = self._parts["probabilities_zarr"] = temp_sibling(self.paths["probabilities_zarr"], "part")
             self._zarr = ProbabilityZarr(p, g, self.classes, self.zarr_chunk)
 
     def _close(self, remove: bool, check: bool = True) -> None:
@@ -583,7 +586,8 @@ class CropMapWriter:
         """Write one block at pixel offset ``(row_off, col_off)``; thread-safe.
 
         Args:
-            row_off, col_off: Upper-left pixel of the block in the output grid.
+            row_off: Row of the block's upper-left pixel in the output grid.
+            col_off: Column of the block's upper-left pixel in the output grid.
             cls: ``(h, w)`` uint8 class codes (0 = nodata).
             confidence: ``(h, w)`` float32, NaN = nodata (needed when a confidence path is set).
             probabilities: ``(K, h, w)`` float32 (needed when a probabilities COG or Zarr

@@ -58,8 +58,11 @@ _PREFERRED_BANDS = (("B04", "red"), ("B08", "nir"), ("B11", "swir16", "mir", "sw
 
 # --------------------------------------------------------------------------- composites
 def pick_bands(names: Sequence[str], wanted: Sequence[Sequence[str]] = _PREFERRED_BANDS, n: int = 3) -> list[str]:
-    """Up to ``n`` band names of ``names``: for each group of ``wanted`` the first present
-    (case-insensitive), in that order; the first bands of the stack when none is present."""
+    """Up to ``n`` band names of ``names``, one per group of ``wanted``.
+
+    For each group the first present (case-insensitive), in that order; the first bands of the
+    stack when none is present.
+    """
     lower = {str(b).lower(): str(b) for b in names}
     out: list[str] = []
     for group in wanted:
@@ -151,7 +154,8 @@ def segment_stack(
     """
     import geopandas as gpd
     from rasterio import features
-    from rasterio.windows import Window, transform as window_transform
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
     from shapely.geometry import shape
 
     from cropseq.io import cube_crs, open_stack
@@ -298,7 +302,8 @@ def windows(height: int, width: int, size: int = WINDOW) -> Iterator[tuple[int, 
 def burn(parcels: Any, transform: Any, window: tuple[int, int, int, int]) -> np.ndarray:
     """``(h, w)`` int64 parcel ids of one window (0 = no parcel; pixel centres inside)."""
     from rasterio import features
-    from rasterio.windows import Window, transform as window_transform
+    from rasterio.windows import Window
+    from rasterio.windows import transform as window_transform
     from shapely.geometry import box
 
     r0, c0, h, w = window
@@ -367,10 +372,12 @@ def summarise_parcels(
         probs = _open_probabilities(probabilities_zarr, src, classes) if probabilities_zarr is not None else None
         if probs is not None:
             stats.prob_sum, stats.prob_n = np.zeros((n, len(classes))), np.zeros(n, np.int64)
-        tsrc, tlut = _open_truth(truth, src, classes) if truth is not None else (None, None)
+        tsrc, tlut = _open_truth(truth, src, classes) if truth is not None else (None, {})
         if tsrc is not None:
             stats.truth_names = tuple(dict.fromkeys(v for v in tlut.values()))
-            stats.truth = np.zeros((n, len(stats.truth_names)), np.int64)
+            stats.truth = truth_counts = np.zeros((n, len(stats.truth_names)), np.int64)
+            # The truth column of each code 0..255 (-1: no reference class), the same in every window.
+            col = np.array([stats.truth_names.index(tlut[v]) if v in tlut else -1 for v in range(256)])
         try:
             for win in windows(src.height, src.width, window):
                 r0, c0, h, w = win
@@ -385,10 +392,9 @@ def summarise_parcels(
                     _add_probabilities(stats, ids, inside, np.asarray(probs[:, r0 : r0 + h, c0 : c0 + w], np.float64))
                 if tsrc is not None:
                     t = tsrc.read(1, window=Window(c0, r0, w, h))
-                    col = np.array([stats.truth_names.index(tlut[v]) if v in tlut else -1 for v in range(256)])
                     tc = col[t.astype(np.int64)]
                     okt = inside & (tc >= 0)
-                    _add(stats.truth, ids[okt], tc[okt])
+                    _add(truth_counts, ids[okt], tc[okt])
         finally:
             if tsrc is not None:
                 tsrc.close()
@@ -443,9 +449,12 @@ def _open_truth(path: str | os.PathLike[str], src: Any, classes: ClassTable) -> 
 
 # --------------------------------------------------------------------------- outputs
 def parcel_table(parcels: Any, stats: ParcelStats) -> Any:
-    """The GeoPackage rows: ``parcel_id`` (and the layer's id column), ``class_code``,
-    ``class_name``, ``majority_share``, ``valid_pixels``, ``prob_<class>`` (with
-    probabilities), ``reference``/``correct`` (see :func:`score_parcels`), geometry."""
+    """The GeoPackage rows of the parcels.
+
+    Columns: ``parcel_id`` (and the layer's id column), ``class_code``, ``class_name``,
+    ``majority_share``, ``valid_pixels``, ``prob_<class>`` (with probabilities),
+    ``reference``/``correct`` (see :func:`score_parcels`), geometry.
+    """
     ids = parcels["parcel_id"].to_numpy()
     code, share = stats.majority()
     names = {c.code: c.name for c in stats.classes.classes}
@@ -558,13 +567,16 @@ def reference_from_truth(stats: ParcelStats, parcels: Any) -> pd.Series:
     rows = stats.truth[parcels["parcel_id"].to_numpy()]
     names = np.asarray(stats.truth_names, dtype=object)
     best = names[rows.argmax(axis=1)] if len(stats.truth_names) else np.full(len(rows), None, dtype=object)
-    return pd.Series(np.where(rows.sum(axis=1) > 0, best, None), index=parcels.index, dtype=object)
+    best[rows.sum(axis=1) == 0] = None  # no truth pixel (``best`` is a copy: fancy indexing)
+    return pd.Series(best, index=parcels.index, dtype=object)
 
 
 def reference_from_column(parcels: Any, column: str, where: Path, *, test_groups: set[str] | None = None,
                           id_column: str | None = None) -> pd.Series:
-    """Each parcel's reference class from one of its columns (e.g. the labels' ``label``),
-    only for the parcels whose id is in ``test_groups`` when given."""
+    """Each parcel's reference class from one of its columns (e.g. the labels' ``label``).
+
+    Only for the parcels whose id is in ``test_groups`` when given.
+    """
     from cropseq.labels import _find_column
 
     col = _find_column(list(map(str, parcels.columns)), column)

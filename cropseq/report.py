@@ -132,8 +132,10 @@ def _estimate(e: Mapping[str, Any] | None, digits: int = 3) -> str:
 
 
 def _crs_label(crs: Any) -> str:
-    """A CRS by name (``EPSG:32633 (WGS 84 / UTM zone 33N)``, ``MODIS sinusoidal (...)``),
-    never a WKT blob; anything rasterio/pyproj cannot read is shown as given, shortened."""
+    """A CRS by name (``EPSG:32633 (WGS 84 / UTM zone 33N)``, ``MODIS sinusoidal (...)``), never a WKT blob.
+
+    Anything rasterio/pyproj cannot read is shown as given, shortened.
+    """
     from rasterio.crs import CRS
 
     from cropseq.io import crs_name
@@ -569,9 +571,11 @@ def panels_preview(
     max_size: int = 512,
     area_csv: PathLike | None = None,
 ) -> bytes:
-    """PNG bytes: the map, confidence, uncertainty and (with a truth raster) the error map
-    side by side on one extent, with one shared legend (classes and error categories) and a
-    0..1 scale under each continuous layer."""
+    """PNG bytes: the map, confidence, uncertainty and (with a truth raster) the error map side by side.
+
+    On one extent, with one shared legend (classes and error categories) and a 0..1 scale
+    under each continuous layer.
+    """
     plt = pyplot()
     from matplotlib.cm import ScalarMappable
     from matplotlib.patches import Patch

@@ -436,9 +436,11 @@ SIDECAR_HEADER = "# cropseq: class table of the samples table "
 
 
 def _check_csv_sidecar(path: Path) -> None:
-    """Refuse a CSV output whose ``STEM.classes.yaml`` is a file cropseq did not write as a
-    sidecar (a labels file's own class table, ``fields.classes.yaml`` beside ``fields.gpkg``):
-    it would be replaced or removed."""
+    """Refuse a CSV output whose ``STEM.classes.yaml`` is a file cropseq did not write as a sidecar.
+
+    Such a file (a labels file's own class table, ``fields.classes.yaml`` beside
+    ``fields.gpkg``) would be replaced or removed.
+    """
     sidecar = classes_sidecar(path)
     if sidecar.exists():
         with open(sidecar, encoding="utf-8", errors="replace") as f:
@@ -529,8 +531,11 @@ def _bands_and_patch(df: pd.DataFrame, bands: Sequence[str] | None, patch: int |
 
 
 def _band_values(df: pd.DataFrame, bands: list[str], p: int, stored: int, order: np.ndarray) -> np.ndarray:
-    """``(rows, C, p, p)`` float32 values of the table rows in ``order``; a smaller ``p`` than stored is
-    the centre of the stored patch; +-Inf (and values beyond float32) are NaN."""
+    """``(rows, C, p, p)`` float32 values of the table rows in ``order``.
+
+    A smaller ``p`` than stored is the centre of the stored patch; +-Inf (and values beyond
+    float32) are NaN.
+    """
     if p == 1:
         cols = bands
     else:
@@ -641,8 +646,11 @@ class ExtractionReport:
     patch: int = 1
 
     def recount(self, df: pd.DataFrame) -> None:
-        """Set the sample and observation counts to those of ``df`` (the table written,
-        e.g. after :func:`cap_per_group`), so the summary reports what the file holds."""
+        """Set the sample and observation counts to those of ``df``, the table written.
+
+        Call it after trimming the table (e.g. :func:`cap_per_group`), so the summary reports what the
+        file holds.
+        """
         self.n_samples = int(df["sample_id"].nunique())
         self.n_observations = len(df)
 
@@ -966,8 +974,11 @@ def _read_patches(
 
 
 def _take_str(values: Any, idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """``values[idx]`` as a pandas string array (taking from a small string array is much
-    faster than building strings from a large object array)."""
+    """``values[idx]`` as a pandas string array.
+
+    Taking from a small string array is much faster than building strings from a large object
+    array.
+    """
     return pd.array(np.asarray(values, dtype=object), dtype="str").take(idx)
 
 

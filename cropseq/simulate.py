@@ -567,8 +567,11 @@ def _assign_classes(rng: np.random.Generator, centroids: np.ndarray, eligible: n
 
 def _choose_labelled(rng: np.random.Generator, cls: np.ndarray, eligible: np.ndarray,
                      fraction: float) -> np.ndarray:
-    """Per class, label ``fraction`` of the eligible parcels, keeping >= 1 labelled and,
-    when the fraction is below 1, >= 1 held out (so every class can be trained and scored)."""
+    """Per class, label ``fraction`` of the eligible parcels.
+
+    Keeps >= 1 labelled and, when the fraction is below 1, >= 1 held out (so every class can be
+    trained and scored).
+    """
     labelled = np.zeros(len(cls), dtype=bool)
     for ci in range(len(_CLASSES)):
         idx = np.flatnonzero(eligible & (cls == ci))
@@ -582,9 +585,11 @@ def _choose_labelled(rng: np.random.Generator, cls: np.ndarray, eligible: np.nda
 
 def _noisy_labels(rng: np.random.Generator, cls: np.ndarray, labelled: np.ndarray,
                   share: float) -> np.ndarray:
-    """The class each parcel is *labelled* with: its true class, except for ``share`` of the
-    labelled crop parcels, which get another crop's name (a surveyor's or a farmer's
-    declaration error). Every class keeps at least one correctly labelled parcel."""
+    """The class each parcel is *labelled* with: its true class, except for ``share`` of the crops.
+
+    That share of the labelled crop parcels gets another crop's name (a surveyor's or a
+    farmer's declaration error). Every class keeps at least one correctly labelled parcel.
+    """
     out = cls.copy()
     crop = np.array([c.crop for c in _CLASSES])[cls]
     cand = np.flatnonzero(labelled & crop)
@@ -795,8 +800,10 @@ def _fill_gaps(burned: np.ndarray) -> np.ndarray:
 
 
 def _edge_neighbour(fid: np.ndarray, top: int, h: int) -> np.ndarray:
-    """Per pixel of rows ``top:top+h`` of ``fid``: the parcel of its first 4-neighbour
-    (above, below, left, right) in another parcel, or its own parcel inside a field."""
+    """Per pixel of rows ``top:top+h`` of ``fid``: the parcel of its first 4-neighbour in another parcel.
+
+    Neighbours are tried above, below, left, right; a pixel inside a field gets its own parcel.
+    """
     own = fid[top : top + h]
     out = own.copy()
     pad = np.pad(fid, 1, mode="edge")  # the scene border has no neighbour: edge = own
@@ -837,9 +844,11 @@ def _fast_rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def _with_red_edge(a: np.ndarray) -> np.ndarray:
-    """Band values (B02 B03 B04 B08 B11 B12 first) plus B05 last: a quarter of the way from
-    red to NIR, where the red edge of vegetation starts (soil, water and clouds, flat
-    there, get about their red and NIR mean)."""
+    """Band values (B02 B03 B04 B08 B11 B12 first) plus B05 last.
+
+    B05 is a quarter of the way from red to NIR, where the red edge of vegetation starts
+    (soil, water and clouds, flat there, get about their red and NIR mean).
+    """
     a = np.asarray(a, np.float32)
     return np.concatenate([a, (a[2] + np.float32(0.25) * (a[3] - a[2]))[None]], axis=0)
 
@@ -933,8 +942,11 @@ class _Renderer:
         return _Block(r0, rows, cols, edge, fid, cls, nfid, mix, vigour.astype(np.float32), bg, green, dry)
 
     def _fractions(self, blk: _Block, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-        """Cover fractions of date ``k`` in one block: green, dry, flowers (``None``: no
-        flowers that date) and the soil share scaled for the visible and infrared bands."""
+        """Cover fractions of date ``k`` in one block.
+
+        Green, dry, flowers (``None``: no flowers that date) and the soil share scaled for the
+        visible and infrared bands.
+        """
         g_f, d_f, fl_f = self.cover[k]
         g = _mixed(g_f, blk)
         g *= blk.vigour
@@ -1019,8 +1031,10 @@ class _Sky:
 
 
 def _sky(cond: _DateCond, blk: _Block, mask: np.ndarray) -> _Sky | None:
-    """The clouds of a date over a block (``None``: a clear date); marks ``mask`` (1
-    cloud, 2 cloud shadow) in place."""
+    """The clouds of a date over a block (``None``: a clear date).
+
+    Marks ``mask`` (1 cloud, 2 cloud shadow) in place.
+    """
     if cond.clouds is None:
         return None
     n = cond.clouds(blk.rows, blk.cols)
@@ -1151,8 +1165,10 @@ def _write_fields(path: Path, polys: np.ndarray, field_ids: np.ndarray, names: l
         gdf.to_file(tmp, layer="fields", driver="GPKG", engine="pyogrio")
 
 def _coarsen_mean(dn: np.ndarray) -> np.ndarray:
-    """``(b, h, w)`` uint16 DN -> ``(b, ceil(h/2), ceil(w/2))``: each 20 m pixel the mean of
-    its valid (non-zero) 10 m pixels, 0 (nodata) when it has none."""
+    """``(b, h, w)`` uint16 DN -> ``(b, ceil(h/2), ceil(w/2))``, averaged to 20 m.
+
+    Each 20 m pixel is the mean of its valid (non-zero) 10 m pixels, 0 (nodata) when it has none.
+    """
     b, h, w = dn.shape
     pad = np.zeros((b, h + h % 2, w + w % 2), np.float32)
     pad[:, :h, :w] = dn
@@ -1201,8 +1217,11 @@ class _StacFiles:
 
     def __init__(self, stack: contextlib.ExitStack, outdir: Path, dates: Sequence[date], common: dict[str, Any],
                  cover: Any) -> None:  # fmt: skip
-        """Open the scratch rasters on ``stack``; when it closes without an error (the
-        datasets closed first), :meth:`finish` runs with ``cover()``, then the scratch goes."""
+        """Open the scratch rasters on ``stack``.
+
+        When it closes without an error (the datasets closed first), :meth:`finish` runs with
+        ``cover()``, then the scratch goes.
+        """
         import rasterio
         from affine import Affine
 
@@ -1317,8 +1336,11 @@ class _Tally:
 
 @dataclass(frozen=True)
 class _Outputs:
-    """The open rasters of a scene: one-grid images and masks (empty lists in the STAC
-    layout), the two truth rasters, and the STAC files (``None`` in the one-grid layout)."""
+    """The open rasters of a scene.
+
+    One-grid images and masks (empty lists in the STAC layout), the two truth rasters, and the
+    STAC files (``None`` in the one-grid layout).
+    """
 
     images: list[Any]
     masks: list[Any]
@@ -1328,8 +1350,11 @@ class _Outputs:
 
 
 def _profiles(size: int) -> dict[str, dict[str, Any]]:
-    """GeoTIFF profiles on the scene's 10 m grid: ``common`` (shared by every raster),
-    ``image`` (6-band DN), ``mask`` (cloud mask) and ``truth`` (class codes)."""
+    """GeoTIFF profiles on the scene's 10 m grid.
+
+    ``common`` (shared by every raster), ``image`` (6-band DN), ``mask`` (cloud mask) and
+    ``truth`` (class codes).
+    """
     from affine import Affine
 
     transform = Affine(PIXEL_SIZE, 0.0, ORIGIN[0], 0.0, -PIXEL_SIZE, ORIGIN[1])

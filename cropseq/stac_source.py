@@ -199,7 +199,7 @@ def parse_stac_manifest(data: dict[str, Any], mpath: Path) -> StacManifest:
         grid=parse_grid_spec(data["grid"], mpath) if "grid" in data else None,
         groupby=str(groupby),
         # Without bands: the names are the asset keys found (describe() checks the keys then).
-        rules=_value_rules(data, [*names, *([mask.band] if mask else [])], mpath) if names else None,
+        rules=_value_rules(data, [*names, *([str(mask.band)] if mask else [])], mpath) if names else None,
         raw=dict(data),
     )
 
@@ -237,8 +237,10 @@ def _parse_bbox(raw: Any, mpath: Path) -> tuple[float, float, float, float] | No
 
 
 def _parse_datetime(raw: Any, mpath: Path) -> tuple[pd.Timestamp | None, pd.Timestamp | None] | None:
-    """``2023-03-01/2023-10-31`` (``..`` = open), one date, or ``[start, end]``: a closed
-    interval; a date-only end means the end of that day (as pystac-client reads it)."""
+    """``2023-03-01/2023-10-31`` (``..`` = open), one date, or ``[start, end]``.
+
+    A closed interval; a date-only end means the end of that day (as pystac-client reads it).
+    """
     if raw is None:
         return None
     parts: list[Any]
@@ -354,7 +356,7 @@ def find_items(m: StacManifest) -> list[Any]:
                     a.href = pystac.utils.make_absolute_href(a.href, m.catalog)
         else:
             obj = pystac.read_dict(doc, href=m.catalog)
-            every = [obj] if isinstance(obj, pystac.Item) else list(obj.get_items(recursive=True))
+            every = [obj] if isinstance(obj, pystac.Item) else list(obj.get_items(recursive=True)) if isinstance(obj, pystac.Catalog) else []
     except CropseqError:
         raise
     except Exception as e:  # a child link that is missing, unreadable or not STAC
@@ -554,7 +556,7 @@ def _resolve_assets(m: StacManifest, items: Sequence[Any]) -> dict[str, str]:
         if not out:
             raise CropseqError(f"the items share no raster asset (their asset keys: {', '.join(keys)}); name bands:", m.path)
         return out
-    common = {}
+    common: dict[str, str] = {}
     for it in items:
         for k, a in it.assets.items():
             for b in a.extra_fields.get("eo:bands") or []:
@@ -584,21 +586,21 @@ def describe(m: StacManifest, grid: GridSpec | None = None) -> StacScene:
     assets = _resolve_assets(m, items)
     mask_asset = None
     if m.mask is not None:
-        mask_asset = m.bands.get(m.mask.band, m.mask.band)
+        mask_asset = m.bands.get(str(m.mask.band), str(m.mask.band))
         if not any(mask_asset in it.assets for it in items):
             keys = sorted({k for it in items for k in it.assets})
             raise CropseqError(f"mask band asset {mask_asset!r} is in no item (the items' asset keys: {', '.join(keys)})", m.path)
-    rules = m.rules or _value_rules(m.raw, [*assets, *([m.mask.band] if m.mask else [])], m.path)
+    rules = m.rules or _value_rules(m.raw, [*assets, *([str(m.mask.band)] if m.mask else [])], m.path)
     # The reference item: the first holding every band (else the first).
     first = next((it for it in items if all(a in it.assets for a in assets.values())), items[0])
     grids = {name: _asset_grid(first, a) for name, a in assets.items() if a in first.assets}
     ref_name = min(grids, key=lambda n: grids[n].resolution[0] * grids[n].resolution[1])
     target = _target_grid(m, grid if grid is not None else m.grid, items, assets[ref_name], grids[ref_name])
     times, groups = _group(items, m.groupby, target)
-    for name, a in [*assets.items(), *(((m.mask.band, mask_asset),) if m.mask is not None else ())]:
+    for name, a in [*assets.items(), *(((str(m.mask.band), str(mask_asset)),) if m.mask is not None else ())]:
         _check_every_date(name, a, items, times, groups, m, is_mask=m.mask is not None and name == m.mask.band)
     plans = tuple(_plan(rules, name, a, first, target, False) for name, a in assets.items())
-    mplan = _plan(rules, m.mask.band, mask_asset, first, target, True) if m.mask is not None and mask_asset else None
+    mplan = _plan(rules, str(m.mask.band), mask_asset, first, target, True) if m.mask is not None and mask_asset else None
     return StacScene(m, tuple(items), target, plans, mplan, times, groups)
 
 
@@ -625,8 +627,11 @@ def _number_or_nan(v: Any) -> float:
 
 
 def _target_grid(m: StacManifest, spec: GridSpec | None, items: Sequence[Any], ref_asset: str, ref: AssetGrid) -> TargetGrid:
-    """The manifest's grid, the rest by default: the items' usual CRS, the finest band's
-    resolution, the extent of ``bbox`` (else of all items), on the reference's pixel lattice."""
+    """The manifest's grid, the rest by default.
+
+    That is the items' usual CRS, the finest band's resolution, the extent of ``bbox`` (else
+    of all items), on the reference's pixel lattice.
+    """
     from rasterio.transform import array_bounds
     from rasterio.warp import transform_bounds
 
@@ -667,8 +672,11 @@ def _usual_crs(grids: Sequence[AssetGrid], ref: AssetGrid) -> CRS:
 
 
 def _group(items: Sequence[Any], groupby: str, target: TargetGrid) -> tuple[pd.DatetimeIndex, tuple[tuple[int, ...], ...]]:
-    """Items per time step, as odc-stac groups them (solar day at the grid's centre
-    longitude, or exact time); each step is labelled with its earliest item's time."""
+    """Items per time step, as odc-stac groups them.
+
+    By solar day at the grid's centre longitude, or exact time; each step is labelled with
+    its earliest item's time.
+    """
     from rasterio.warp import transform as warp_transform
 
     keys: list[Any]
@@ -751,8 +759,10 @@ def _band_values(raw: np.ndarray, b: BandPlan) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StacWindows:
-    """Picklable window reader of a STAC stack: ``(row_off, col_off, height, width) ->
-    (time, band, h, w)`` float32, NaN beyond the grid's edges.
+    """Picklable window reader of a STAC stack.
+
+    ``(row_off, col_off, height, width) -> (time, band, h, w)`` float32, NaN beyond the
+    grid's edges.
 
     Each call is one eager ``odc.stac.load`` of the window's sub-grid (the items of the
     dates it holds, its bands and the mask band), then :class:`_Values`. The cube of
@@ -792,6 +802,7 @@ class StacWindows:
                 self.time_take, self.band_take)  # fmt: skip
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """The float32 ``(time, band, height, width)`` block of this window."""
         out = np.full((self.n_time, len(self.band_take), height, width), np.nan, np.float32)
         ny, nx = self.grid.shape
         r0, c0, r1, c1 = max(row_off, 0), max(col_off, 0), min(row_off + height, ny), min(col_off + width, nx)
@@ -826,8 +837,11 @@ class StacWindows:
 
 @contextlib.contextmanager
 def _quiet_warnings() -> Iterator[None]:
-    """odc-stac's reads warn per file (affine's ``*`` deprecation, rasterio's
-    NotGeoreferencedWarning for its in-memory reprojection buffers): nothing for the user."""
+    """Silence the warnings odc-stac's reads give per file: nothing for the user.
+
+    affine's ``*`` deprecation, rasterio's NotGeoreferencedWarning for odc-stac's in-memory
+    reprojection buffers.
+    """
     import warnings
 
     from rasterio.errors import NotGeoreferencedWarning
@@ -875,7 +889,7 @@ def open_stac(m: StacManifest, chunks: Any = 512, grid: GridSpec | None = None) 
     if m.raw.get("composite") is not None:  # a regular time grid, composited in each read task
         spec = parse_composite(m.raw["composite"], names, m.path, parse_date)
         reader, times, composite = composite_reader(reader, times, names, spec, m.path)
-    native = {p.name: (*p.resolution, p.resampling) for p in scene.bands}
+    native: dict[str, tuple[float, float, str | None]] = {p.name: (*p.resolution, p.resampling) for p in scene.bands}
     cube = _build_cube(reader, times, names, target.crs, target.transform, target.shape, chunks, str(m.path), native)
     with _FOUND_LOCK:
         _FOUND[cube.data.name] = scene.listing()
@@ -885,8 +899,10 @@ def open_stac(m: StacManifest, chunks: Any = 512, grid: GridSpec | None = None) 
 
 
 def stac_listing(cube: xr.DataArray) -> dict[str, Any] | None:
-    """What :func:`open_stac` found for ``cube`` (items, dates, bands, CRS), or None when
-    the cube is not a STAC stack just opened in this process."""
+    """What :func:`open_stac` found for ``cube`` (items, dates, bands, CRS).
+
+    None when the cube is not a STAC stack just opened in this process.
+    """
     name = getattr(getattr(cube, "data", None), "name", None)
     with _FOUND_LOCK:
         return _FOUND.get(name) if name is not None else None

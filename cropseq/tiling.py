@@ -68,8 +68,8 @@ class Tile:
     def from_dict(cls, d: dict[str, Any]) -> Tile:
         """Inverse of :meth:`to_dict`."""
         return cls(
-            id=str(d["id"]), core=tuple(d["core"]), halo=int(d["halo"]),  # type: ignore[arg-type]
-            window=tuple(d["window"]), pad=tuple(d["pad"]),  # type: ignore[arg-type]
+            id=str(d["id"]), core=tuple(d["core"]), halo=int(d["halo"]),
+            window=tuple(d["window"]), pad=tuple(d["pad"]),
         )  # fmt: skip
 
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from cropseq.baseline import train_random_forest
-from cropseq.predictors.forest import RandomForestPredictor
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.predictors import Predictor, load_predictor
+from cropseq.predictors.forest import RandomForestPredictor
 from cropseq.sequences import SequenceArrays
 
 

@@ -8,14 +8,13 @@ import re
 import numpy as np
 import pytest
 import torch
+from test_training import FAST, toy_sequences
 
 from cropseq.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from cropseq.errors import CropseqError
-from cropseq.predictors.deep import DeepPredictor
 from cropseq.predictors import Predictor, load_predictor
+from cropseq.predictors.deep import DeepPredictor
 from cropseq.training import TrainConfig, train_model
-
-from test_training import FAST, toy_sequences
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +129,7 @@ META_EDITS = {
     "arch n_bands": (_edit_meta("arch.n_bands", 3), r"2 bands \(ndvi, swir\) but the model takes 3"),
     "arch cell": (_edit_meta("arch.cell", "lstm"), r"weights do not match its architecture record \(fwd\.0\.weight_ih_l0 has shape"),
     "arch hidden": (_edit_meta("arch.hidden_size", 32), r"weights do not match its architecture record \(.* has shape"),
-    "arch unknown cell": (_edit_meta("arch.cell", "rnn"), r"unknown recurrent cell 'rnn'"),
+    "arch unknown cell": (_edit_meta("arch.cell", "elman"), r"unknown recurrent cell 'elman'"),
     "patch": (_edit_meta("patch", 5), r"patch 5 but the model's patch is 3"),
     "head": (_edit_meta("head", "many-to-many"), r"head 'many-to-many' but the model's head is 'many-to-one'"),
 }

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from _data_fixtures import pixel_centre, tiny_dates, write_points_csv, write_stack
 
-from cropseq.cli import main
 from cropseq.classes import ClassTable
+from cropseq.cli import main
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], rc: int, pattern: str) -> str:
@@ -168,8 +168,8 @@ def test_class_codes_do_not_depend_on_classes_option(tmp_path: Path, capsys: pyt
     colour per class, in the model and the map: the simulator's (winter_wheat is 1)."""
     from _data_fixtures import TINY_TRAIN_CONFIG
 
-    from cropseq.raster_metadata import read_class_table
     from cropseq.predictors import load_predictor
+    from cropseq.raster_metadata import read_class_table
 
     demo = tmp_path / "demo"
     assert main(["simulate", str(demo), "--size", "32", "--dates", "8", "--field-size", "8"]) == 0

@@ -8,11 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_training import toy_sequences
 
 from cropseq.cli import main
 from cropseq.predictors.deep import DeepPredictor
-
-from test_training import toy_sequences
 
 FAST_YAML = """\
 hidden_size: 16

@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _data_fixtures import make_samples_table
 
 from cropseq.cli import main
 from cropseq.crossval import make_folds, mean_sd, parse_grouping, sample_groups
 from cropseq.errors import CropseqError
-
-from _data_fixtures import make_samples_table
 
 CLASSES = ("maize", "rice", "wheat")
 # A tiny deep model: the tests check the plumbing, not the accuracy.

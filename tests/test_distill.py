@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import rasterio
-
 from _data_fixtures import assert_user_error, run_cli, tiny_models
 from test_inference_speed import small_deep_scene
 

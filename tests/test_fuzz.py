@@ -242,16 +242,19 @@ def _mut_manifest(rng: np.random.Generator, root: Path) -> str:
         "nodata_nan", "valid_range", "scale_wrong", "masks_wrong", "date_pattern", "mask_invalid",
         "descriptions", "dates_tz",
     ]))  # fmt: skip
+    if op.startswith("dates_"):
+        _mut_manifest_dates(rng, m, op, root)
+    elif op.startswith("bands_"):
+        _mut_manifest_bands(rng, m, op)
+    else:
+        _mut_manifest_key(rng, m, op, keys)
+    path.write_text(yaml.safe_dump(m, sort_keys=False))
+    return f"manifest:{op}"
+
+
+def _mut_manifest_dates(rng: np.random.Generator, m: dict, op: str, root: Path) -> None:
     dates = m.get("dates")
-    if op == "drop_key":
-        m.pop(str(rng.choice(keys)))
-    elif op == "unknown_key":
-        m[str(rng.choice(["band", "Dates", "nodata_value", "crs", ""]))] = 1
-    elif op == "wrong_value":
-        m[str(rng.choice(keys + ["nodata", "scale", "offset", "valid_range", "masks"]))] = WRONG_VALUES[
-            int(rng.integers(len(WRONG_VALUES)))
-        ]
-    elif op.startswith("dates_") and isinstance(dates, list) and dates:
+    if isinstance(dates, list) and dates:
         i = int(rng.integers(len(dates)))
         if op == "dates_dup":
             dates[(i + 1) % len(dates)] = dates[i]
@@ -263,35 +266,48 @@ def _mut_manifest(rng: np.random.Generator, root: Path) -> str:
             dates[i] = WRONG_VALUES[int(rng.integers(len(WRONG_VALUES)))]
         else:  # time zones, timestamps, compact dates
             dates[i] = str(rng.choice(["2021-04-01T10:04:00+02:00", "20210401", "2021-04-01 10:11", "2021/04/01"]))
-    elif op.startswith("dates_"):
+    else:
         (root / "timeline").write_text(str(rng.choice(["", "2021-04-01\n2021-04-01\n", "garbage\n", "2021-04-01\n"])))
-    elif op.startswith("bands_"):
-        bands = m.get("bands")
-        if isinstance(bands, dict) and bands:
-            names = list(bands)
-            b = str(rng.choice(names))
-            if op == "bands_rename":
-                bands[b + "x"] = bands.pop(b)
-            elif op == "bands_add_missing":
-                bands["swir"] = "swir.tif"
-            elif op == "bands_drop":
-                bands.pop(b)
-            elif op == "bands_reserved":
-                bands[str(rng.choice(["doy", "date", "label", "a@b", " "]))] = bands.pop(b)
-            else:
-                bands[b + "2"] = bands[b]  # the same file twice
-        elif isinstance(bands, list) and bands:
-            i = int(rng.integers(len(bands)))
-            if op == "bands_rename":
-                bands[i] = bands[i] + "x"
-            elif op == "bands_add_missing":
-                bands.append("swir")
-            elif op == "bands_drop":
-                bands.pop(i)
-            elif op == "bands_reserved":
-                bands[i] = str(rng.choice(["doy", "date", "label", "a@b", " "]))
-            else:
-                bands.append(bands[i])
+
+
+def _mut_manifest_bands(rng: np.random.Generator, m: dict, op: str) -> None:
+    bands = m.get("bands")
+    if isinstance(bands, dict) and bands:
+        names = list(bands)
+        b = str(rng.choice(names))
+        if op == "bands_rename":
+            bands[b + "x"] = bands.pop(b)
+        elif op == "bands_add_missing":
+            bands["swir"] = "swir.tif"
+        elif op == "bands_drop":
+            bands.pop(b)
+        elif op == "bands_reserved":
+            bands[str(rng.choice(["doy", "date", "label", "a@b", " "]))] = bands.pop(b)
+        else:
+            bands[b + "2"] = bands[b]  # the same file twice
+    elif isinstance(bands, list) and bands:
+        i = int(rng.integers(len(bands)))
+        if op == "bands_rename":
+            bands[i] = bands[i] + "x"
+        elif op == "bands_add_missing":
+            bands.append("swir")
+        elif op == "bands_drop":
+            bands.pop(i)
+        elif op == "bands_reserved":
+            bands[i] = str(rng.choice(["doy", "date", "label", "a@b", " "]))
+        else:
+            bands.append(bands[i])
+
+
+def _mut_manifest_key(rng: np.random.Generator, m: dict, op: str, keys: list) -> None:
+    if op == "drop_key":
+        m.pop(str(rng.choice(keys)))
+    elif op == "unknown_key":
+        m[str(rng.choice(["band", "Dates", "nodata_value", "crs", ""]))] = 1
+    elif op == "wrong_value":
+        m[str(rng.choice(keys + ["nodata", "scale", "offset", "valid_range", "masks"]))] = WRONG_VALUES[
+            int(rng.integers(len(WRONG_VALUES)))
+        ]
     elif op == "nodata_wrong":
         m["nodata"] = [{"red": "x"}, "none", [0], True, {"blue": 0}, {"red": [1]}][int(rng.integers(6))]
     elif op == "nodata_nan":
@@ -312,8 +328,6 @@ def _mut_manifest(rng: np.random.Generator, root: Path) -> str:
         m["mask_invalid"] = ["yes", 0, "zero", None][int(rng.integers(4))]
     elif op == "descriptions":
         m["dates"] = "descriptions"
-    path.write_text(yaml.safe_dump(m, sort_keys=False))
-    return f"manifest:{op}"
 
 
 def _mut_manifest_text(rng: np.random.Generator, root: Path) -> str:
@@ -482,6 +496,12 @@ def _mut_table(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.Data
         return "table:noop", df
 
 
+#: The table mutations that change cell values (the others change columns or rows).
+TABLE_CELL_OPS = frozenset({
+    "nan_cells", "inf_cells", "str_in_numeric", "bad_ids", "bad_dates", "bad_t", "empty_label", "huge_values",
+})  # fmt: skip
+
+
 def _mut_table_op(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.DataFrame]:
     op = str(rng.choice([
         "drop_col", "rename_col", "nan_cells", "inf_cells", "str_in_numeric", "dup_rows", "shuffle_labels",
@@ -491,12 +511,16 @@ def _mut_table_op(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.D
     n = len(df)
     rows = rng.choice(n, size=max(1, int(rng.integers(1, max(2, n // 3)))), replace=False) if n else []
     bands = [c for c in df.columns if c in ("red", "nir") or "@" in c] or ["red"]
-    if op == "drop_col":
-        df = df.drop(columns=[str(rng.choice(list(df.columns)))])
-    elif op == "rename_col":
-        c = str(rng.choice(list(df.columns)))
-        df = df.rename(columns={c: str(rng.choice([c.upper(), c + " ", "", "x", "label"]))})
-    elif op == "nan_cells":
+    if op in TABLE_CELL_OPS:
+        df = _mut_table_cells(rng, df, op, rows, bands)
+    else:
+        df = _mut_table_shape(rng, df, op, rows, bands)
+    return f"table:{op}", df
+
+
+def _mut_table_cells(rng: np.random.Generator, df: pd.DataFrame, op: str, rows: Any, bands: list[str]) -> pd.DataFrame:
+    # Cell values: NaN, inf, strings in numbers, bad ids, dates and time steps.
+    if op == "nan_cells":
         for c in rng.choice(list(df.columns), size=int(rng.integers(1, 3))):
             df.loc[df.index[rows], str(c)] = np.nan
     elif op == "inf_cells":
@@ -505,10 +529,6 @@ def _mut_table_op(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.D
         c = str(rng.choice(bands + ["sample_id"] + (["t"] if "t" in df else [])))
         df[c] = df[c].astype(object)
         df.loc[df.index[rows], c] = str(rng.choice(["x", "", "1,5", "nan", "inf", "1e5", " 3 ", "None"]))
-    elif op == "dup_rows":
-        df = pd.concat([df, df.iloc[rows]])
-    elif op == "shuffle_labels":
-        df["label"] = rng.permutation(df["label"].to_numpy())
     elif op == "bad_ids":
         df["sample_id"] = df["sample_id"].astype(object)
         df.loc[df.index[rows], "sample_id"] = [-1, 2**63, 1.5, "a", True, 0][int(rng.integers(6))]
@@ -518,18 +538,32 @@ def _mut_table_op(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.D
     elif op == "bad_t" and "t" in df:
         df["t"] = df["t"].astype(object)
         df.loc[df.index[rows], "t"] = [-1, 1.5, 100, "a", None][int(rng.integers(5))]
-    elif op == "extra_col":
-        df[str(rng.choice(["swir", "doy", "x", "group", "weird@col", "red@r9c9", "Unnamed: 0"]))] = rng.random(n)
     elif op == "empty_label":
         df.loc[df.index[rows], "label"] = str(rng.choice(["", " ", "nan"]))
+    elif op == "huge_values":
+        df.loc[df.index[rows], str(rng.choice(bands))] = float(rng.choice([1e300, -1e300, 1e39, 5e-324]))
+    return df
+
+
+def _mut_table_shape(rng: np.random.Generator, df: pd.DataFrame, op: str, rows: Any, bands: list[str]) -> pd.DataFrame:
+    # Columns and rows: dropped, renamed, duplicated, extra, one class or one sample.
+    if op == "drop_col":
+        df = df.drop(columns=[str(rng.choice(list(df.columns)))])
+    elif op == "rename_col":
+        c = str(rng.choice(list(df.columns)))
+        df = df.rename(columns={c: str(rng.choice([c.upper(), c + " ", "", "x", "label"]))})
+    elif op == "dup_rows":
+        df = pd.concat([df, df.iloc[rows]])
+    elif op == "shuffle_labels":
+        df["label"] = rng.permutation(df["label"].to_numpy())
+    elif op == "extra_col":
+        df[str(rng.choice(["swir", "doy", "x", "group", "weird@col", "red@r9c9", "Unnamed: 0"]))] = rng.random(len(df))
     elif op == "one_class":
         df["label"] = "maize"
     elif op == "one_sample":
         df = df[df["sample_id"] == df["sample_id"].iloc[0]]
     elif op == "drop_rows":
         df = df.drop(index=df.index[rows])
-    elif op == "huge_values":
-        df.loc[df.index[rows], str(rng.choice(bands))] = float(rng.choice([1e300, -1e300, 1e39, 5e-324]))
     elif op == "patch_broken":
         df[str(rng.choice(["red@r0c0", "red@r1c1", "nir@r2c2", "red@rxc0"]))] = 1.0
     elif op == "all_nan_band":
@@ -538,7 +572,7 @@ def _mut_table_op(rng: np.random.Generator, df: pd.DataFrame) -> tuple[str, pd.D
         df["label"] = df["sample_id"] % 3
     elif op == "reserved_only":
         df = df[[c for c in df.columns if c in ("sample_id", "label", "date", "t", "group")]]
-    return f"table:{op}", df
+    return df
 
 
 def _write_table(rng: np.random.Generator, df: pd.DataFrame, root: Path, i: int) -> tuple[str, Path]:

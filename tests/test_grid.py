@@ -12,7 +12,6 @@ import pytest
 import rasterio
 import yaml
 from affine import Affine
-from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from _data_fixtures import assert_user_error, run_cli, tiny_dates, write_raster
+from _data_fixtures import assert_user_error, run_cli, tiny_dates
 
 from cropseq.errors import CropseqError
 from cropseq.io import open_stack, stack_summary

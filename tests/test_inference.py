@@ -20,10 +20,10 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
+import rioxarray  # noqa: F401  (registers the .rio accessor)
 import xarray as xr
 from affine import Affine
 
-import rioxarray  # noqa: F401  (registers the .rio accessor)
 from cropseq import inference
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from _data_fixtures import assert_user_error, run_cli, tiny_models
 
 SIZE = 32

@@ -14,9 +14,9 @@ from cropseq.checkpoint import save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.models import ArchConfig, PatchEncoder, SequenceClassifier
+from cropseq.models.recurrent import reverse_padded, run_direction, run_direction_outputs, sequence_lengths
 from cropseq.predictors import band_indices
 from cropseq.predictors.deep import DeepPredictor
-from cropseq.models.recurrent import reverse_padded, run_direction, run_direction_outputs, sequence_lengths
 
 NAN = float("nan")
 #: Heads under test: many-to-one with each pooling ("many-to-one" = season bins), and many-to-many.

@@ -9,6 +9,7 @@ import pytest
 import rasterio
 import torch
 import yaml
+from _data_fixtures import TINY_TRAIN_CONFIG, run_cli, write_grid_points, write_stack
 
 from cropseq.checkpoint import save_checkpoint
 from cropseq.classes import ClassTable
@@ -17,8 +18,6 @@ from cropseq.models import ArchConfig, SequenceClassifier
 from cropseq.models.recurrent import CELLS
 from cropseq.predictors.deep import DeepPredictor
 from cropseq.training import TrainConfig
-
-from _data_fixtures import TINY_TRAIN_CONFIG, run_cli, write_grid_points, write_stack
 
 
 def _rnn_model(bi: bool = True, layers: int = 2) -> SequenceClassifier:

@@ -19,7 +19,7 @@ import yaml
 from cropseq.classes import ClassTable
 from cropseq.cli import main
 from cropseq.errors import CropseqError
-from cropseq.simulate import BANDS, CLASS_TABLE, CRS, TIMING_PAIRS, SceneInfo, simulate_scene
+from cropseq.simulate import BANDS, CLASS_TABLE, TIMING_PAIRS, SceneInfo, simulate_scene
 
 SIZE = 64
 N_DATES = 24

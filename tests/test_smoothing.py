@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_inference import make_cube, make_predictor, truth_map, whole_array_probs
 
 from cropseq.errors import CropseqError
 from cropseq.inference import predict_cube
 from cropseq.smoothing import Smoothing, isolated_share, make_smoothing
-from test_inference import make_cube, make_predictor, truth_map, whole_array_probs
 
 
 def noisy_probs(ny: int = 48, nx: int = 48, k: int = 3, seed: int = 0, noise: float = 1.2) -> tuple[np.ndarray, np.ndarray]:

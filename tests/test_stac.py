@@ -8,6 +8,7 @@ independently with rasterio's ``WarpedVRT`` onto the cube's grid.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,37 @@ def test_mask_band_missing_on_some_dates(tmp_path: Path) -> None:
     m = _manifest(tmp_path / "stack.yaml", catalog=str(_catalog(tmp_path / "cat", items)), bands=["B04", "B11"])
     assert_user_error(run_cli(["inspect", m]), "stack.yaml",
                       "mask band SCL (asset 'SCL') is missing on 2 of 3 dates: 2023-06-06T10:00:31, 2023-06-11T10:00:31")  # fmt: skip
+
+
+@pytest.mark.parametrize("method", ["median", "first"])
+def test_composite_on_a_stac_stack_is_the_nanmedian_per_bin(tmp_path: Path, method: str) -> None:
+    # Six dates 3 days apart -> 10-day bins from 2023-06-01: dates 0-3, 4-5 (then empty bins are NaN).
+    days = [DAY + dt.timedelta(days=3 * k) for k in range(6)]
+    items = [_item(tmp_path / "catalog", f"S2_{k}", d, "EPSG:32633", (500000.0, 5200000.0), 16, 10 + k) for k, d in enumerate(days)]
+    cat = _catalog(tmp_path / "catalog", items)
+    plain = open_stack(_manifest(tmp_path / "plain.yaml", catalog=str(cat), bands=["B04", "B11"]), chunks=8)
+    mpath = _manifest(tmp_path / "stack.yaml", catalog=str(cat), bands=["B04", "B11"],
+                      composite={"period": "10D", "method": method})  # fmt: skip
+    cube = open_stack(mpath, chunks=8)
+    assert cube.dims == DIMS and cube.dtype == np.float32 and cube.chunks[2] == (8, 8)
+    assert [str(t)[:10] for t in cube["time"].values] == ["2023-06-01", "2023-06-11"]
+    assert cube.attrs["composite"]["bins"] == 2 and cube.attrs["composite"]["observations"] == 6
+    # Independent: numpy per bin over the plain cube (itself checked against WarpedVRT above).
+    raw = plain.values
+    bins = [raw[:4], raw[4:]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy: all-NaN slices
+        exp = np.stack([np.nanmedian(b, axis=0) for b in bins]) if method == "median" else np.stack(
+            [np.take_along_axis(b, np.argmax(~np.isnan(b), axis=0)[None], axis=0)[0] for b in bins])  # fmt: skip
+    np.testing.assert_allclose(cube.values, exp, rtol=0, atol=0, equal_nan=True)
+    assert np.isnan(exp).any() and not np.isnan(exp).all()  # the SCL clouds leave some pixels without any valid date
+    # Window reads (inference halos) and selections composite the same way.
+    reader = window_reader(cube.isel(time=[1], band=[0]))
+    assert reader is not None
+    np.testing.assert_array_equal(reader(0, 0, 16, 16), exp[1:, :1])
+
+
+def test_composite_key_is_checked_for_stac_stacks(tmp_path: Path) -> None:
+    cat = _catalog(tmp_path / "catalog", [_item(tmp_path / "catalog", "S2_0", DAY, "EPSG:32633", (500000.0, 5200000.0), 16, 1)])
+    mpath = _manifest(tmp_path / "stack.yaml", catalog=str(cat), bands=["B04", "B11"], composite={"period": "1M"})
+    assert_user_error(run_cli(["inspect", str(mpath)]), str(mpath), "composite.period must be a whole number of days")

@@ -70,6 +70,7 @@ def test_same_seed_same_weights_and_validation_split(tmp_path) -> None:
     r1 = train_model(data, None, cfg, tmp_path / "a.pt", progress=False)
     r2 = train_model(data, None, cfg, tmp_path / "b.pt", progress=False)
     assert r1.n_val > 0 and r1.n_train + r1.n_val == 60
+    assert (r2.n_train, r2.n_val) == (r1.n_train, r1.n_val)
     assert r1.history[-1]["val_accuracy"] is not None
     sa = DeepPredictor.load(tmp_path / "a.pt").model.state_dict()
     sb = DeepPredictor.load(tmp_path / "b.pt").model.state_dict()

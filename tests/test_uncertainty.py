@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from test_inference import make_cube, make_predictor
 
 from cropseq.errors import CropseqError
 from cropseq.inference import predict_cube, run_prediction
 from cropseq.uncertainty import check_measures, uncertainty
-from test_inference import make_cube, make_predictor
 
 
 def test_measures_on_known_probabilities() -> None:

@@ -527,8 +527,8 @@ def _fake_metrics(oa: float) -> dict:
 
 
 def test_report_builder_is_self_contained(tmp_path):
-    from cropseq.cli import main
     import cropseq.cli.commands_report  # noqa: F401  (registers `report` if __init__ does not yet)
+    from cropseq.cli import main
 
     _fake_map(tmp_path / "map.tif")
     (tmp_path / "deep.json").write_text(json.dumps(_fake_metrics(0.93)))
@@ -653,8 +653,8 @@ def test_report_non_probability_sample_shows_mapped_areas_only(tmp_path):
 
 
 def test_report_missing_input_is_one_line_error(tmp_path, capsys):
-    from cropseq.cli import main
     import cropseq.cli.commands_report  # noqa: F401
+    from cropseq.cli import main
 
     rc = main(["report", "--out", str(tmp_path / "r.html"), "--map", str(tmp_path / "nope.tif")])
     assert rc == 2

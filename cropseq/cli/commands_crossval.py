@@ -37,7 +37,7 @@ def _train_config(config: Path | None, options: dict[str, Any]) -> Any:
 
     merged = {**(load_yaml_options(config) if config is not None else {}), **{k: v for k, v in options.items() if v is not None}}
     if str(merged.get("arch", "gru")).lower() == "rf":
-        raise CropseqError("--arch is the deep model (gru or lstm); the RandomForest runs beside it (--rf, the default)")
+        raise CropseqError("--arch is the deep model (gru, lstm or rnn); the RandomForest runs beside it (--rf, the default)")
     return TrainConfig.from_dict(merged, where=None if config is None else str(config))
 
 
@@ -87,7 +87,7 @@ def crossval_cmd(
         str, typer.Option("--group", help="Keep together: field (the table's group column), block:SIZE (square "
                           "blocks of SIZE metres, from x/y) or none (independent samples).")
     ] = "field",
-    arch: Annotated[str | None, typer.Option("--arch", help="Deep model cell: gru | lstm (default gru).")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Deep model cell: gru | lstm | rnn (default gru).")] = None,
     rf: Annotated[bool, typer.Option("--rf/--no-rf", help="Also cross-validate the RandomForest baseline.")] = True,
     rf_trees: Annotated[int, typer.Option("--rf-trees", min=1, help="RandomForest trees.")] = 500,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and of both models.")] = 0,

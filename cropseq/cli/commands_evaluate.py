@@ -112,8 +112,10 @@ def _score_samples(model: Path, samples: Path, allow_incomplete: bool) -> tuple[
 
 def _score_map(map_path: Path, truth: Path, model: Path | None, class_column: str, valid_at: str | None,
                allow_incomplete: bool) -> tuple[dict[str, Any], str]:  # fmt: skip
-    """The map's metrics against a truth raster or labels (the model only supplies a class
-    table), and the plot's title."""
+    """The map's metrics against a truth raster or labels, and the plot's title.
+
+    The model only supplies a class table.
+    """
     from cropseq.evaluation import score_map
     from cropseq.predictors import load_predictor
 

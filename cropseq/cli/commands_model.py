@@ -2,7 +2,8 @@
 
 Thin over :func:`cropseq.training.train_model` (and :func:`cropseq.baseline.train_random_forest`
 for ``--arch rf``). Options given on the command line override the same keys of ``--config``,
-which override the :class:`~cropseq.training.TrainConfig` defaults.
+which override the preset's values (``--preset`` or ``preset:`` in ``--config``; default
+``fast``), which override the :class:`~cropseq.training.TrainConfig` defaults.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def train_cmd(
     samples: Path = typer.Option(..., "--samples", help="Training samples table (CSV or Parquet)."),
     out: Path = typer.Option(..., "--out", help="Model file to write (.pt; .skops for --arch rf)."),
     val_samples: Optional[Path] = typer.Option(None, "--val-samples", help="Validation table, for curves/early stopping (default: none; val_fraction in --config holds out groups)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="fast (default: small network, truncated BPTT above 60 dates) | accurate (2-layer BiGRU 128, the pre-preset default); explicit options win."),
     arch: Optional[str] = typer.Option(None, "--arch", help="gru | lstm | rnn (simple tanh RNN) | rf (default gru)."),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help="Bidirectional RNN (default on)."),
     patch: Optional[int] = typer.Option(None, "--patch", help="Patch size (odd; default: the table's)."),
@@ -59,6 +61,7 @@ def train_cmd(
     overrides: dict[str, Any] = {
         k: v
         for k, v in {
+            "preset": preset,
             "arch": arch,
             "bidirectional": bidirectional,
             "patch": patch,

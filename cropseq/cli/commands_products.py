@@ -79,8 +79,9 @@ def parcels_cmd(
                                   "[default: <out stem>.json when scored].")
     ] = None,
 ) -> None:
-    """Summarise a crop map per parcel: majority class, its share, valid pixels, mean
-    probabilities; write the parcel table (GeoPackage) and the parcel map (COG).
+    """Summarise a crop map per parcel; write the parcel table (GeoPackage) and the parcel map (COG).
+
+    Per parcel: majority class, its share, valid pixels, mean probabilities.
 
     Parcels come from field polygons (--parcels) or from segments of the image
     (--segments with --stack). With --truth or --reference-column, the share of reference
@@ -174,8 +175,9 @@ def suggest_cmd(
     min_per_class: Annotated[int, typer.Option("--min-per-class", min=0, help="At least this many points per mapped class.")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed (ties between equal uncertainties).")] = 0,
 ) -> None:
-    """Pick points to label next: the most uncertain pixels, spread out (minimum distance),
-    stratified by mapped class (proportional, with a minimum per class).
+    """Pick points to label next: the most uncertain pixels, spread out, stratified by mapped class.
+
+    Points keep a minimum distance; the strata are proportional, with a minimum per class.
 
     Writes them with the columns of sample-design points (fill 'reference', then add them
     to the training labels and retrain) plus their uncertainty, most uncertain first.

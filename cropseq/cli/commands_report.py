@@ -84,10 +84,12 @@ def report_cmd(
         Path | None, typer.Option("--parcels-metrics", help="Parcel scoring JSON (cropseq parcels --metrics).")
     ] = None,
 ) -> None:
-    """Build one self-contained HTML report (images embedded): metrics, confusion matrices,
-    training curves, map previews with legends (map, confidence, uncertainty and error map side
-    by side), the image (RGB composite, valid pixels per date), the parcel map, mapped and
-    estimated areas with 95 % intervals, map accuracy against the held-out reference, inputs, timings.
+    """Build one self-contained HTML report (images embedded).
+
+    Metrics, confusion matrices, training curves, map previews with legends (map, confidence,
+    uncertainty and error map side by side), the image (RGB composite, valid pixels per date),
+    the parcel map, mapped and estimated areas with 95 % intervals, map accuracy against the
+    held-out reference, inputs, timings.
 
     Every input is optional; sections without inputs are left out.
     """

@@ -372,7 +372,8 @@ def run_prediction(
         probabilities: Path of a K-band probabilities COG, or None.
         area: ``True``: ``<stem>.area.csv``; a path; or ``False``/``None``.
         qml: ``True``: ``<stem>.qml`` (QGIS default style); a path; or ``False``/``None``.
-        start, end: Season window ``[start, end)``.
+        start: First date of the season window ``[start, end)``.
+        end: End of the season window (excluded).
         chunk: Chunk edge in pixels (memory per chunk in flight, see module docs).
         min_valid: Minimum valid observations per pixel (default ``min(3, dates)``).
         workers: ``None``: automatic LocalCluster; ``0``: threaded scheduler in this

@@ -25,7 +25,14 @@ from typing import Any
 from dask.base import tokenize
 
 from cropseq.errors import CropseqError
-from cropseq.predictors import Predictor, check_engine, load_incomplete_predictor, load_predictor, missing_model_error, read_model_info
+from cropseq.predictors import (
+    Predictor,
+    check_engine,
+    load_incomplete_predictor,
+    load_predictor,
+    missing_model_error,
+    read_model_info,
+)
 
 __all__ = [
     "Loader",
@@ -141,7 +148,7 @@ class ModelRef:
         """A key identifying the model, for naming Dask tasks."""
         if self.predictor is not None:
             return f"obj-{id(self.predictor)}-{uuid.uuid4().hex}"
-        st = Path(self.path).stat() if self.path else None  # type: ignore[arg-type]
+        st = Path(self.path).stat() if self.path else None
         return tokenize(self.path, st.st_mtime_ns if st else 0, self.device, getattr(self.loader, "__qualname__", None),
                         self.engine)  # fmt: skip
 

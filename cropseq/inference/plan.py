@@ -111,8 +111,11 @@ def _check_cube(cube: Any) -> xr.DataArray:
 
 
 def _axis_chunks(n: int, chunk: int, halo: int) -> tuple[int, ...]:
-    """Chunk sizes along one axis; a last chunk thinner than the halo is merged into its
-    neighbour (Dask's overlap needs every chunk at least as deep as the halo)."""
+    """Chunk sizes along one axis.
+
+    A last chunk thinner than the halo is merged into its neighbour (Dask's overlap needs
+    every chunk at least as deep as the halo).
+    """
     sizes = [chunk] * (n // chunk)
     if n % chunk:
         sizes.append(n % chunk)
@@ -277,8 +280,9 @@ def plan_for_model(
     reader = window_reader(cube)  # a manifest stack (cut to dates/bands only), else None
     data = _input_blocks(cube, reader, ych, xch, halo)
     name = "cropseq-predict-" + tokenize(data.name, ref.token(), doy.tobytes(), halo, min_valid, len(classes), smooth)
-    probs = data.map_blocks(
-        predict_block, **task, drop_axis=0, chunks=((len(classes),), ych, xch), dtype=np.float32,
+    # da.map_blocks(f, a) is what a.map_blocks(f) calls; the method's functools.wraps signature misleads mypy.
+    probs = da.map_blocks(
+        predict_block, data, **task, drop_axis=0, chunks=((len(classes),), ych, xch), dtype=np.float32,
         meta=np.empty((0, 0, 0), np.float32), name=name,
     )  # fmt: skip
     direct = None if reader is None else DirectBlocks(reader, BlockWindows.from_chunks(ych, xch, halo), task)
@@ -347,8 +351,8 @@ def predict_cube(
         cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device, loader=loader, smooth=smooth,
         engine=engine,
     )
-    cls = plan.probs.map_blocks(class_block, plan.codes, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
-    conf = plan.probs.map_blocks(confidence_block, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+    cls = da.map_blocks(class_block, plan.probs, plan.codes, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
+    conf = da.map_blocks(confidence_block, plan.probs, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
     ds = xr.Dataset(
         {
             "class": (("y", "x"), cls, {"long_name": "crop class", "nodata": NODATA_CODE}),
@@ -358,7 +362,7 @@ def predict_cube(
         attrs={"classes": plan.classes.to_records(), "min_valid": plan.min_valid, "source": plan.source, "bands": plan.bands},
     )
     for m in check_measures(uncertainty_measures):
-        u = plan.probs.map_blocks(uncertainty, m, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
+        u = da.map_blocks(uncertainty, plan.probs, m, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
         ds[m] = (("y", "x"), u, {"long_name": MEASURES[m], "units": "1"})
     if probabilities:
         ds["probabilities"] = xr.DataArray(

@@ -109,8 +109,11 @@ def select_bands(cube: xr.DataArray, bands: list[str]) -> xr.DataArray:
 
 
 def _index(idx: Any) -> slice | list[int]:
-    """A consecutive ascending index as a slice: Dask slices any number of chunks lazily,
-    while a list ("take") builds one task per chunk, unbounded for a huge scene."""
+    """A consecutive ascending index as a slice, any other as a list.
+
+    Dask slices any number of chunks lazily, while a list ("take") builds one task per chunk,
+    unbounded for a huge scene.
+    """
     idx = [int(i) for i in idx]
     if idx and idx == list(range(idx[0], idx[-1] + 1)):
         return slice(idx[0], idx[-1] + 1)

@@ -25,7 +25,6 @@ from cropseq.atomic import register_input
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
-
 __all__ = [
     "ModelInfo",
     "Predictor",

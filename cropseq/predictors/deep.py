@@ -43,7 +43,9 @@ def quantize_int8(model: SequenceClassifier) -> torch.nn.Module:
 
 def incomplete_message(meta: dict[str, Any]) -> str:
     """The refusal of an unfinished run's checkpoint: what it is and how to go on."""
-    tr = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    tr = meta.get("training")
+    if not isinstance(tr, dict):
+        tr = {}
     planned = tr.get("epochs_planned") or tr.get("epochs")
     after = f"after epoch {meta.get('epoch', '?')}" + (f" of {planned}" if planned else "")
     return (f"incomplete checkpoint: training stopped {after}; finish it with `cropseq train ... --resume` "
@@ -341,7 +343,7 @@ class DeepPredictor:
                     logits = m.forward_features(f, v, db)
                 probs[i : i + batch_size] = m.sequence_proba(logits.float(), v)
             probs_np = probs.cpu().numpy()
-            if keep is None:
+            if mask is None:  # then `keep` is None too
                 out[:, r0:r1, :] = probs_np.T.reshape(k, r1 - r0, W)
             else:
                 out[:, r0:r1, :][:, mask[r0:r1]] = probs_np.T  # row-major order, as `keep`

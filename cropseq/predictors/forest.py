@@ -321,8 +321,11 @@ class RandomForestPredictor:
         return out
 
     def _single_job_model(self) -> Any:
-        """The forest set to one job: image chunks run in parallel already (Dask threads
-        or worker processes), and joblib inside a daemonic Dask worker warns on every call."""
+        """The forest set to one job.
+
+        Image chunks run in parallel already (Dask threads or worker processes), and joblib
+        inside a daemonic Dask worker warns on every call.
+        """
         if self._chunk_model is None:
             import copy
 

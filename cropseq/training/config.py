@@ -1,6 +1,8 @@
 """Training configuration: one dataclass, readable from YAML, validated up front.
 
-The defaults are the tuned ones: ``cropseq train --samples T --out M`` with nothing else
+Two presets (:data:`PRESETS`) set the network size, long-series handling and early stopping:
+``fast`` (the default since issue 15, :data:`FAST_PRESET`) and ``accurate`` (the model below,
+the default before). The rest of the defaults are the tuned ones: ``cropseq train --samples T --out M`` with nothing else
 trains the model that ``benchmarks/crossval.py`` scores. They were chosen with quick
 cross-validation runs on the shared real data (Mato Grosso folds 1-2, dtwSat resamples 1-6;
 numbers in the ``cropseq.training`` docstring): a bidirectional **GRU** (beat the LSTM on both
@@ -13,6 +15,7 @@ bins (``pooling="season"``: +0.85 points on the 20 dtwSat resamples).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -26,7 +29,8 @@ from cropseq.models.recurrent import CELLS, HEADS, POOLINGS, ArchConfig
 from cropseq.models.tbptt import check_k
 from cropseq.training.normalization import METHODS
 
-__all__ = ["DEVICES", "MODEL_OPTIONS", "MONITORS", "SAMPLINGS", "SCHEDULES", "TrainConfig", "WEIGHTINGS", "load_yaml_options"]
+__all__ = ["DEFAULT_PRESET", "DEVICES", "FAST_PRESET", "MODEL_OPTIONS", "MONITORS", "PRESETS", "SAMPLINGS", "SCHEDULES", "TrainConfig",
+           "WEIGHTINGS", "load_yaml_options"]
 
 SCHEDULES = ("onecycle", "cosine", "constant")
 WEIGHTINGS = ("none", "sqrt", "balanced")
@@ -51,10 +55,63 @@ MODEL_OPTIONS = (
     "season_sigma",
 )
 
+#: The ``fast`` preset, cropseq's default since issue 15: a small network (one bidirectional
+#: GRU layer of 32 units on a 32-channel encoder, seasonal pooling) that trains a Mato Grosso
+#: fold several times faster than ``accurate`` (``benchmarks/pareto.py``), and truncated BPTT
+#: on long series (``long_series_k1``). The one place to change the fast defaults: the
+#: dataclass fields marked ``_FROM_PRESET`` take their defaults from here.
+FAST_PRESET: dict[str, Any] = {
+    "hidden_size": 32,
+    "num_layers": 1,
+    "encoder_width": 32,
+    "encoder_dim": 32,
+    "pooling": "season",
+    "long_series_k1": 32,
+    "epochs": None,
+    "val_fraction": 0.0,
+    "patience": None,
+}
+#: The defaults before presets existed, for every option a preset may set.
+_BEFORE_PRESETS: dict[str, Any] = {
+    **{k: _ARCH_DEFAULTS[k] for k in MODEL_OPTIONS},
+    "long_series_k1": None,  # full BPTT on any length
+    "epochs": None,
+    "val_fraction": 0.0,
+    "patience": None,
+}
+#: Named option sets (``cropseq train --preset``, ``preset:`` in a ``--config`` YAML). A preset
+#: fills only the options that were not given explicitly. ``accurate`` is the model that was
+#: the default before presets existed (2-layer BiGRU 128 on a 64/64 encoder, full BPTT on any
+#: length): ``--preset accurate`` trains exactly what cropseq did then.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": FAST_PRESET,
+    "accurate": {k: _BEFORE_PRESETS[k] for k in FAST_PRESET},
+}
+DEFAULT_PRESET = "fast"
+
+
+class _FromPreset:
+    """Default of the options a preset sets: replaced by the preset's value in ``__post_init__``."""
+
+    def __repr__(self) -> str:
+        return "<from preset>"
+
+
+#: The marker default (typed Any so that it may stand in for an int, str or None default).
+_FROM_PRESET: Any = _FromPreset()
+
 
 @dataclass
 class TrainConfig:
     """Everything that controls a training run.
+
+    Preset:
+        preset: ``"fast"`` (default) or ``"accurate"``: the values of the options in
+            :data:`PRESETS` that are not given explicitly (explicit options always win).
+            ``TrainConfig()`` is the fast preset; ``TrainConfig(preset="accurate")`` the
+            model cropseq trained by default before presets existed. Resolved when the
+            object is made: ``dataclasses.replace(cfg, preset=...)`` keeps ``cfg``'s
+            resolved values, so build a new ``TrainConfig(preset=..., **options)`` instead.
 
     Model:
         arch: Recurrent cell, ``"gru"``, ``"lstm"`` or ``"rnn"`` (the simple tanh RNN of the
@@ -82,9 +139,14 @@ class TrainConfig:
         k1: Steps per window (one update per window); None = full BPTT.
         k2: Gradient steps at the end of each window (``k2 <= k1``); None = ``k1``.
         grad_clip: Clip the global gradient norm to this value; None = no clipping.
+        long_series_k1: Long series: when ``k1`` is not given and the sequences have more
+            than ``long_series_dates`` dates, train with truncated BPTT windows of this many
+            steps (``k2 = k1``); None = full BPTT on any length. Recorded in the
+            checkpoint's training record (``tbptt``). Preset: fast 32, accurate None.
+        long_series_dates: Dates above which ``long_series_k1`` applies.
 
     Optimisation:
-        epochs: Training epochs (passes over the training sequences); None = automatic:
+        epochs: Training epochs (passes over the training sequences; preset); None = automatic:
             ``max(min_epochs, ceil(min_updates / batches per epoch))``, i.e. 60 epochs for
             a couple of thousand sequences and more for tiny sets (100 for 62 sequences),
             which need more passes to make enough optimiser updates. An explicit value is
@@ -115,7 +177,7 @@ class TrainConfig:
         noise: Gaussian band noise in units of the band scale.
 
     Validation and early stopping:
-        val_fraction: Share of the training *groups* to hold out for validation when no
+        val_fraction: (Preset.) Share of the training *groups* to hold out for validation when no
             validation set is given (grouped + stratified split); 0 (default) holds out
             nothing. Measured on Mato Grosso, holding out 10 % only for monitoring cost
             about one point of accuracy (fold 1: 0.934 vs 0.948), and the fixed one-cycle
@@ -125,7 +187,7 @@ class TrainConfig:
         small_data: With fewer training sequences than this, ``val_fraction`` is ignored
             and nothing is held out: a validation split of a few dozen sequences is too
             noisy to stop on and costs scarce training data (dtwSat trains on 62).
-        patience: Stop after this many epochs without improvement of ``monitor`` and
+        patience: (Preset.) Stop after this many epochs without improvement of ``monitor`` and
             restore the best epoch's weights; None = train the whole schedule (validation,
             if any, is still logged and the delivered weights are the final ones).
         monitor: ``"val_loss"`` or ``"val_accuracy"``.
@@ -141,17 +203,19 @@ class TrainConfig:
         plot: Training-curve PNG path; None = ``<out stem>.curves.png``; "" = no plot.
     """
 
-    # The model options take ArchConfig's defaults: one set of model defaults in cropseq.
+    preset: str = DEFAULT_PRESET
+    # The model options take ArchConfig's defaults (one set of model defaults in cropseq),
+    # except those a preset sets (_FROM_PRESET): they take the preset's value.
     arch: str = _ARCH_DEFAULTS["cell"]
     bidirectional: bool = _ARCH_DEFAULTS["bidirectional"]
-    hidden_size: int = _ARCH_DEFAULTS["hidden_size"]
-    num_layers: int = _ARCH_DEFAULTS["num_layers"]
+    hidden_size: int = _FROM_PRESET
+    num_layers: int = _FROM_PRESET
     dropout: float = _ARCH_DEFAULTS["dropout"]
-    encoder_width: int = _ARCH_DEFAULTS["encoder_width"]
-    encoder_dim: int = _ARCH_DEFAULTS["encoder_dim"]
+    encoder_width: int = _FROM_PRESET
+    encoder_dim: int = _FROM_PRESET
     encoder_time: bool = _ARCH_DEFAULTS["encoder_time"]
     head: str = _ARCH_DEFAULTS["head"]
-    pooling: str = _ARCH_DEFAULTS["pooling"]
+    pooling: str = _FROM_PRESET
     season_bins: int = _ARCH_DEFAULTS["season_bins"]
     season_sigma: float = _ARCH_DEFAULTS["season_sigma"]
     patch: int | None = None
@@ -160,8 +224,10 @@ class TrainConfig:
     k1: int | None = None
     k2: int | None = None
     grad_clip: float | None = 1.0
+    long_series_k1: int | None = _FROM_PRESET
+    long_series_dates: int = 60
 
-    epochs: int | None = None
+    epochs: int | None = _FROM_PRESET
     min_epochs: int = 60
     min_updates: int = 400
     batch_size: int = 64
@@ -180,9 +246,9 @@ class TrainConfig:
     doy_shift: float = 8.0
     noise: float = 0.0
 
-    val_fraction: float = 0.0
+    val_fraction: float = _FROM_PRESET
     small_data: int = 300
-    patience: int | None = None
+    patience: int | None = _FROM_PRESET
     monitor: str = "val_loss"
 
     device: str = "auto"
@@ -194,6 +260,14 @@ class TrainConfig:
     plot: str | None = None
 
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        # The options not given take the preset's values (an unknown preset name is left to
+        # validate(), which reports it; the default preset fills the options meanwhile).
+        values = PRESETS.get(self.preset, PRESETS[DEFAULT_PRESET])
+        for name, value in values.items():
+            if getattr(self, name) is _FROM_PRESET:
+                setattr(self, name, copy.deepcopy(value))
 
     def validate(self, where: str | None = None) -> TrainConfig:
         """Check every option; returns ``self``.
@@ -207,6 +281,8 @@ class TrainConfig:
 
         if self.extra:
             bad(f"unknown training option(s): {', '.join(sorted(self.extra))}")
+        if self.preset not in PRESETS:
+            bad(f"unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})")
         if self.arch not in CELLS:
             bad(f"--arch must be one of {', '.join(CELLS)} (or rf), got {self.arch!r}")
         if self.head not in HEADS:
@@ -230,6 +306,10 @@ class TrainConfig:
             check_k(self.k1, self.k2)
         except CropseqError as e:
             bad(e.message)
+        if self.long_series_k1 is not None and self.long_series_k1 < 1:
+            bad(f"long_series_k1 must be >= 1 or null, got {self.long_series_k1}")
+        if self.long_series_dates < 1:
+            bad(f"long_series_dates must be >= 1, got {self.long_series_dates}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             bad(f"grad_clip must be > 0 or null, got {self.grad_clip}")
         if not self.lr > 0:
@@ -325,6 +405,11 @@ class TrainConfig:
         """Read a YAML mapping of options (``train:`` sub-key allowed), then apply ``overrides``."""
         data = {**load_yaml_options(path), **(overrides or {})}
         return cls.from_dict(data, where=str(path))
+
+
+# Every option a preset sets takes its default from the preset (else the preset could not apply).
+assert all(f.default is _FROM_PRESET for f in fields(TrainConfig) if f.name in FAST_PRESET), "mark preset options _FROM_PRESET"
+assert all(set(v) == set(FAST_PRESET) for v in PRESETS.values()), "every preset sets the same options"
 
 
 def load_yaml_options(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ __all__ = [
     "evaluate_arrays",
     "select_bands",
     "split_train_val",
+    "tbptt_window",
     "train_model",
 ]
 
@@ -310,6 +311,8 @@ class _Plan:
     class_weights: torch.Tensor | None
     aug: Augmentation
     full: bool  # full backpropagation through time (else truncated windows)
+    k1: int | None  # the TBPTT window used: cfg.k1, or long_series_k1 on a long series
+    k2: int | None
     windows: int
     batch_size: int
     n_batches: int
@@ -395,19 +398,31 @@ def _plan(cfg: TrainConfig, data: _Data, device: torch.device) -> _Plan:
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
     cw = _class_weights(data.y_tr, len(data.classes), cfg.class_weighting)
-    full = is_full_bptt(t_len, cfg.k1, cfg.k2)
-    windows = 1 if full else len(window_bounds(t_len, cfg.k1, cfg.k2 or cfg.k1))  # type: ignore[arg-type]
+    k1, k2 = tbptt_window(cfg, t_len)
+    full = is_full_bptt(t_len, k1, k2)
+    windows = 1 if full else len(window_bounds(t_len, k1, k2 or k1))  # type: ignore[arg-type]
     batch_size = effective_batch_size(n_tr, cfg.batch_size, cfg.min_batches)
     n_batches = math.ceil(n_tr / batch_size)
     epochs = cfg.resolved_epochs(n_batches)
     return _Plan(
         arch=arch, model=model, opt=opt, centre=centre, scale=scale,
         class_weights=None if cw is None else cw.to(device), aug=Augmentation(cfg.date_dropout, cfg.doy_shift, cfg.noise),
-        full=full, windows=windows, batch_size=batch_size, n_batches=n_batches, epochs=epochs,
+        full=full, k1=k1, k2=k2, windows=windows, batch_size=batch_size, n_batches=n_batches, epochs=epochs,
         total_updates=epochs * n_batches * windows,
         avg_from=epochs - int(round(cfg.average_last * epochs)) + 1 if cfg.average_last > 0 else None,
         use_es=cfg.patience is not None and data.x_va is not None,
     )  # fmt: skip
+
+
+def tbptt_window(cfg: TrainConfig, t_len: int) -> tuple[int | None, int | None]:
+    """The ``(k1, k2)`` a run over ``t_len`` dates trains with.
+
+    The given ``k1``/``k2``; else, on a long series (more than ``long_series_dates`` dates),
+    truncated BPTT windows of ``long_series_k1`` steps; else ``(None, None)`` (full BPTT).
+    """
+    if cfg.k1 is None and cfg.long_series_k1 is not None and t_len > cfg.long_series_dates:
+        return cfg.long_series_k1, cfg.long_series_k1
+    return cfg.k1, cfg.k2
 
 
 def _output_paths(cfg: TrainConfig, out: Path) -> tuple[Path, Path | None, Path]:
@@ -466,7 +481,7 @@ def _train_batch(
             terms.append((float(loss.detach()) * n, n))
         return terms
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        for w in tbptt_windows(model, xb, db, cfg.k1, cfg.k2 or cfg.k1):  # type: ignore[arg-type]
+        for w in tbptt_windows(model, xb, db, plan.k1, plan.k2 or plan.k1):  # type: ignore[arg-type]
             valid_w = model.valid_mask(xb) if model.arch.head == "many-to-one" else w.valid
             loss = _loss(model, w.logits, yb, valid_w, cw, cfg.label_smoothing)
             with torch.autocast("cuda", enabled=False):
@@ -565,16 +580,19 @@ def _deliver(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch
     return delivered_epoch, final_val_acc
 
 
-def _announce(plan: _Plan, data: _Data, state: _RunState, resumed: Path | None, partial: Path, device: torch.device) -> None:
+def _announce(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, resumed: Path | None, partial: Path, device: torch.device) -> None:
     """The lines on stderr before the first epoch: resumed or starting over, and what trains."""
     if resumed is not None:
         print(f"resuming {resumed} after epoch {state.start_epoch - 1}", file=sys.stderr)
     elif partial.exists():
         print(f"starting over: {partial} (an unfinished run) will be replaced; --resume continues it", file=sys.stderr)
     arch, (n_tr, t_len) = plan.arch, data.x_tr.shape[:2]
+    size = f"hidden {arch.hidden_size} x {arch.num_layers} layer{'s' if arch.num_layers > 1 else ''}"
+    bptt = "" if plan.full else f", truncated BPTT k1={plan.k1} k2={plan.k2 or plan.k1}"
     print(
-        f"training {arch.cell}{' bi' if arch.bidirectional else ''} p={arch.patch} on {n_tr} sequences x {t_len} dates"
-        f" x {len(data.bands)} bands, {len(data.classes)} classes, validation: {data.split_note}, device {device.type}",
+        f"training {arch.cell}{' bi' if arch.bidirectional else ''} {size} ({cfg.preset} preset) p={arch.patch} on {n_tr}"
+        f" sequences x {t_len} dates x {len(data.bands)} bands{bptt}, {len(data.classes)} classes,"
+        f" validation: {data.split_note}, device {device.type}",
         file=sys.stderr,
     )
 
@@ -633,14 +651,15 @@ def train_model(
     n_tr = int(data.x_tr.shape[0])
     history_path, plot_path, partial = _output_paths(cfg, out)
     extra_meta = {"split": data.split_note, "n_train": int(n_tr), "n_val": data.n_val, "device": device.type,
-                  "effective_batch_size": plan.batch_size, "epochs_planned": plan.epochs, "data": data.hashes}  # fmt: skip
+                  "effective_batch_size": plan.batch_size, "epochs_planned": plan.epochs, "data": data.hashes,
+                  "tbptt": None if plan.full else {"k1": plan.k1, "k2": plan.k2 or plan.k1, "auto": cfg.k1 is None}}  # fmt: skip
 
     ck, src = _resume_source(out, partial, cfg, plan.arch, data.hashes, data.bands, classes, progress) if cfg.resume else (None, None)
     if ck is not None and is_complete(ck.meta):
         return _completed_result(out, ck.meta, history_path, plot_path, classes, t_start, device)
     state = _RunState() if ck is None or src is None else _restore(ck, src, plan)
     if progress:
-        _announce(plan, data, state, src if ck is not None else None, partial, device)
+        _announce(plan, data, cfg, state, src if ck is not None else None, partial, device)
 
     bar_enabled = progress and stderr_is_terminal()  # plain epoch lines in logs, a live bar on a terminal
     stop_reason = ""
