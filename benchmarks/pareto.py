@@ -109,6 +109,8 @@ CANDIDATES = [
     Spec("h32-l1-meanmax-enc32", "cropseq", _small(32, 1, "mean-max", encoder_width=32, encoder_dim=32)),
     Spec("h32-l1-season-enc32", "cropseq", _small(32, 1, encoder_width=32, encoder_dim=32)),
     Spec("h64-l1-meanmax-enc32", "cropseq", _small(64, 1, "mean-max", encoder_width=32, encoder_dim=32)),
+    Spec("h64-l1-season-enc32", "cropseq", _small(64, 1, encoder_width=32, encoder_dim=32)),
+    Spec("h32-l2-season-enc32", "cropseq", _small(32, 2, encoder_width=32, encoder_dim=32)),
 ]
 
 GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES}
@@ -351,6 +353,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     # one file set per grid and data-set list, so two data sets can run as two processes
     stem = f"pareto_{args.grid}" + ("" if datasets == ["matogrosso", "dtwsat"] else "_" + "-".join(datasets))
+    stem += f"_{args.tag}" if args.tag else ""
     csv_path = OUT / f"{stem}.csv"
     done = pd.read_csv(csv_path) if args.resume and csv_path.exists() else pd.DataFrame()
     rows = done.to_dict("records")
@@ -394,6 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-estimators", type=int, default=500, help="RandomForest trees")
     p.add_argument("--predict-px", type=int, default=8192, help="pixels per prediction-speed measurement")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="suffix of the output files (runs side by side)")
     p.add_argument("--resume", action="store_true", help="keep the rows of an earlier run and skip them")
     run(p.parse_args(argv))
     return 0

@@ -638,14 +638,19 @@ def census_assessment(
 
 
 # --------------------------------------------------------------------------- sample size
-def _std_from_ua(expected_ua: Sequence[float]) -> np.ndarray:
+#: Per-class numbers: a sequence or a 1-D array.
+_Floats = Sequence[float] | np.ndarray
+_Ints = Sequence[int] | np.ndarray
+
+
+def _std_from_ua(expected_ua: _Floats) -> np.ndarray:
     u = np.asarray(expected_ua, dtype=np.float64)
     if not (np.isfinite(u).all() and ((u >= 0) & (u <= 1)).all()):
         raise CropseqError(f"expected user's accuracies must lie in [0, 1] (got {u.tolist()})")
     return np.sqrt(u * (1 - u))
 
 
-def _weights(weights: Sequence[float]) -> np.ndarray:
+def _weights(weights: _Floats) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64).ravel()
     if w.size == 0 or not (np.isfinite(w).all() and (w >= 0).all()) or w.sum() <= 0:
         raise CropseqError("class weights (map areas) must be non-negative and not all zero")
@@ -653,8 +658,8 @@ def _weights(weights: Sequence[float]) -> np.ndarray:
 
 
 def sample_size_for_oa(
-    weights: Sequence[float],
-    expected_ua: Sequence[float],
+    weights: _Floats,
+    expected_ua: _Floats,
     target_se: float = 0.01,
     population: float | None = None,
 ) -> int:
@@ -689,12 +694,12 @@ def sample_size_for_oa(
 
 def allocate_sample(
     n: int,
-    weights: Sequence[float],
+    weights: _Floats,
     method: Allocation | str = "proportional",
     *,
     min_per_class: int = 50,
-    expected_ua: Sequence[float] | None = None,
-    stratum_sizes: Sequence[int] | None = None,
+    expected_ua: _Floats | None = None,
+    stratum_sizes: _Ints | None = None,
 ) -> np.ndarray:
     """Split ``n`` sample points between the strata (map classes).
 

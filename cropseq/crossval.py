@@ -152,6 +152,7 @@ def sample_groups(df: pd.DataFrame, sample_ids: np.ndarray, grouping: Grouping, 
     bad = ~np.isfinite(xy).all(axis=1)
     if bad.any():
         raise CropseqError(f"{int(bad.sum())} samples have no numeric x/y for --group {grouping}", where)
+    assert grouping.size is not None  # parse_grouping gives every "block" grouping its size
     block = np.floor(xy / float(grouping.size)).astype(np.int64)
     return np.array([f"{bx}_{by}" for bx, by in block], dtype=str)
 

@@ -46,6 +46,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 class DataWarning(UserWarning):
-    """Input data that is probably wrong but still usable (a fill value without a nodata
-    tag, values on another scale than the model's training data). The CLI shows it as one
-    line ``cropseq: warning: <message>``; the Python API emits it through :mod:`warnings`."""
+    """Input data that is probably wrong but still usable.
+
+    For example a fill value without a nodata tag, or values on another scale than the
+    model's training data. The CLI shows it as one line ``cropseq: warning: <message>``;
+    the Python API emits it through :mod:`warnings`.
+    """

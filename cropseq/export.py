@@ -123,7 +123,8 @@ def export_onnx(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str],
         raise CropseqError(f"--dates must be at least 2, got {dates}")
     check_writable(out)
     predictor = load_predictor(checkpoint, device="cpu")
-    assert isinstance(predictor, DeepPredictor)  # any file but *.skops loads as a deep model
+    if not isinstance(predictor, DeepPredictor):  # e.g. a dense (per-date) model: another graph
+        raise CropseqError(f"only deep sequence models export to ONNX, not a {predictor.kind} model", checkpoint)
     graph = ProbabilityGraph(predictor.model).eval()
     n, t = 37, int(dates)  # N: an example only (dynamic), a size no other axis has
     x = torch.zeros(n, t, len(predictor.bands), predictor.patch, predictor.patch)

@@ -188,7 +188,7 @@ def _savefig(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def _read_decimated(path: Path, max_size: int) -> tuple[np.ndarray, Any, Any]:
+def _read_decimated(path: Path, max_size: int) -> tuple[np.ma.MaskedArray, Any, Any]:
     """Band 1 at most ``max_size`` px on its longest side (GDAL reads the COG's overviews)."""
     import rasterio
     from rasterio.enums import Resampling
@@ -422,8 +422,10 @@ def _assessment_section(a: Mapping[str, Any], plot: Path | None, source: str, he
     oa = a.get("overall_accuracy") or {}
     areas = estimates_areas(a)
     whose = "the map" if areas else "the sample points (not the map)"
+    design = a.get("design")
+    design_text = _DESIGNS.get(design, design) if isinstance(design, str) else design
     body = (f"<p>Overall accuracy of {whose} <b>{_estimate(oa)}</b> (95 % CI) from "
-            f"{_fmt(a.get('n_samples'))} reference points: {_esc(_DESIGNS.get(a.get('design'), a.get('design')))}. "
+            f"{_fmt(a.get('n_samples'))} reference points: {_esc(design_text)}. "
             f"{_esc(source)}</p>")
     if areas and not a.get("census"):
         also = " The held-out score is under Map vs held-out reference." if held_out else ""

@@ -1110,4 +1110,4 @@ def grouped_stratified_split(
     side = assign_split(per["label"].to_numpy(), groups.to_numpy(), val_fraction, test_fraction, seed)
     by_sample = pd.Series(side, index=per["sample_id"].to_numpy())
     row_side = by_sample.reindex(df["sample_id"].to_numpy()).to_numpy()
-    return tuple(df[row_side == s].reset_index(drop=True) for s in ("train", "val", "test"))  # type: ignore[return-value]
+    return tuple(df[row_side == s].reset_index(drop=True) for s in ("train", "val", "test"))

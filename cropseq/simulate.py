@@ -1182,7 +1182,7 @@ def _coarsen_any(a: np.ndarray) -> np.ndarray:
     h, w = a.shape
     pad = np.zeros((h + h % 2, w + w % 2), bool)
     pad[:h, :w] = a
-    return pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2).any(axis=(1, 3))
+    return np.any(pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2), axis=(1, 3))
 
 
 _WATER_INDEX = next(i for i, c in enumerate(_CLASSES) if c.name == "water")

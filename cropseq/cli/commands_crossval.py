@@ -130,6 +130,7 @@ def crossval_cmd(
 
     df = read_samples(existing_path(samples, "samples table"))
     arrays = table_to_arrays(df, bands=cfg.bands, patch=cfg.patch, where=samples)
+    assert arrays.labels is not None  # read_samples requires a label column
     groups = sample_groups(df, arrays.sample_ids, grouping, samples)
     fold_index = make_folds(arrays.labels, groups, folds, seed)
     table_classes = table_classes or read_samples_classes(samples) or ClassTable.from_names(arrays.labels)
