@@ -72,6 +72,7 @@ def version_cmd() -> None:
 from cropseq.cli import commands_accuracy as _accuracy  # noqa: E402,F401
 from cropseq.cli import commands_crossval as _crossval  # noqa: E402,F401
 from cropseq.cli import commands_data as _data  # noqa: E402,F401
+from cropseq.cli import commands_dense as _dense  # noqa: E402,F401
 from cropseq.cli import commands_evaluate as _evaluate  # noqa: E402,F401
 from cropseq.cli import commands_model as _model  # noqa: E402,F401
 from cropseq.cli import commands_predict as _predict  # noqa: E402,F401

@@ -28,7 +28,7 @@ def existing_path(path: Path, what: str = "file") -> Path | RemotePath:
 
 #: Commands that compute: their thread pools are sized to the usable CPUs before they run.
 COMPUTE_COMMANDS = frozenset(
-    {"train", "predict", "crossval", "evaluate", "samples", "distill", "parcels", "suggest", "tile"}
+    {"train", "predict", "crossval", "evaluate", "samples", "distill", "parcels", "suggest", "tile", "train-dense"}
 )
 
 

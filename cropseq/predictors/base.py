@@ -228,8 +228,12 @@ def load_predictor(
 
         check_engine(engine, "cpu", "rf")
         return RandomForestPredictor.load(path)
+    from cropseq.checkpoint import load_checkpoint
     from cropseq.predictors.deep import DeepPredictor
+    from cropseq.predictors.dense import DensePredictor, is_dense
 
+    if is_dense(load_checkpoint(path).meta):  # kind: dense (cropseq train-dense)
+        return DensePredictor.load(path, device=device, allow_incomplete=allow_incomplete, engine=engine)
     return DeepPredictor.load(path, device=device, allow_incomplete=allow_incomplete, engine=engine)
 
 
@@ -290,6 +294,10 @@ def read_model_info(path: str | os.PathLike[str], allow_incomplete: bool = False
     from cropseq.predictors.deep import check_checkpoint, incomplete_message
 
     ck = load_checkpoint(path)
+    if ck.meta.get("kind") == "dense":
+        from cropseq.predictors.dense import dense_model_info
+
+        return dense_model_info(ck, path, allow_incomplete)
     check_checkpoint(ck, path)
     if not allow_incomplete and not is_complete(ck.meta):
         raise CropseqError(incomplete_message(ck.meta), path)
