@@ -57,6 +57,7 @@ __all__ = [
     "classes_sidecar",
     "extract_samples",
     "grouped_stratified_split",
+    "label_pixels",
     "patch_column",
     "patch_columns",
     "read_samples",
@@ -723,7 +724,7 @@ def _sample_pixels(cube: xr.DataArray, feats: Any, labels: LabelSet, report: Ext
     """The samples: one per point, one per pixel of each polygon, with their ids and groups."""
     transform = cube.rio.transform()
     shape = (int(cube.sizes["y"]), int(cube.sizes["x"]))
-    rows, cols, fidx = _label_pixels(feats, transform, shape, report)
+    rows, cols, fidx = label_pixels(feats, transform, shape, report)
     if len(fidx) == 0:
         raise CropseqError(
             f"no labelled pixel inside the stack ({len(report.outside)} labels outside; "
@@ -876,14 +877,26 @@ def _extent_hint(feats: Any, transform: Any, shape: tuple[int, int], crs: Any) -
     )
 
 
-def _label_pixels(
+def label_pixels(
     feats: Any, transform: Any, shape: tuple[int, int], report: ExtractionReport
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(rows, cols, feature index)`` of every labelled pixel; records features outside.
 
     Points: the pixel containing them. Polygons: the pixels whose centre is inside
     (rasterised within the polygon's bounding window, so overlapping polygons each keep
-    their pixels).
+    their pixels). Shared by ``cropseq samples`` and the dense windows
+    (:func:`cropseq.dense.windows.dense_labels`).
+
+    Args:
+        feats: Label features (a GeoDataFrame with ``sample_id`` and geometry) in the grid's CRS.
+        transform: The grid's affine transform.
+        shape: The grid's ``(height, width)``.
+        report: Receives the ``sample_id`` of every feature with no pixel on the grid
+            (``report.outside``).
+
+    Returns:
+        ``(rows, cols, fidx)``: int64 arrays, one entry per labelled pixel; ``fidx`` is the
+        feature's position in ``feats``.
     """
     from affine import Affine
     from rasterio.features import geometry_mask

@@ -7,10 +7,15 @@ One job: find the STAC items a manifest asks for and load them, lazily, as the c
   forms the search (``collections``, ``bbox``, ``datetime``, ``query``) is done here with the
   API's semantics (closed datetime interval, a date-only end meaning that whole day,
   ``query`` comparisons as pystac-client writes them: ``eo:cloud_cover < 60``).
-- Pixels are read by odc-stac (``odc.stac.load``) onto the target grid, one Dask chunk per
-  date and band, items of the same solar day mosaicked (first valid pixel wins), with the
-  resampling of :func:`cropseq.grid.default_resampling` (bilinear, average when coarsening,
-  nearest for the mask band).
+- Pixels are read by odc-stac (``odc.stac.load``) onto the target grid, items of the same
+  solar day mosaicked (first valid pixel wins), with the resampling of
+  :func:`cropseq.grid.default_resampling` (bilinear, average when coarsening, nearest for
+  the mask band). The cube is :mod:`cropseq.io`'s one-layer graph: each spatial chunk (all
+  dates and bands, the mask applied) is one task calling ``odc.stac.load`` on the chunk's
+  window (:class:`StacWindows`), so the graph stays small, each file is opened once per
+  chunk, and windows (tiles, inference halos) are read directly, as for manifest stacks.
+- ``composite:`` (:mod:`cropseq.composite`) works as for manifest stacks: each window is
+  read for the dates of its bins and composited in the same task.
 - Values follow :mod:`cropseq.io`'s order: the band's nodata value (the manifest's, else the
   STAC ``raster:bands`` one) becomes NaN, masked pixels (the ``mask:`` band, any rule of
   :mod:`cropseq.masking`) become NaN in every band, ``value * scale + offset`` (manifest,
@@ -21,7 +26,7 @@ Manifest keys (besides ``source: stac``): ``catalog`` (URL or path, relative to 
 ``datetime`` (``2023-03-01/2023-10-31``, ``..`` for an open end), ``bands`` (asset keys or
 eo:bands common names, or ``{alias: asset key}``; default: every raster asset all items
 share), ``query``, ``mask``, ``grid``, ``groupby`` (``solar_day``, default, or ``time``),
-and the per-band ``nodata``/``scale``/``offset``/``valid_range``/``resampling`` of any stack.
+``composite``, and the per-band ``nodata``/``scale``/``offset``/``valid_range``/``resampling`` of any stack.
 
 Default grid: the CRS most items use, the finest band's resolution, the extent of ``bbox``
 (else of every item), aligned with the first item's finest band (so a single-tile stack
@@ -52,7 +57,7 @@ from cropseq.errors import CropseqError
 from cropseq.grid import GridSpec, TargetGrid, default_resampling, native_resolution, parse_grid_spec, resolve_grid
 from cropseq.manifest import _per_band_values, _resampling, _set_bands, _valid_range, parse_date
 from cropseq.masking import MaskRule, parse_mask
-from cropseq.remote import is_remote
+from cropseq.remote import gdal_env, is_remote
 from cropseq.remote import join as remote_join
 
 __all__ = ["AssetGrid", "BandPlan", "GROUPBY", "STAC_KEYS", "StacManifest", "StacScene", "StacWindows", "ValueRules", "describe", "find_items", "open_stac", "parse_query", "parse_stac_manifest", "replace_spec", "stac_listing"]
@@ -721,12 +726,13 @@ class _Values:
     mask_rule: MaskRule | None
     mask_nodata: float | None
 
-    def __call__(self, raw: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        out = np.empty(raw.shape, np.float32)
+    def __call__(self, raw: Sequence[np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
+        """The float32 ``(time, band, y, x)`` block of the raw ``(time, y, x)`` per band (and mask)."""
+        out = np.empty((raw[0].shape[0], len(raw), *raw[0].shape[1:]), np.float32)
         for c, b in enumerate(self.bands):
-            out[:, c] = _band_values(raw[:, c], b)
+            out[:, c] = _band_values(raw[c], b)
         if mask is not None and self.mask_rule is not None:
-            mvals = mask[:, 0].astype(np.float64)
+            mvals = mask.astype(np.float64)
             if self.mask_nodata is not None:
                 mvals[mvals == self.mask_nodata] = np.nan  # no mask value: nothing says clear
             bad = self.mask_rule.invalid(mvals)
@@ -735,26 +741,31 @@ class _Values:
 
 
 def _band_values(raw: np.ndarray, b: BandPlan) -> np.ndarray:
-    """One band's raw values (odc-stac's float32) -> the cube's float32 values.
+    """One band's raw values (odc-stac's float32, changed in place) -> the cube's float32 values.
 
-    ``value * scale + offset`` is computed in float64 (as the manifest reader does) but
-    in one pass per step, and nodata/NaN become NaN before scaling, so no mask array of
-    the block's size is kept (this runs on every chunk of every STAC read).
+    ``value * scale + offset`` is rounded to float32 once, as the manifest reader does. With
+    no offset the product is computed in float64 by the ufunc's buffered loop straight into
+    the float32 block (no float64 copy of the block: this runs on every chunk of every read).
     """
-    vals = raw.astype(np.float64)
-    if b.nodata is not None and not np.isnan(b.nodata):
-        vals[vals == b.nodata] = np.nan
-    if b.scale != 1.0:
-        vals *= b.scale
-    if b.offset != 0.0:
-        vals += b.offset
+    if b.offset != 0.0:  # two operations, rounded once: in float64
+        vals64 = raw.astype(np.float64)
+        if b.nodata is not None and not np.isnan(b.nodata):
+            vals64[vals64 == b.nodata] = np.nan
+        vals64 = vals64 * b.scale + b.offset
+        with np.errstate(over="ignore", invalid="ignore"):
+            vals = vals64.astype(np.float32)
+    else:
+        vals = raw if raw.dtype == np.float32 else raw.astype(np.float32)
+        if b.nodata is not None and not np.isnan(b.nodata):
+            vals[vals == np.float64(b.nodata)] = np.nan
+        if b.scale != 1.0:
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.multiply(vals, b.scale, out=vals, dtype=np.float64, casting="unsafe")
     if b.valid_range is not None:
         with np.errstate(invalid="ignore"):
-            vals[(vals < b.valid_range[0]) | (vals > b.valid_range[1])] = np.nan
-    with np.errstate(over="ignore", invalid="ignore"):
-        v32 = vals.astype(np.float32)
-    v32[np.isinf(v32)] = np.nan  # beyond float32's range: missing, not infinite
-    return v32
+            vals[(vals < np.float64(b.valid_range[0])) | (vals > np.float64(b.valid_range[1]))] = np.nan
+    vals[np.isinf(vals)] = np.nan  # beyond float32's range: missing, not infinite
+    return vals
 
 
 @dataclass(frozen=True)
@@ -803,20 +814,23 @@ class StacWindows:
 
     def __call__(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         """The float32 ``(time, band, height, width)`` block of this window."""
-        out = np.full((self.n_time, len(self.band_take), height, width), np.nan, np.float32)
         ny, nx = self.grid.shape
         r0, c0, r1, c1 = max(row_off, 0), max(col_off, 0), min(row_off + height, ny), min(col_off + width, nx)
-        if r1 <= r0 or c1 <= c0 or not self.n_time or not self.band_take:
-            return out
         dates = sorted(set(self.time_take))
-        raw, mraw = self._load(dates, r0, c0, r1, c1)
-        vals = _Values(self.bands, self.mask_rule, self.mask.nodata if self.mask else None)(raw, mraw)
-        pos = {d: k for k, d in enumerate(dates)}
-        out[:, :, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = vals[[pos[t] for t in self.time_take]]
+        vals = None
+        if r1 > r0 and c1 > c0 and self.n_time and self.band_take:
+            raw, mraw = self._load(dates, r0, c0, r1, c1)
+            vals = _Values(self.bands, self.mask_rule, self.mask.nodata if self.mask else None)(raw, mraw)
+            if list(self.time_take) == dates and (r0, c0, r1, c1) == (row_off, col_off, row_off + height, col_off + width):
+                return vals  # the usual case (a chunk, every date once): no copy
+        out = np.full((self.n_time, len(self.band_take), height, width), np.nan, np.float32)
+        if vals is not None:
+            pos = {d: k for k, d in enumerate(dates)}
+            out[:, :, r0 - row_off : r1 - row_off, c0 - col_off : c1 - col_off] = vals[[pos[t] for t in self.time_take]]
         return out
 
-    def _load(self, dates: Sequence[int], r0: int, c0: int, r1: int, c1: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Raw ``(date, band, h, w)`` values (and the mask's ``(date, 1, h, w)``) of the dates."""
+    def _load(self, dates: Sequence[int], r0: int, c0: int, r1: int, c1: int) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """Raw ``(date, h, w)`` values per band (and the mask's) of the dates."""
         import odc.stac
         from odc.geo.geobox import GeoBox
 
@@ -824,15 +838,18 @@ class StacWindows:
         items = [self.items[i] for d in dates for i in self.groups[d]]
         gbox = GeoBox(self.grid.shape, self.grid.transform, self.grid.crs)[r0:r1, c0:c1]
         cfg = {"*": {"assets": {p.asset: {"nodata": p.nodata} for p in plans if p.nodata is not None}}}
-        with _quiet_warnings():
+        hrefs = [it.assets[p.asset].href for it in items[:1] for p in plans if p.asset in it.assets]
+        # Remote assets: cropseq's GDAL HTTP defaults (no directory listing per file, retries,
+        # block cache), where the user's environment sets none (odc-stac's own env nests inside).
+        with _quiet_warnings(), gdal_env(*hrefs):
             ds = odc.stac.load(
                 items, bands=list(dict.fromkeys(p.asset for p in plans)), groupby=self.groupby, geobox=gbox,
                 resampling={p.asset: p.resampling for p in plans}, dtype="float32", stac_cfg=cfg,
             )  # fmt: skip
         if ds.sizes["time"] != len(dates):
             raise CropseqError(f"odc-stac grouped the items of {len(dates)} dates into {ds.sizes['time']}")
-        raw = np.stack([ds[p.asset].values for p in self.bands], axis=1)
-        return raw, ds[self.mask.asset].values[:, None] if self.mask is not None else None
+        raw = [ds[p.asset].values for p in self.bands]  # no stacked copy: _Values writes the block
+        return raw, ds[self.mask.asset].values if self.mask is not None else None
 
 
 @contextlib.contextmanager

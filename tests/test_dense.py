@@ -136,3 +136,40 @@ def test_train_dense_user_errors(scene, tmp_path):
     assert_user_error(run_cli([*base, "--arch", "transformer", *TINY]), "unknown dense architecture", outputs=[out])
     assert_user_error(run_cli([*base[:4], tmp_path / "none.gpkg", "--out", out]), "labels not found", outputs=[out])
     assert_user_error(run_cli([*base, "--val-fraction", "1.5"]), "validation fraction", outputs=[out])
+
+
+@pytest.fixture(scope="module")
+def dense_model(scene, tmp_path_factory):
+    model = tmp_path_factory.mktemp("dense_model") / "gru.pt"
+    res = run_cli(["train-dense", "--stack", scene, "--labels", scene / "labels.gpkg", "--out", model, *TINY])
+    assert res.rc == 0, res
+    return model
+
+
+@pytest.mark.parametrize("engine", ["int8", "bf16", "onnx"])
+def test_predict_engine_on_a_dense_model_says_it_runs_on_torch(scene, dense_model, tmp_path, engine):
+    out = tmp_path / "map.tif"
+    argv = ["predict", "--stack", scene, "--model", dense_model, "--out", out, "--engine", engine, "--device", "cpu",
+            "--workers", "0"]
+    msg = assert_user_error(run_cli(argv), f"--engine {engine}", "dense model", "runs on torch", outputs=[out])
+    assert "RandomForest" not in msg
+
+
+def test_load_predictor_reads_a_checkpoint_once(dense_model, tmp_path, monkeypatch):
+    from cropseq.checkpoint import save_checkpoint
+    from cropseq.models.recurrent import SequenceClassifier
+    from cropseq.predictors import load_predictor
+
+    arch = ArchConfig(n_bands=2, n_classes=3, patch=1, cell="gru", hidden_size=4, num_layers=1)
+    pixel = SequenceClassifier(arch)
+    meta = {"arch": arch.to_dict(), "bands": ["red", "nir"], "patch": 1, "head": arch.head, "epoch": 1,
+            "norm": {"mean": pixel.norm_center.tolist(), "std": pixel.norm_scale.tolist()},
+            "classes": ClassTable.from_names(["a", "b", "c"]).to_records(), "temporal_encoding": {}}
+    pixel_path = save_checkpoint(tmp_path / "pixel.pt", pixel.state_dict(), meta)
+    reads: list[object] = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: reads.append(f) or real_load(f, *a, **k))
+    for path, kind in ((dense_model, "dense"), (pixel_path, "deep")):
+        reads.clear()
+        assert load_predictor(path, device="cpu").kind == kind
+        assert len(reads) == 1, f"{kind}: read {len(reads)} times"

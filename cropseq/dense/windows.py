@@ -4,7 +4,7 @@ Labels come from :func:`cropseq.labels.read_labels` (polygons, points or a label
 onto the stack grid) and are laid on the stack grid as :class:`DenseLabels`: a class index per
 pixel (:data:`IGNORE` where unlabelled, ignored by the loss) and a group per pixel (the field,
 or for a label raster the connected patch). Polygons are rasterised by pixel centre with the
-same helper as ``cropseq samples`` (``cropseq.samples._label_pixels``).
+same helper as ``cropseq samples`` (``cropseq.samples.label_pixels``).
 
 Samplers follow torchgeo's: :func:`random_windows` (``RandomGeoSampler``: seeded random
 positions, here only windows holding a labelled pixel of the split) and :func:`grid_windows`
@@ -81,12 +81,12 @@ def dense_labels(cube: Any, path: str | os.PathLike[str], classes: ClassTable | 
     """
     from cropseq.io import cube_grid
     from cropseq.labels import read_labels
-    from cropseq.samples import ExtractionReport, _label_pixels
+    from cropseq.samples import ExtractionReport, label_pixels
 
     grid = cube_grid(cube)
     labels = read_labels(path, grid.crs, id_column=id_column, classes=classes, grid=grid)
     feats = labels.features
-    rows, cols, fidx = _label_pixels(feats, grid.transform, grid.shape, ExtractionReport())
+    rows, cols, fidx = label_pixels(feats, grid.transform, grid.shape, ExtractionReport())
     if len(fidx) == 0:
         raise CropseqError("no labelled pixel inside the stack", path)
     cls_of_feat = np.asarray(labels.classes.index_of(feats["label"].astype(str), str(path)), dtype=np.int64)

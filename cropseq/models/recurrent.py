@@ -65,6 +65,7 @@ A sequence without any valid observation gets uniform probabilities.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -85,7 +86,7 @@ POOLINGS = ("season", "mean-max")
 #: Recurrent cells by ``cell`` name. ``"rnn"`` is the simple (Elman) RNN of the lecture,
 #: ``h_t = tanh(W_ih x_t + W_hh h_{t-1} + b)``, whose vanishing gradient motivates the gated
 #: cells (measured on real data in ``benchmarks/gradient_length.py``).
-CELL_MODULES: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+CELL_MODULES: dict[str, Callable[..., nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 CELLS = tuple(CELL_MODULES)
 DAYS_PER_YEAR = 365.25
 
@@ -228,6 +229,7 @@ def _state_scatter(full: State, mask: torch.Tensor, part: State) -> State:
     if isinstance(full, tuple):
         assert isinstance(part, tuple)
         return tuple(_state_scatter(f, mask, p) for f, p in zip(full, part))  # type: ignore[return-value]
+    assert not isinstance(part, tuple)
     out = full.clone()
     out[:, mask] = part.to(out.dtype)
     return out
@@ -317,7 +319,7 @@ def sequence_lengths(valid: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- model
 
 
-def _make_cell(rnn_cls: type[nn.RNNBase], in_features: int, hidden: int) -> nn.RNNBase:
+def _make_cell(rnn_cls: Callable[..., nn.RNNBase], in_features: int, hidden: int) -> nn.RNNBase:
     """One single-layer, single-direction, ``batch_first`` recurrent module of ``rnn_cls``."""
     if rnn_cls is nn.RNN:
         # Spelled out: tanh is nn.RNN's default today, and it is the cell the lecture means.
@@ -335,6 +337,9 @@ class SequenceClassifier(nn.Module):
         norm_center: ``(C,)`` per-band centre subtracted before encoding (default 0).
         norm_scale: ``(C,)`` per-band scale divided by (default 1).
     """
+
+    norm_center: torch.Tensor
+    norm_scale: torch.Tensor
 
     def __init__(
         self,
@@ -377,7 +382,14 @@ class SequenceClassifier(nn.Module):
 
     @property
     def halo(self) -> int:
+        """Pixels of context each side of a pixel the encoder needs (``patch // 2``)."""
         return self.arch.patch // 2
+
+    def cell(self, layer: int, reverse: bool = False) -> nn.RNNBase:
+        """The recurrent module of ``layer`` in one direction (right-to-left when ``reverse``)."""
+        m = (self.bwd if reverse else self.fwd)[layer]
+        assert isinstance(m, nn.RNNBase)
+        return m
 
     def valid_mask(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, T)`` bool: all bands finite at the centre pixel of ``x (N, T, C, p, p)``."""
@@ -462,9 +474,9 @@ class SequenceClassifier(nn.Module):
         for layer in range(self.arch.num_layers):
             if layer > 0:
                 h = self.drop(h)
-            out_f = run_direction_outputs(self.fwd[layer], h, lengths)
+            out_f = run_direction_outputs(self.cell(layer), h, lengths)
             if self.arch.bidirectional:
-                out_b = run_direction_outputs(self.bwd[layer], h, lengths, reverse=True)
+                out_b = run_direction_outputs(self.cell(layer, reverse=True), h, lengths, reverse=True)
                 h = torch.cat([out_f, out_b], dim=-1)
             else:
                 h = out_f

@@ -130,7 +130,7 @@ def _context_sweep(
     bwd_state: list[list[State | None]] = []
     h = inputs
     for layer in range(n_layers):
-        out_f, _ = run_direction(model.fwd[layer], h, lengths)
+        out_f, _ = run_direction(model.cell(layer), h, lengths)
         if not model.arch.bidirectional:
             bwd_out.append(h.new_zeros(0))
             bwd_state.append([None] * len(bounds))
@@ -144,7 +144,7 @@ def _context_sweep(
             s, _, e = bounds[j]
             states[j] = st
             seg_len = _slice_lengths(lengths, s, e)
-            pieces[j], st = run_direction(model.bwd[layer], h[:, s:e], seg_len, reverse=True, state=st)
+            pieces[j], st = run_direction(model.cell(layer, reverse=True), h[:, s:e], seg_len, reverse=True, state=st)
         out_b = torch.cat(pieces, dim=1)
         bwd_out.append(out_b)
         bwd_state.append(states)
@@ -193,7 +193,7 @@ def tbptt_windows(
         prefix_in: torch.Tensor | None = full_inputs[:, s:g] if g > s else None
         grad_in = grad_inputs
         for layer in range(n_layers):
-            rnn_f = model.fwd[layer]
+            rnn_f = model.cell(layer)
             st = fstate[layer]
             prefix_out: torch.Tensor | None = None
             if prefix_in is not None:
@@ -211,7 +211,7 @@ def tbptt_windows(
             fstate[layer] = state_detach(st_end)
             if model.arch.bidirectional:
                 bst = bwd_state[layer][j]
-                out_b, _ = run_direction(model.bwd[layer], grad_in, seg, reverse=True, state=bst)
+                out_b, _ = run_direction(model.cell(layer, reverse=True), grad_in, seg, reverse=True, state=bst)
                 grad_in = torch.cat([out_f, out_b], dim=-1)
             else:
                 grad_in = out_f

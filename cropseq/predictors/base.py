@@ -58,13 +58,16 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
     Args:
         engine: One of :data:`ENGINES` (None = ``auto``).
         device: The resolved device (``cpu`` or ``cuda``).
-        kind: ``deep`` or ``rf``: a RandomForest has one engine (scikit-learn).
+        kind: ``deep``, ``dense`` or ``rf``: the engines are for per-pixel deep models; a
+            dense model (``cropseq train-dense``) runs on torch only, a RandomForest on
+            scikit-learn.
 
     Returns:
         ``torch``, ``bf16``, ``int8`` or ``onnx``.
 
     Raises:
-        CropseqError: an unknown engine, a CPU engine on a GPU, or an engine for a forest.
+        CropseqError: an unknown engine, a CPU engine on a GPU, or an engine other than
+            ``torch`` for a dense model or a forest.
     """
     engine = engine or "auto"
     if engine not in ENGINES:
@@ -72,7 +75,10 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
     if engine == "auto":
         return "torch"
     if kind != "deep" and engine != "torch":
-        raise CropseqError(f"--engine {engine} applies to deep models (*.pt); a RandomForest runs on scikit-learn")
+        runs_on = {"dense": "a dense model (cropseq train-dense) runs on torch only"}.get(
+            kind, "a RandomForest runs on scikit-learn"
+        )
+        raise CropseqError(f"--engine {engine} applies to per-pixel deep models (cropseq train); {runs_on}")
     if engine in CPU_ENGINES and str(device).startswith("cuda"):
         raise CropseqError(f"--engine {engine} runs on the CPU; pass --device cpu (a GPU already uses bf16 with --engine torch)")
     return engine
@@ -228,13 +234,20 @@ def load_predictor(
 
         check_engine(engine, "cpu", "rf")
         return RandomForestPredictor.load(path)
-    from cropseq.checkpoint import load_checkpoint
-    from cropseq.predictors.deep import DeepPredictor
+    import torch
+
+    from cropseq.checkpoint import is_complete, load_checkpoint
+    from cropseq.predictors.deep import DeepPredictor, incomplete_message, model_from_checkpoint
     from cropseq.predictors.dense import DensePredictor, is_dense
 
-    if is_dense(load_checkpoint(path).meta):  # kind: dense (cropseq train-dense)
-        return DensePredictor.load(path, device=device, allow_incomplete=allow_incomplete, engine=engine)
-    return DeepPredictor.load(path, device=device, allow_incomplete=allow_incomplete, engine=engine)
+    ck = load_checkpoint(path)  # read once: its kind picks the predictor
+    if is_dense(ck.meta):  # kind: dense (cropseq train-dense)
+        return DensePredictor.from_checkpoint(ck, path, device, allow_incomplete, engine)
+    # DeepPredictor.load's steps on the checkpoint already read
+    model = model_from_checkpoint(ck, path)
+    if not allow_incomplete and not is_complete(ck.meta):
+        raise CropseqError(incomplete_message(ck.meta), path)
+    return DeepPredictor(model, ck.meta, torch.device(resolve_device(device)), path, engine)
 
 
 def load_incomplete_predictor(path: str | os.PathLike[str], device: str = "auto", engine: str | None = None) -> Predictor:

@@ -13,7 +13,6 @@ numbers the map holds there.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,9 +21,12 @@ import torch
 from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.predictors.base import ModelInfo, resolve_device
+from cropseq.predictors.base import ModelInfo, check_engine, resolve_device
 
 __all__ = ["DensePredictor", "dense_model_from_checkpoint", "dense_model_info", "is_dense"]
+
+#: The message for an unfinished dense run (``train-dense`` has no ``--resume``).
+INCOMPLETE = "incomplete dense checkpoint; retrain it with `cropseq train-dense`"
 
 
 def is_dense(meta: dict[str, Any]) -> bool:
@@ -67,7 +69,7 @@ def dense_model_info(ck: Checkpoint, path: str | os.PathLike[str], allow_incompl
     """The :class:`~cropseq.predictors.base.ModelInfo` of a dense checkpoint (checked against its weights)."""
     dense_model_from_checkpoint(ck, path)
     if not allow_incomplete and not is_complete(ck.meta):
-        raise CropseqError("incomplete dense checkpoint; retrain it with `cropseq train-dense`", path)
+        raise CropseqError(INCOMPLETE, path)
     meta = ck.meta
     return ModelInfo(list(meta["bands"]), ClassTable.from_records(meta["classes"]), int(meta["patch"]), "dense", meta)
 
@@ -104,11 +106,30 @@ class DensePredictor:
             CropseqError: unreadable file, metadata that does not match the weights, an
                 unfinished run (unless allowed), or an engine other than ``torch``.
         """
-        if engine not in (None, "auto", "torch"):
-            raise CropseqError(f"--engine {engine} applies to per-pixel deep models; a dense model runs on torch", path)
-        ck = load_checkpoint(path)
-        dense_model_info(ck, Path(path), allow_incomplete)
-        return cls(dense_model_from_checkpoint(ck, path), ck.meta, torch.device(resolve_device(device)))
+        return cls.from_checkpoint(load_checkpoint(path), path, device, allow_incomplete, engine)
+
+    @classmethod
+    def from_checkpoint(cls, ck: Checkpoint, path: str | os.PathLike[str], device: str = "auto",
+                        allow_incomplete: bool = False, engine: str | None = None) -> DensePredictor:  # fmt: skip
+        """A dense checkpoint already read (:func:`~cropseq.predictors.base.load_predictor` reads each file once).
+
+        Args:
+            ck: The checkpoint (``kind: dense``).
+            path: Its file, for messages.
+            device: ``auto``, ``cpu`` or ``cuda``.
+            allow_incomplete: Accept the checkpoint of an unfinished training run.
+            engine: Only ``torch`` (or None / ``auto``): the CPU engines are for per-pixel models.
+
+        Raises:
+            CropseqError: metadata that does not match the weights, an unfinished run (unless
+                allowed), or an engine other than ``torch``.
+        """
+        resolved = resolve_device(device)
+        check_engine(engine, resolved, "dense")
+        model = dense_model_from_checkpoint(ck, path)
+        if not allow_incomplete and not is_complete(ck.meta):
+            raise CropseqError(INCOMPLETE, path)
+        return cls(model, ck.meta, torch.device(resolved))
 
     @torch.inference_mode()
     def predict_proba(self, x: np.ndarray, doy: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -186,7 +186,8 @@ class TrainConfig:
             ``patience`` to stop early on them.
         small_data: With fewer training sequences than this, ``val_fraction`` is ignored
             and nothing is held out: a validation split of a few dozen sequences is too
-            noisy to stop on and costs scarce training data (dtwSat trains on 62).
+            noisy to stop on and costs scarce training data (dtwSat trains on 62). Nothing is
+            held out either when the held-out part would get fewer than 10 groups (fields).
         patience: (Preset.) Stop after this many epochs without improvement of ``monitor`` and
             restore the best epoch's weights; None = train the whole schedule (validation,
             if any, is still logged and the delivered weights are the final ones).

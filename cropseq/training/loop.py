@@ -55,6 +55,7 @@ __all__ = [
     "crop_patch",
     "effective_batch_size",
     "evaluate_arrays",
+    "holds_out_validation",
     "select_bands",
     "split_train_val",
     "tbptt_window",
@@ -138,6 +139,22 @@ def split_train_val(
     g = np.arange(len(labels)) if groups is None else np.asarray(groups)
     side = assign_split(np.asarray(labels).astype(str), g, val_fraction=fraction, seed=seed)
     return np.flatnonzero(side == "train"), np.flatnonzero(side == "val")
+
+
+#: Fewest groups (fields) a held-out validation part must get: fewer is too noisy to stop on.
+MIN_VAL_GROUPS = 10
+
+
+def holds_out_validation(train: SequenceArrays, cfg: TrainConfig) -> bool:
+    """Whether ``val_fraction`` holds out validation groups from ``train`` (no validation set given).
+
+    Only with at least ``small_data`` sequences and enough groups (fields) that the held-out
+    part gets :data:`MIN_VAL_GROUPS` of them; without groups every sequence is its own.
+    """
+    if cfg.val_fraction <= 0 or train.n < cfg.small_data:
+        return False
+    n_groups = train.n if train.groups is None else len(np.unique(np.asarray(train.groups).astype(str)))
+    return n_groups * cfg.val_fraction >= MIN_VAL_GROUPS
 
 
 def _class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
@@ -365,14 +382,14 @@ def _prepare_data(train: SequenceArrays, val: SequenceArrays | None, cfg: TrainC
     split_note = "given"
     y_va: np.ndarray | None
     if val is None:
-        if cfg.val_fraction > 0 and train.n >= cfg.small_data:
+        if cfg.val_fraction > 0 and holds_out_validation(train, cfg):
             tr_idx, va_idx = split_train_val(np.asarray(train.labels).astype(str), train.groups, cfg.val_fraction, cfg.seed)
             val, train = train.subset(va_idx), train.subset(tr_idx)
             y_tr, y_va = y_all[tr_idx], y_all[va_idx]
             split_note = f"held out {len(va_idx)} of {len(y_all)} sequences by group"
         else:
             y_tr, y_va = y_all, None
-            split_note = "none (small training set: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
+            split_note = "none (small training set or few groups: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
     else:
         y_tr, y_va = y_all, np.asarray(classes.index_of(val.labels), dtype=np.int64)
     return _Data(
