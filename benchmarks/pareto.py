@@ -111,6 +111,8 @@ CANDIDATES = [
     Spec("h64-l1-meanmax-enc32", "cropseq", _small(64, 1, "mean-max", encoder_width=32, encoder_dim=32)),
     Spec("h64-l1-season-enc32", "cropseq", _small(64, 1, encoder_width=32, encoder_dim=32)),
     Spec("h32-l2-season-enc32", "cropseq", _small(32, 2, encoder_width=32, encoder_dim=32)),
+    Spec("h32-l1-season-enc32-early", "cropseq",
+         _small(32, 1, encoder_width=32, encoder_dim=32, val_fraction=0.1, patience=10)),
 ]
 
 GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES}

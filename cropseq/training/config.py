@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,14 @@ class TrainConfig:
         def bad(msg: str) -> None:
             raise CropseqError(msg, where)
 
+        self._check_model(bad)
+        self._check_optimisation(bad)
+        self._check_loss_and_sampling(bad)
+        self._check_runtime(bad)
+        return self
+
+    def _check_model(self, bad: Callable[[str], None]) -> None:
+        """The preset, model and patch options."""
         if self.extra:
             bad(f"unknown training option(s): {', '.join(sorted(self.extra))}")
         if self.preset not in PRESETS:
@@ -297,6 +306,9 @@ class TrainConfig:
         for name in ("hidden_size", "num_layers", "encoder_width", "encoder_dim", "batch_size", "min_batches"):
             if int(getattr(self, name)) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def _check_optimisation(self, bad: Callable[[str], None]) -> None:
+        """Epochs, TBPTT, optimiser, schedule, loss and sampling options."""
         if self.epochs is not None and self.epochs < 1:
             bad(f"--epochs must be >= 1, got {self.epochs}")
         if self.min_epochs < 1 or self.min_updates < 0:
@@ -323,12 +335,18 @@ class TrainConfig:
             bad(f"warmup must be in [0, 1), got {self.warmup}")
         if not 0.0 <= self.label_smoothing < 1.0:
             bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def _check_loss_and_sampling(self, bad: Callable[[str], None]) -> None:
+        """Loss weighting, batch sampling and normalisation options."""
         if self.class_weighting not in WEIGHTINGS:
             bad(f"class_weighting must be one of {', '.join(WEIGHTINGS)}, got {self.class_weighting!r}")
         if self.sampling not in SAMPLINGS:
             bad(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.normalization not in METHODS:
             bad(f"normalization must be one of {', '.join(METHODS)}, got {self.normalization!r}")
+
+    def _check_runtime(self, bad: Callable[[str], None]) -> None:
+        """Augmentation, validation and runtime options."""
         if not 0.0 <= self.average_last < 1.0:
             bad(f"average_last must be in [0, 1), got {self.average_last}")
         if not 0.0 <= self.date_dropout < 1.0:
@@ -345,7 +363,6 @@ class TrainConfig:
             bad(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             bad(f"threads must be >= 1, got {self.threads}")
-        return self
 
     def arch_config(self, n_bands: int, n_classes: int, patch: int, period_steps: int) -> ArchConfig:
         """The model record these options build (the checkpoint's ``arch``).

@@ -376,8 +376,10 @@ def _prepare_data(train: SequenceArrays, val: SequenceArrays | None, cfg: TrainC
     if val is not None and val.x.shape[1] != train.x.shape[1]:
         # Different timelines are fine for the model, but keep arrays simple: pad with NaN.
         val, train = _pad_time(val, train)
+    assert train.labels is not None  # unlabelled data are refused before this step
+    val_labels = [] if val is None or val.labels is None else list(val.labels)
     if classes is None:
-        classes = ClassTable.from_names(list(train.labels) + ([] if val is None else list(val.labels)))
+        classes = ClassTable.from_names(list(train.labels) + val_labels)
     y_all = np.asarray(classes.index_of(train.labels), dtype=np.int64)
     split_note = "given"
     y_va: np.ndarray | None
@@ -391,6 +393,7 @@ def _prepare_data(train: SequenceArrays, val: SequenceArrays | None, cfg: TrainC
             y_tr, y_va = y_all, None
             split_note = "none (small training set or few groups: fixed schedule on all data)" if cfg.val_fraction > 0 else "none"
     else:
+        assert val.labels is not None
         y_tr, y_va = y_all, np.asarray(classes.index_of(val.labels), dtype=np.int64)
     return _Data(
         bands=bands, classes=classes, patch=train.patch,
@@ -516,7 +519,8 @@ def _run_epoch(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epo
     order = _epoch_order(cfg, data.y_tr, len(data.classes), gen)
     plan.model.train()
     scale_t = torch.from_numpy(plan.scale)
-    loss_sum, loss_n = 0.0, 0  # summed in update order: the history's train_loss to the last bit
+    loss_sum: float = 0.0
+    loss_n: float = 0  # summed in update order: the history's train_loss to the last bit
     hist = state.history
     last = "" if not hist or hist[-1]["val_accuracy"] is None else f"  val_acc {hist[-1]['val_accuracy']:.4f} (last epoch)"
     n_tr = len(data.y_tr)
@@ -579,8 +583,10 @@ def _save_partial(partial: Path, plan: _Plan, data: _Data, cfg: TrainConfig, sta
 
 def _deliver(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epoch: int, stop_reason: str,
              extra_meta: dict[str, Any], device: torch.device, amp: bool) -> tuple[int, float | None]:  # fmt: skip
-    """Load the weights to deliver (best epoch, or the average); returns ``(their epoch,
-    validation accuracy)`` and records both in ``extra_meta``."""
+    """Load the weights to deliver (best epoch, or the average).
+
+    Returns ``(their epoch, validation accuracy)`` and records both in ``extra_meta``.
+    """
     model, delivered_epoch = plan.model, epoch
     restored_best = plan.use_es and state.best_state is not None
     if restored_best:
