@@ -173,3 +173,18 @@ def test_load_predictor_reads_a_checkpoint_once(dense_model, tmp_path, monkeypat
         reads.clear()
         assert load_predictor(path, device="cpu").kind == kind
         assert len(reads) == 1, f"{kind}: read {len(reads)} times"
+
+
+def test_grouped_split_trains_on_a_dominant_group_and_every_class():
+    # A land-cover raster's connected patches: one forest holding most labels, a few small patches.
+    index = np.full((40, 40), IGNORE, np.int64)
+    group = np.full((40, 40), -1, np.int64)
+    index[:30], group[:30] = 0, 0  # the forest: 1200 of 1440 labelled pixels
+    for k in range(6):  # six 5x8 patches of classes 1 and 2
+        rows, cols = slice(30 + 5 * (k // 3), 35 + 5 * (k // 3)), slice(8 * (k % 3), 8 * (k % 3) + 8)
+        index[rows, cols], group[rows, cols] = 1 + k % 2, 1 + k
+    labels = DenseLabels(index, group, ClassTable.from_names(["forest", "grass", "field"]))
+    for seed in range(4):
+        train, val = split_groups(labels, 0.2, seed=seed)
+        assert val is not None and 0 in train.group and 0 not in val.group
+        assert set(np.unique(train.index[train.index != IGNORE])) == {0, 1, 2}

@@ -89,7 +89,8 @@ def test_cli_preset_is_recorded_and_explicit_options_win(tmp_path: Path) -> None
 def test_long_series_switch_threshold() -> None:
     fast, accurate = TrainConfig(), TrainConfig(preset="accurate")
     assert tbptt_window(fast, 60) == (None, None)  # at the threshold: full BPTT
-    assert tbptt_window(fast, 61) == (32, 32)
+    assert tbptt_window(fast, 149) == (None, None)  # measured faster than TBPTT at the same accuracy
+    assert tbptt_window(TrainConfig(long_series_k1=32), 61) == (32, 32)  # the switch, when asked for
     assert tbptt_window(accurate, 149) == (None, None)
     assert tbptt_window(TrainConfig(k1=10, k2=5), 149) == (10, 5)  # explicit k1/k2 win
     assert tbptt_window(TrainConfig(long_series_dates=8, long_series_k1=4), 10) == (4, 4)
@@ -117,3 +118,16 @@ def test_validation_is_held_out_only_with_enough_sequences_and_groups() -> None:
     assert not holds_out_validation(data, TrainConfig(val_fraction=0.0, small_data=10))  # nothing asked
     few = dataclasses.replace(data, groups=np.array([f"g{i % 50}" for i in range(240)]))
     assert not holds_out_validation(few, cfg)  # 50 groups x 0.1 = 5 held-out fields: too noisy
+
+
+def test_fast_preset_stops_early_on_a_grouped_split_when_the_data_allow(tmp_path: Path) -> None:
+    """The default holds out 10 % of the fields and stops on them with enough data; a small
+    set (below ``small_data``) trains the fixed schedule on everything."""
+    cfg = TrainConfig()
+    assert (cfg.val_fraction, cfg.patience, cfg.monitor) == (0.1, 10, "val_loss")
+    small = dict(RUN, hidden_size=8, encoder_width=8, encoder_dim=8)
+    big = toy_sequences(n=240)  # 120 fields: 12 held out
+    r = train_model(big, None, TrainConfig(epochs=2, **{**small, "small_data": 200}), tmp_path / "big.pt")
+    assert r.n_val > 0 and r.n_train + r.n_val == 240
+    r = train_model(toy_sequences(n=60), None, TrainConfig(epochs=2, **{**small, "small_data": 300}), tmp_path / "small.pt")
+    assert r.n_val == 0 and r.n_train == 60

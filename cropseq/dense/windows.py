@@ -101,24 +101,30 @@ def dense_labels(cube: Any, path: str | os.PathLike[str], classes: ClassTable | 
 def split_groups(labels: DenseLabels, val_fraction: float, seed: int = 0) -> tuple[DenseLabels, DenseLabels | None]:
     """Field-grouped split: ``(train, val)`` labels, whole groups on one side each.
 
-    Groups are shuffled (seeded) and go to validation until it holds ``val_fraction`` of the
-    labelled pixels. ``val_fraction = 0`` gives ``(labels, None)``.
+    The split of ``cropseq train`` (:func:`cropseq.samples.assign_split` over the labelled
+    pixels): groups largest first, each to the side whose per-class shortfall is largest. So a
+    group holding most of the labels (the one connected forest of a land-cover raster) trains,
+    and every class is on the training side. ``val_fraction = 0``, or groups too few or too
+    large for any to fit in validation, give ``(labels, None)``.
 
     Raises:
         CropseqError: ``val_fraction`` outside ``[0, 1)`` or fewer than two groups to split.
     """
+    from cropseq.samples import assign_split
+
     if not 0.0 <= val_fraction < 1.0:
         raise CropseqError(f"validation fraction must be in [0, 1), got {val_fraction}")
     if val_fraction == 0:
         return labels, None
-    ids, counts = np.unique(labels.group[labels.group >= 0], return_counts=True)
-    if len(ids) < 2:
-        raise CropseqError(f"a grouped split needs at least two fields, the labels have {len(ids)}")
-    order = np.random.default_rng(seed).permutation(len(ids))
-    share = np.cumsum(counts[order]) / counts.sum()
-    n_val = int(np.clip(np.searchsorted(share, val_fraction) + 1, 1, len(ids) - 1))
-    val_ids = ids[order[:n_val]]
-    return labels.keep_groups(ids[order[n_val:]]), labels.keep_groups(val_ids)
+    labelled = labels.group >= 0
+    group, index = labels.group[labelled], labels.index[labelled]
+    if len(np.unique(group)) < 2:
+        raise CropseqError(f"a grouped split needs at least two fields, the labels have {len(np.unique(group))}")
+    side = assign_split(index, group, val_fraction, 0.0, seed)
+    val_ids = np.unique(group[side == "val"])
+    if len(val_ids) == 0:
+        return labels, None
+    return labels.keep_groups(np.unique(group[side == "train"])), labels.keep_groups(val_ids)
 
 
 def grid_windows(shape: tuple[int, int], size: int, stride: int | None = None) -> list[tuple[int, int]]:
