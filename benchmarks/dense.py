@@ -48,14 +48,14 @@ OUT = HERE / "out" / "dense"
 #: hidden state small: a window costs seconds on the CPU.
 SETTINGS: dict[str, dict[str, list[Any]]] = {
     "slovenia": {
-        "gru": ["--hidden", 16, "--window", 32, "--epochs", 15, "--windows-per-epoch", 32, "--batch-size", 8],
+        "gru": ["--hidden", 16, "--window", 32, "--epochs", 10, "--windows-per-epoch", 16, "--batch-size", 8],
         "convlstm": ["--hidden", 8, "--window", 48, "--epochs", 4, "--windows-per-epoch", 6, "--batch-size", 2],
         "samples": [],
         "train": ["--epochs", 30],
     },
     "demo": {
-        "gru": ["--hidden", 16, "--window", 32, "--epochs", 15, "--windows-per-epoch", 32, "--batch-size", 8],
-        "convlstm": ["--hidden", 8, "--window", 32, "--epochs", 4, "--windows-per-epoch", 16, "--batch-size", 4],
+        "gru": ["--hidden", 16, "--window", 32, "--epochs", 12, "--windows-per-epoch", 32, "--batch-size", 8],
+        "convlstm": ["--hidden", 8, "--window", 32, "--epochs", 4, "--windows-per-epoch", 12, "--batch-size", 4],
         "samples": ["--patch", 3, "--max-per-group", 100],
         "train": ["--epochs", 30],
     },
