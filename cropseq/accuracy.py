@@ -490,12 +490,7 @@ def _binomial(successes: float, trials: float, confidence: float, scale: float =
 
 
 def simple_random_assessment(
-    counts: Any,
-    map_areas: Any,
-    classes: Sequence[str] | None = None,
-    *,
-    area_unit: str = "ha",
-    confidence: float = 0.95,
+    counts: Any, map_areas: Any, classes: Sequence[str] | None = None, *, area_unit: str = "ha", confidence: float = 0.95
 ) -> AccuracyAssessment:
     """Proportions of a simple random sample with Wilson intervals.
 
@@ -552,12 +547,7 @@ NON_PROBABILITY_NOTE = (
 
 
 def non_probability_assessment(
-    counts: Any,
-    map_areas: Any,
-    classes: Sequence[str] | None = None,
-    *,
-    area_unit: str = "ha",
-    confidence: float = 0.95,
+    counts: Any, map_areas: Any, classes: Sequence[str] | None = None, *, area_unit: str = "ha", confidence: float = 0.95
 ) -> AccuracyAssessment:
     """Accuracies of points that are no probability sample of the map; no area estimates.
 
@@ -565,17 +555,8 @@ def non_probability_assessment(
     :func:`simple_random_assessment`, but they describe the points (e.g. held-out field
     samples), not the map. Areas cannot be estimated from such points: ``area`` and
     ``area_proportion`` are undefined and ``proportions`` NaN; the map areas give
-    ``area_map`` only. The note (:data:`NON_PROBABILITY_NOTE`) says why.
-
-    Args:
-        counts: ``(K, K)`` sample counts, rows = map class, columns = reference class.
-        map_areas: ``(K,)`` map area of each class, in ``area_unit``.
-        classes: Class names.
-        area_unit: Unit of the areas.
-        confidence: Confidence level.
-
-    Raises:
-        CropseqError: on malformed input or an empty sample.
+    ``area_map`` only. The note (:data:`NON_PROBABILITY_NOTE`) says why. The arguments and
+    errors are those of :func:`simple_random_assessment`.
     """
     from dataclasses import replace
 

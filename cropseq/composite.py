@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cropseq.errors import CropseqError
+from cropseq.errors import CropseqError, reject_unknown_keys
 
 __all__ = ["CompositeReader", "CompositeSpec", "METHODS", "NIR_NAMES", "RED_NAMES", "bin_dates", "composite_block", "composite_reader", "parse_composite"]
 
@@ -81,9 +81,7 @@ def parse_composite(
     """
     if not isinstance(raw, dict):
         raise CropseqError("composite must be a mapping like {period: 10D, method: median}", where)
-    unknown = sorted(set(map(str, raw)) - _KEYS)
-    if unknown:
-        raise CropseqError(f"unknown key composite.{unknown[0]} (known: {', '.join(sorted(_KEYS))})", where)
+    reject_unknown_keys(raw, _KEYS, where, key="unknown key composite.{}")
     days = _period_days(raw.get("period"), where)
     method = str(raw.get("method", "median")).lower()
     if method not in METHODS:

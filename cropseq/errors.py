@@ -7,9 +7,10 @@ a traceback; the Python API lets it propagate so callers can catch it.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable
 from os import PathLike
 
-__all__ = ["CropseqError", "DataWarning", "Interrupted"]
+__all__ = ["CropseqError", "DataWarning", "Interrupted", "reject_unknown_keys"]
 
 
 class CropseqError(Exception):
@@ -28,6 +29,25 @@ class CropseqError(Exception):
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message
 
+
+
+def reject_unknown_keys(
+    keys: Iterable[object], known: Collection[str], where: str | PathLike[str] | None, *, key: str = "unknown key {!r}"
+) -> None:
+    """Reject a configuration mapping with a key outside ``known``, naming the first one and the known ones.
+
+    Args:
+        keys: The mapping's keys.
+        known: The keys allowed.
+        where: The file the mapping comes from (named in the error).
+        key: How the message names the bad key (a ``str.format`` pattern of it, e.g. ``"grid: unknown key {!r}"``).
+
+    Raises:
+        CropseqError: ``<key> (known: a, b, c)`` for the first unknown key in sorted order.
+    """
+    unknown = sorted(set(map(str, keys)) - set(known))
+    if unknown:
+        raise CropseqError(f"{key.format(unknown[0])} (known: {', '.join(sorted(known))})", where)
 
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or another termination signal) received: unwinds like Ctrl-C.

@@ -57,6 +57,7 @@ __all__ = [
     "confusion_matrix",
     "evaluate_samples",
     "metrics_from_confusion",
+    "open_truth_raster",
     "plot_confusion_matrix",
     "score_map",
     "summary_line",
@@ -440,18 +441,9 @@ def _count_raster_pairs(
     Returns:
         The truth raster's code → name table (its own, else the map's).
     """
-    import rasterio
     from rasterio.windows import Window
 
-    if not t_path.is_file():
-        raise CropseqError("truth raster not found", t_path)
-    register_input(t_path, what="truth raster")
-    try:
-        t_ds = rasterio.open(t_path)
-    except rasterio.errors.RasterioIOError:
-        raise CropseqError("cannot read the truth raster", t_path) from None
-    with t_ds:
-        _check_same_grid(map_ds, t_ds, t_path)
+    with open_truth_raster(t_path, map_ds) as t_ds:
         truth_table = raster_class_names(t_path) or dict(map_table)
         skip = {int(truth_nodata)} | ({int(t_ds.nodata)} if t_ds.nodata is not None else set())
         code_pairs: dict[tuple[int, int], int] = {}
@@ -473,17 +465,48 @@ def _count_raster_pairs(
     return truth_table
 
 
-def _open_map(map_path: Path) -> Any:
-    """Open the crop map (registered as an input), with one-line errors."""
+def _open_input_raster(path: Path, what: str, unreadable: str) -> Any:
+    """Open a raster the command reads (registered as an input: no output may replace it).
+
+    Raises:
+        CropseqError: ``<what> not found``, or ``unreadable`` when GDAL cannot open it.
+    """
     import rasterio
 
-    if not map_path.is_file():
-        raise CropseqError("crop map not found", map_path)
-    register_input(map_path, what="crop map")  # outputs may not replace an input
+    if not path.is_file():
+        raise CropseqError(f"{what} not found", path)
+    register_input(path, what=what)
     try:
-        return rasterio.open(map_path)
+        return rasterio.open(path)
     except rasterio.errors.RasterioIOError:
-        raise CropseqError("cannot read the crop map as a raster", map_path) from None
+        raise CropseqError(unreadable, path) from None
+
+
+def _open_map(map_path: Path) -> Any:
+    """Open the crop map (registered as an input), with one-line errors."""
+    return _open_input_raster(map_path, "crop map", "cannot read the crop map as a raster")
+
+
+def open_truth_raster(path: Path, map_ds: Any) -> Any:
+    """Open a truth raster (registered as an input) that lies on the map's grid; the caller closes it.
+
+    Args:
+        path: The truth raster.
+        map_ds: The open crop map whose grid the truth raster must share.
+
+    Returns:
+        The open rasterio dataset.
+
+    Raises:
+        CropseqError: the file is missing or unreadable, or its grid differs from the map's.
+    """
+    t_ds = _open_input_raster(path, "truth raster", "cannot read the truth raster")
+    try:
+        _check_same_grid(map_ds, t_ds, path)
+    except CropseqError:
+        t_ds.close()
+        raise
+    return t_ds
 
 
 def _count_label_pairs(map_ds: Any, truth: Any, class_column: str, valid_at: str | np.datetime64 | None,

@@ -22,7 +22,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 
-from cropseq.errors import CropseqError
+from cropseq.errors import CropseqError, reject_unknown_keys
 from cropseq.remote import Source
 
 __all__ = ["GridSpec", "RESAMPLING", "TOLERANCE", "TargetGrid", "WarpRead", "default_resampling", "native_resolution", "parse_grid_spec", "resolve_grid"]
@@ -90,9 +90,7 @@ def parse_grid_spec(raw: Any, where: Source) -> GridSpec:
         raw = {}
     if not isinstance(raw, dict):
         raise CropseqError("grid must be a mapping {crs: EPSG:32633, resolution: 10, bounds: [l, b, r, t]}", where)
-    unknown = sorted(set(map(str, raw)) - _GRID_KEYS)
-    if unknown:
-        raise CropseqError(f"grid: unknown key {unknown[0]!r} (known: {', '.join(sorted(_GRID_KEYS))})", where)
+    reject_unknown_keys(raw, _GRID_KEYS, where, key="grid: unknown key {!r}")
     crs = raw.get("crs")
     if crs is not None and (not isinstance(crs, (str, int)) or isinstance(crs, bool) or not str(crs).strip()):
         raise CropseqError(f"grid.crs must be a CRS string such as EPSG:32633, not {crs!r}", where)

@@ -77,7 +77,7 @@ import yaml
 
 from cropseq import remote
 from cropseq.composite import CompositeSpec, parse_composite
-from cropseq.errors import CropseqError
+from cropseq.errors import CropseqError, reject_unknown_keys
 from cropseq.filenames import compile_pattern, match_files
 from cropseq.grid import RESAMPLING, GridSpec, parse_grid_spec
 from cropseq.masking import MaskRule, parse_mask
@@ -382,9 +382,7 @@ def load_manifest(path: str | os.PathLike[str]) -> StackManifest | StacManifest:
         # parse_stac_manifest handles a remote manifest (is_remote branch) but its mpath is
         # annotated Path: drop this ignore once stac_source.py takes a remote.Source.
         return parse_stac_manifest(data, mpath)  # type: ignore[arg-type]
-    unknown = sorted(set(map(str, data)) - _KEYS)
-    if unknown:
-        raise CropseqError(f"unknown key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})", mpath)
+    reject_unknown_keys(data, _KEYS, mpath)
     root = mpath.parent if isinstance(mpath, RemotePath) else mpath.parent.resolve()
 
     layout = _layout(data, mpath)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cropseq.errors import CropseqError
+from cropseq.errors import CropseqError, reject_unknown_keys
 from cropseq.remote import Source
 
 __all__ = ["MaskKind", "MaskRule", "parse_mask"]
@@ -91,9 +91,7 @@ def parse_mask(raw: Any, where: Source) -> MaskRule:
         raise CropseqError(
             "mask must be a mapping: {band: SCL, invalid: [0, 1, 3, ...]} or {band: QA_PIXEL, bits: {cloud: 3}}", where
         )
-    unknown = sorted(set(map(str, raw)) - _MASK_KEYS)
-    if unknown:
-        raise CropseqError(f"mask: unknown key {unknown[0]!r} (known: {', '.join(sorted(_MASK_KEYS))})", where)
+    reject_unknown_keys(raw, _MASK_KEYS, where, key="mask: unknown key {!r}")
     band = raw.get("band")
     if not isinstance(band, str) or not band.strip():
         raise CropseqError("mask needs band: the name of the band holding the mask (e.g. SCL, QA_PIXEL)", where)

@@ -424,23 +424,10 @@ def _open_probabilities(path: str | os.PathLike[str], src: Any, classes: ClassTa
 
 def _open_truth(path: str | os.PathLike[str], src: Any, classes: ClassTable) -> tuple[Any, dict[int, str]]:
     """An open truth raster on the map's grid and its ``{code: class name}``."""
-    import rasterio
-
-    from cropseq.evaluation import _check_same_grid
+    from cropseq.evaluation import open_truth_raster
 
     path = Path(path)
-    if not path.is_file():
-        raise CropseqError("truth raster not found", path)
-    register_input(path, what="truth raster")
-    try:
-        t = rasterio.open(path)
-    except rasterio.errors.RasterioIOError:
-        raise CropseqError("cannot read the truth raster", path) from None
-    try:
-        _check_same_grid(src, t, path)
-    except CropseqError:
-        t.close()
-        raise
+    t = open_truth_raster(path, src)
     names = raster_class_names(path) or {c.code: c.name for c in classes.classes}
     if t.nodata is not None:
         names.pop(int(t.nodata), None)

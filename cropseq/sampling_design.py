@@ -27,6 +27,7 @@ map of 10^9 pixels is never held in memory:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from cropseq.classes import NODATA_CODE, ClassTable
 from cropseq.errors import CropseqError
 from cropseq.raster_metadata import raster_class_names
 
-__all__ = ["DEFAULT_EXPECTED_UA", "MapStrata", "POINT_COLUMNS", "POINT_DESIGNS", "STRIP_PIXELS", "SampleDesign", "assess_census", "assess_points", "assess_tables", "check_points_path", "draw_points", "error_matrix", "map_strata", "parse_expected_ua", "plan_design", "read_count_tables", "read_reference_points", "write_points"]
+__all__ = ["DEFAULT_EXPECTED_UA", "MapStrata", "POINT_COLUMNS", "POINT_DESIGNS", "STRIP_PIXELS", "SampleDesign", "assess_census", "assess_points", "assess_tables", "check_points_path", "draw_points", "error_matrix", "map_strata", "parse_expected_ua", "plan_design", "points_frame", "read_count_tables", "read_reference_points", "write_points"]
 
 #: Expected user's accuracy of a class the user gave none for (sample size, Neyman).
 DEFAULT_EXPECTED_UA = 0.8
@@ -230,7 +231,6 @@ def draw_points(design: SampleDesign, seed: int = 0) -> Any:
     Returns:
         A GeoDataFrame with :data:`POINT_COLUMNS` and point geometries in the map's CRS.
     """
-    import geopandas as gpd
     import rasterio
     from rasterio.windows import Window
 
@@ -269,22 +269,36 @@ def draw_points(design: SampleDesign, seed: int = 0) -> Any:
     canon = np.lexsort((rows * width + cols, codes))
     rows, cols, codes = rows[canon], cols[canon], codes[canon]
     order = rng.permutation(rows.size)  # random listing order: blind to the strata
-    rows, cols, codes = rows[order], cols[order], codes[order]
+    return points_frame(strata, rows[order], cols[order], codes[order])
+
+
+def points_frame(strata: MapStrata, rows: np.ndarray, cols: np.ndarray, codes: np.ndarray, **extra: Any) -> Any:
+    """Sample points at pixel centres, in listing order, as :data:`POINT_COLUMNS` (empty ``reference``).
+
+    Args:
+        strata: The map the points lie on (grid, CRS and class names).
+        rows: Pixel rows of the points.
+        cols: Pixel columns of the points.
+        codes: Map class code at each point.
+        **extra: Further columns, placed after ``y`` (e.g. ``uncertainty``).
+
+    Returns:
+        A point ``GeoDataFrame`` in the map's CRS.
+    """
+    import geopandas as gpd
+
     t = strata.transform
     xs = t.c + (cols + 0.5) * t.a + (rows + 0.5) * t.b
     ys = t.f + (cols + 0.5) * t.d + (rows + 0.5) * t.e
-    return gpd.GeoDataFrame(
-        {
-            "point_id": np.arange(rows.size, dtype=np.int64),
-            "map_class": [strata.name_of(c) for c in codes],
-            "map_code": codes.astype(np.int64),
-            "reference": pd.Series([None] * rows.size, dtype=object),
-            "x": xs,
-            "y": ys,
-        },
-        geometry=gpd.points_from_xy(xs, ys),
-        crs=strata.crs,
-    )
+    columns = {
+        "point_id": np.arange(rows.size, dtype=np.int64),
+        "map_class": [strata.name_of(c) for c in codes],
+        "map_code": codes.astype(np.int64),
+        "reference": pd.Series([None] * rows.size, dtype=object),
+        "x": xs,
+        "y": ys,
+    }
+    return gpd.GeoDataFrame({**columns, **extra}, geometry=gpd.points_from_xy(xs, ys), crs=strata.crs)
 
 
 def check_points_path(out: str | os.PathLike[str]) -> Path:
@@ -399,12 +413,8 @@ def read_reference_points(
     rows = np.floor(inv.d * xs + inv.e * ys + inv.f).astype(np.int64)
     with rasterio.open(strata.path) as src:
         outside = (rows < 0) | (rows >= src.height) | (cols < 0) | (cols >= src.width)
-        if outside.any():
-            i = int(np.flatnonzero(outside)[0])
-            raise CropseqError(
-                f"point in row {i} at ({xs[i]:.3f}, {ys[i]:.3f}) lies outside the map ({int(outside.sum())} in all); "
-                "remove it or assess the map the points were drawn on", path,
-            )  # fmt: skip
+        _reject_points(outside, lambda i, n: f"point in row {i} at ({xs[i]:.3f}, {ys[i]:.3f}) lies outside the map "
+                       f"({n} in all); remove it or assess the map the points were drawn on", path)
         centres = zip(xs, ys, strict=True)
         map_codes = np.fromiter((v[0] for v in src.sample(centres, indexes=1)), dtype=np.int64, count=xs.size)
     _check_map_codes(map_codes, table, strata, path)
@@ -421,22 +431,19 @@ def read_reference_points(
 
 def _check_map_codes(map_codes: np.ndarray, table: pd.DataFrame, strata: MapStrata, path: Path) -> None:
     """Every point on a named map class, and on the class it was drawn in (if recorded)."""
-    bad = ~np.isin(map_codes, strata.codes)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise CropseqError(
-            f"point in row {i} falls on an unclassified map pixel (code {int(map_codes[i])}; {int(bad.sum())} in all); "
-            "a stratified sample cannot hold it: remove it", path,
-        )  # fmt: skip
+    _reject_points(~np.isin(map_codes, strata.codes), lambda i, n: f"point in row {i} falls on an unclassified map "
+                   f"pixel (code {int(map_codes[i])}; {n} in all); a stratified sample cannot hold it: remove it", path)
     if "map_code" in table.columns and len(table) == map_codes.size:
         drawn = pd.to_numeric(table["map_code"], errors="coerce").to_numpy()
         diff = np.isfinite(drawn) & (drawn != map_codes)
-        if diff.any():
-            i = int(np.flatnonzero(diff)[0])
-            raise CropseqError(
-                f"point in row {i} was drawn in map code {int(drawn[i])} but the map has {int(map_codes[i])} there "
-                f"({int(diff.sum())} points differ): assess the map the points were drawn from", path,
-            )  # fmt: skip
+        _reject_points(diff, lambda i, n: f"point in row {i} was drawn in map code {int(drawn[i])} but the map has "
+                       f"{int(map_codes[i])} there ({n} points differ): assess the map the points were drawn from", path)
+
+
+def _reject_points(flagged: np.ndarray, problem: Callable[[int, int], str], path: Path) -> None:
+    """Raise ``problem(first flagged row, number flagged)`` as one error line when any point is flagged."""
+    if flagged.any():
+        raise CropseqError(problem(int(np.flatnonzero(flagged)[0]), int(flagged.sum())), path)
 
 
 def error_matrix(map_names: np.ndarray, reference: np.ndarray, classes: tuple[str, ...]) -> np.ndarray:

@@ -1128,6 +1128,12 @@ def _prepare_outdir(outdir: Path) -> Path:
     if outdir.exists() and not outdir.is_dir():
         raise CropseqError("output exists and is not a folder", outdir)
     try:
+        outdir.stat()  # a symbolic-link loop says so here (mkdir would only say "File exists")
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise CropseqError(f"cannot create the output folder ({e.strerror})", outdir) from None
+    try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CropseqError(f"cannot create the output folder ({e.strerror})", outdir) from None

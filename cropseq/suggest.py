@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from cropseq.atomic import register_input
 from cropseq.errors import CropseqError
@@ -211,10 +210,8 @@ def suggest_points(
         CropseqError: n < 1, a negative distance, grids that differ, or ``n`` points that do
             not fit at the minimum distance (saying how many do).
     """
-    import geopandas as gpd
-
     from cropseq.accuracy import allocate_sample
-    from cropseq.sampling_design import map_strata
+    from cropseq.sampling_design import map_strata, points_frame
 
     if n < 1:
         raise CropseqError(f"--n {n}: ask for at least one point")
@@ -241,22 +238,8 @@ def suggest_points(
         raise CropseqError(f"only {picked.size} points fit at least {unit} apart among the map's most uncertain "
                            f"pixels (asked for {n}); lower --n or --min-distance", strata.path)
     picked = picked[np.argsort(-cand.score[picked], kind="stable")]
-    rows, cols, codes = cand.rows[picked], cand.cols[picked], cand.codes[picked]
-    xs = t.c + (cols + 0.5) * t.a + (rows + 0.5) * t.b
-    ys = t.f + (cols + 0.5) * t.d + (rows + 0.5) * t.e
-    return gpd.GeoDataFrame(
-        {
-            "point_id": np.arange(picked.size, dtype=np.int64),
-            "map_class": [strata.name_of(c) for c in codes],
-            "map_code": codes.astype(np.int64),
-            "reference": pd.Series([None] * picked.size, dtype=object),
-            "x": xs,
-            "y": ys,
-            "uncertainty": np.round(cand.uncertainty[picked], 6),
-        },
-        geometry=gpd.points_from_xy(xs, ys),
-        crs=strata.crs,
-    )
+    return points_frame(strata, cand.rows[picked], cand.cols[picked], cand.codes[picked],
+                        uncertainty=np.round(cand.uncertainty[picked], 6))
 
 
 __all__ = ["DEFAULT_LAYERS", "collect_candidates", "find_uncertainty", "pool_size", "spread_pick", "suggest_points"]

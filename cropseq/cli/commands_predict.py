@@ -10,11 +10,15 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cropseq.cli import app
 from cropseq.progress import progress_bar
+
+if TYPE_CHECKING:
+    from cropseq.inference import PredictionResult
 
 __all__ = ["Device", "Smooth", "Uncertainty", "area_cmd", "mosaic_cmd", "predict_cmd"]
 
@@ -124,30 +128,17 @@ def predict_cmd(
     side = sidecar_paths(out)
     with progress_bar(f"predict {out.name}", not quiet, unit="chunks") as update:
         res = run_prediction(
-            model,
-            stack,
-            out,
-            confidence=confidence or side["confidence"],
-            probabilities=probabilities,
-            area=area or side["area"],
-            qml=side["qml"],
-            start=start,
-            end=end,
-            chunk=chunk,
-            min_valid=min_valid,
-            workers=workers,
-            threads=threads,
-            scheduler=scheduler,
-            device=device.value,
-            retries=retries,
-            progress=update,
-            loader=load_incomplete_predictor if allow_incomplete else None,
-            smooth=smoothing,
-            uncertainty=[u.value for u in uncertainty],
-            probabilities_zarr=probabilities_zarr,
-            stac=stac,
+            model, stack, out, confidence=confidence or side["confidence"], probabilities=probabilities,
+            area=area or side["area"], qml=side["qml"], start=start, end=end, chunk=chunk, min_valid=min_valid,
+            workers=workers, threads=threads, scheduler=scheduler, device=device.value, retries=retries,
+            progress=update, loader=load_incomplete_predictor if allow_incomplete else None, smooth=smoothing,
+            uncertainty=[u.value for u in uncertainty], probabilities_zarr=probabilities_zarr, stac=stac,
             engine=engine.value,
         )
+    _print_prediction(res, scheduler)
+
+def _print_prediction(res: PredictionResult, scheduler: str | None) -> None:
+    """Print what ``cropseq predict`` wrote, one output per line, and a summary of the run."""
     o = res.outputs
     share = 100.0 * res.classified / res.pixels if res.pixels else 0.0
     where = {"threads": f"{res.threads} thread(s) in process", "local-cluster": f"local cluster, {res.workers} worker(s) x {res.threads} thread(s)",

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -387,9 +387,9 @@ class SequenceClassifier(nn.Module):
 
     def cell(self, layer: int, reverse: bool = False) -> nn.RNNBase:
         """The recurrent module of ``layer`` in one direction (right-to-left when ``reverse``)."""
-        m = (self.bwd if reverse else self.fwd)[layer]
-        assert isinstance(m, nn.RNNBase)
-        return m
+        # An nn.RNNBase, or its int8 dynamic-quantised twin (`predict --engine int8`), which
+        # is not a subclass but runs the same way.
+        return cast(nn.RNNBase, (self.bwd if reverse else self.fwd)[layer])
 
     def valid_mask(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, T)`` bool: all bands finite at the centre pixel of ``x (N, T, C, p, p)``."""
