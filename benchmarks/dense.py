@@ -165,8 +165,10 @@ def main() -> None:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
-        rows = [row for name in names for row in run_scene(name, root / name)]
-    write_outputs(rows)
+        rows: list[dict[str, Any]] = []
+        for name in names:
+            rows += run_scene(name, root / name)
+            write_outputs(rows)  # after each scene: a later failure keeps the finished ones
     print(table(rows))
     print(f"\n{time.perf_counter() - t0:.0f} s in all; rows in {OUT / 'dense.csv'}")
 
