@@ -6,13 +6,16 @@ missing pixels, so memory stays flat), in these cases:
 
 - ``manifest``: cropseq's manifest reader, ``layout: single-band`` over the files;
 - ``stac``: cropseq's STAC path (``source: stac``) over a static catalogue of the same COGs;
-- ``odc-stac``: ``odc.stac.load`` alone on the same items, same 512-px chunks, float32 with
-  the fill value as NaN (no scale, no mask: the floor cropseq's STAC path builds on);
+- ``odc-stac``: ``odc.stac.load`` alone on the same items, giving the same product lazily:
+  float32 (``dtype="float32"``, which keeps the fill value 0 as 0), the fill value turned into
+  NaN and the scale applied with ``da.where(raw == 0, nan, raw * 0.0001)``, chunks of every
+  date x 512 x 512 px per band (cropseq's chunk also holds every band: the cube contract);
 - the same three over HTTP from the range-capable server of ``tests/_http_server.py`` on
   127.0.0.1 (``manifest-http`` reads per-date VRTs whose sources are ``/vsicurl/`` URLs:
   a ``single-band`` glob cannot be listed over plain HTTP).
 
-Each case runs in its own child process (peak RSS is that process's ``ru_maxrss``, imports
+Every case computes ``isnan(...).sum()`` chunk-wise, under the same Dask scheduler (threads,
+one per CPU core). Each case runs in its own child process (peak RSS is that process's ``ru_maxrss``, imports
 included; wall and CPU seconds cover the read only). The machine may be shared: every case
 runs ``--repeats`` times, interleaved (case A, B, C, A, B, C), and the best wall time is
 reported with the CPU seconds and peak RSS of that run.
@@ -30,12 +33,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -160,7 +164,7 @@ def run_case(case: str, root: Path, base_url: str) -> dict[str, Any]:
 
     from cropseq.stac_source import _quiet_warnings
 
-    with _quiet_warnings():
+    with _quiet_warnings(), dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
         if case.startswith("odc-stac"):
             lazy = _odc_stac_alone(root, base_url if case.endswith("http") else None)
         else:
@@ -182,8 +186,11 @@ def _odc_stac_alone(root: Path, base_url: str | None) -> list[Any]:
 
     href = f"{base_url}/catalog/catalog.json" if base_url else str(root / "catalog" / "catalog.json")
     items = list(pystac.Catalog.from_file(href).get_items(recursive=True))
-    ds = odc.stac.load(items, bands=list(BANDS), chunks={"x": CHUNK, "y": CHUNK}, groupby="solar_day", dtype="float32")
-    return [da.isnan(ds[b].data).sum() for b in BANDS]
+    chunks: dict[str, int | Literal["auto"]] = {"time": -1, "x": CHUNK, "y": CHUNK}
+    ds = odc.stac.load(items, bands=list(BANDS), chunks=chunks, groupby="solar_day", dtype="float32")
+    # The product cropseq delivers: fill value 0 -> NaN, scale 0.0001 applied (lazily, per chunk).
+    cube = [da.where(ds[b].data == 0, np.float32(np.nan), ds[b].data * np.float32(1e-4)) for b in BANDS]
+    return [da.isnan(c).sum() for c in cube]
 
 
 # ----------------------------------------------------------------------------- driver

@@ -80,6 +80,37 @@ def _stored_values(band: _BandSource, raw: np.ndarray) -> np.ndarray:
     return raw if band.reinterpret is None else raw.view(band.reinterpret)
 
 
+def _band_values_into(band: _BandSource, raw: np.ndarray, out: np.ndarray) -> None:
+    """One date of one band: raw ``(h, w)`` values -> the cube's float32 values, written into ``out``.
+
+    ``raw * scale + offset`` is computed in float64 and rounded to float32 once; NaN where the
+    raw value is not finite, is the fill value, lies outside ``valid_range`` (compared in
+    float64) or overflows float32. Without offset or valid range the float64 product goes
+    straight into ``out`` (the ufunc's buffered loop: no float64 copy of the block).
+    """
+    invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else None
+    if band.nodata is not None and not np.isnan(band.nodata):
+        fill = _equals(raw, band.nodata)
+        invalid = fill if invalid is None else invalid | fill
+    scaled = band.scale != 1.0 or band.offset != 0.0
+    # ``x * scale`` equals ``x * scale + 0.0`` unless it is -0.0: never for unsigned x and scale > 0.
+    direct = not scaled or (band.offset == 0.0 and band.scale > 0 and raw.dtype.kind == "u")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if direct and band.valid_range is None:
+            np.multiply(raw, band.scale, out=out, dtype=np.float64, casting="unsafe")
+        else:
+            vals = raw.astype(np.float64)
+            if scaled:
+                vals *= band.scale
+                vals += band.offset
+            if band.valid_range is not None:
+                outside = (vals < band.valid_range[0]) | (vals > band.valid_range[1])
+                invalid = outside if invalid is None else invalid | outside
+            out[...] = vals
+    beyond = ~np.isfinite(out)  # float64 values beyond float32's range
+    np.putmask(out, beyond if invalid is None else beyond | invalid, np.float32(np.nan))
+
+
 @dataclass(frozen=True)
 class _StackReader:
     """Picklable reader of one spatial window of the cube (runs inside Dask tasks)."""
@@ -95,21 +126,8 @@ class _StackReader:
         out = np.empty((self.n_time, len(self.bands), height, width), dtype=np.float32)
         for c, band in enumerate(self.bands):
             raw = _stored_values(band, _read_many(band.reads, win, band.warp))  # (T, h, w), float32 if warped
-            invalid = ~np.isfinite(raw) if raw.dtype.kind == "f" else np.zeros(raw.shape, bool)
-            if band.nodata is not None and not np.isnan(band.nodata):
-                invalid |= _equals(raw, band.nodata)
-            vals = raw.astype(np.float64, copy=False)
-            if band.scale != 1.0 or band.offset != 0.0:
-                vals = vals * band.scale + band.offset
-            if band.valid_range is not None:
-                lo, hi = band.valid_range
-                with np.errstate(invalid="ignore"):
-                    invalid |= (vals < lo) | (vals > hi)
-            with np.errstate(over="ignore", invalid="ignore"):
-                v32 = vals.astype(np.float32)
-            invalid |= ~np.isfinite(v32)  # float64 values beyond float32 range
-            v32[invalid] = np.nan
-            out[:, c] = v32
+            for t in range(self.n_time):  # date by date: the temporaries stay small (cache-sized)
+                _band_values_into(band, raw[t], out[t, c])
         if self.masks:
             bad = self.mask_rule.invalid(_read_many(self.masks, win, self.mask_warp))
             out[np.broadcast_to(bad[:, None], out.shape)] = np.nan

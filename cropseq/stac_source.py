@@ -53,7 +53,7 @@ import xarray as xr
 from affine import Affine
 from rasterio.crs import CRS
 
-from cropseq.errors import CropseqError
+from cropseq.errors import CropseqError, reject_unknown_keys
 from cropseq.grid import GridSpec, TargetGrid, default_resampling, native_resolution, parse_grid_spec, resolve_grid
 from cropseq.manifest import _per_band_values, _resampling, _set_bands, _valid_range, parse_date
 from cropseq.masking import MaskRule, parse_mask
@@ -162,9 +162,7 @@ def parse_stac_manifest(data: dict[str, Any], mpath: Path) -> StacManifest:
         CropseqError: one line naming the manifest: unknown keys, no catalogue, a local
             catalogue that does not exist, malformed bbox/datetime/query/bands.
     """
-    unknown = sorted(set(map(str, data)) - STAC_KEYS)
-    if unknown:
-        raise CropseqError(f"unknown key {unknown[0]!r} for source: stac (known: {', '.join(sorted(STAC_KEYS))})", mpath)
+    reject_unknown_keys(data, STAC_KEYS, mpath, key="unknown key {!r} for source: stac")
     cat = data.get("catalog")
     if not isinstance(cat, str) or not cat.strip():
         raise CropseqError("source: stac needs catalog: a STAC API URL, a catalog.json or an ItemCollection file", mpath)
@@ -730,7 +728,8 @@ class _Values:
         """The float32 ``(time, band, y, x)`` block of the raw ``(time, y, x)`` per band (and mask)."""
         out = np.empty((raw[0].shape[0], len(raw), *raw[0].shape[1:]), np.float32)
         for c, b in enumerate(self.bands):
-            out[:, c] = _band_values(raw[c], b)
+            for t in range(out.shape[0]):  # date by date: the temporaries stay small (cache-sized)
+                _band_values(raw[c][t], b, out[t, c])
         if mask is not None and self.mask_rule is not None:
             mvals = mask.astype(np.float64)
             if self.mask_nodata is not None:
@@ -740,32 +739,29 @@ class _Values:
         return out
 
 
-def _band_values(raw: np.ndarray, b: BandPlan) -> np.ndarray:
-    """One band's raw values (odc-stac's float32, changed in place) -> the cube's float32 values.
+def _band_values(raw: np.ndarray, b: BandPlan, out: np.ndarray) -> None:
+    """One band's raw values (odc-stac's float32) -> the cube's float32 values, written into ``out``.
 
     ``value * scale + offset`` is rounded to float32 once, as the manifest reader does. With
     no offset the product is computed in float64 by the ufunc's buffered loop straight into
-    the float32 block (no float64 copy of the block: this runs on every chunk of every read).
+    ``out`` (no float64 copy, and the copy into the block is the scaling itself).
     """
-    if b.offset != 0.0:  # two operations, rounded once: in float64
-        vals64 = raw.astype(np.float64)
-        if b.nodata is not None and not np.isnan(b.nodata):
-            vals64[vals64 == b.nodata] = np.nan
-        vals64 = vals64 * b.scale + b.offset
-        with np.errstate(over="ignore", invalid="ignore"):
-            vals = vals64.astype(np.float32)
-    else:
-        vals = raw if raw.dtype == np.float32 else raw.astype(np.float32)
-        if b.nodata is not None and not np.isnan(b.nodata):
-            vals[vals == np.float64(b.nodata)] = np.nan
-        if b.scale != 1.0:
-            with np.errstate(over="ignore", invalid="ignore"):
-                np.multiply(vals, b.scale, out=vals, dtype=np.float64, casting="unsafe")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if b.offset != 0.0:  # two operations, rounded once: in float64
+            vals64 = raw.astype(np.float64)
+            if b.nodata is not None and not np.isnan(b.nodata):
+                vals64[vals64 == b.nodata] = np.nan
+            vals64 *= b.scale
+            vals64 += b.offset
+            out[...] = vals64
+        else:
+            np.multiply(raw, b.scale, out=out, dtype=np.float64, casting="unsafe")
+            if b.nodata is not None and not np.isnan(b.nodata):
+                np.putmask(out, raw == np.float64(b.nodata), np.float32(np.nan))
     if b.valid_range is not None:
         with np.errstate(invalid="ignore"):
-            vals[(vals < np.float64(b.valid_range[0])) | (vals > np.float64(b.valid_range[1]))] = np.nan
-    vals[np.isinf(vals)] = np.nan  # beyond float32's range: missing, not infinite
-    return vals
+            np.putmask(out, (out < np.float64(b.valid_range[0])) | (out > np.float64(b.valid_range[1])), np.float32(np.nan))
+    np.putmask(out, np.isinf(out), np.float32(np.nan))  # beyond float32's range: missing, not infinite
 
 
 @dataclass(frozen=True)
