@@ -7,7 +7,9 @@ stays fast.
 
 from __future__ import annotations
 
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -111,7 +113,9 @@ def inspect_cmd(
     from cropseq.io import open_stack, stack_summary
     from cropseq.stac_source import stac_listing
 
-    cube = open_stack(existing_path(stack, "stack"))
+    with warnings.catch_warnings(record=True) as opening:
+        warnings.simplefilter("always")
+        cube = open_stack(existing_path(stack, "stack"))
     found = stac_listing(cube)
     if found is not None and not as_json:
         _print_stac(found)  # what the catalogue search found, before any pixel is read
@@ -120,8 +124,30 @@ def inspect_cmd(
         print_json(summary)
     else:
         _print_summary(summary)
-    for line in summary.get("value_warnings") or []:
+    limits = summary.get("value_warnings") or []
+    _rewarn(opening, {_band_of(line) for line in limits})
+    for line in limits:
         _warn(line)
+
+
+def _band_of(message: str) -> str | None:
+    """The band a stack warning names (``... band NAME: ...``), if any."""
+    m = re.search(r"(?:^|: )band (\S+?):", message)
+    return m.group(1) if m else None
+
+
+def _rewarn(caught: list[warnings.WarningMessage], covered: set[str | None]) -> None:
+    """Re-emit the warnings of opening the stack, but one line per problem.
+
+    A band's fill-value warning is dropped when the value statistics warn about the same band
+    (theirs is the fuller line).
+    """
+    from cropseq.errors import DataWarning
+
+    for w in caught:
+        if issubclass(w.category, DataWarning) and _band_of(str(w.message)) in covered - {None}:
+            continue
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @app.command("tile")

@@ -30,6 +30,7 @@ from cropseq.errors import CropseqError
 from cropseq.inference.blocks import DirectBlocks, finish_block
 from cropseq.inference.plan import PredictionPlan
 from cropseq.inference.resources import cpu_count
+from cropseq.threads import THREAD_ENV
 
 __all__ = ["IN_FLIGHT_PER_THREAD", "dask_client", "run_distributed", "run_threaded", "torch_threads"]
 
@@ -95,6 +96,9 @@ def dask_client(
             processes=True,
             dashboard_address=":0",  # any free port: never collides with another cluster on 8787
             silence_logs=logging.ERROR,
+            # One BLAS/OpenMP thread per Dask thread (Dask's own default), also when this
+            # process sized OMP_NUM_THREADS to all its cores (cropseq.threads.fit_threads).
+            env={name: "1" for name in THREAD_ENV[:3]},
         )
     try:
         with Client(cluster) as client:

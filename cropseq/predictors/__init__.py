@@ -12,7 +12,17 @@ The implementations import torch or scikit-learn, so they load on first use
 (``from cropseq.predictors.deep import DeepPredictor``); this package stays light.
 """
 
-# One list of public names: base's ``__all__`` (ENGINES, ModelInfo, Predictor, band_indices, check_engine,
-# load_incomplete_predictor, load_predictor, missing_model_error, read_model_info, resolve_device).
-from cropseq.predictors.base import *  # noqa: F403
-from cropseq.predictors.base import __all__ as __all__
+from cropseq.predictors.base import (  # noqa: F401 - the package re-exports base's public names
+    ENGINES,
+    ModelInfo,
+    Predictor,
+    band_indices,
+    check_engine,
+    load_incomplete_predictor,
+    load_predictor,
+    missing_model_error,
+    read_model_info,
+    resolve_device,
+)
+
+__all__ = ["ModelInfo", "Predictor", "ENGINES", "band_indices", "check_engine", "load_incomplete_predictor", "load_predictor", "missing_model_error", "read_model_info", "resolve_device"]
