@@ -34,7 +34,6 @@ on a quiet one.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import fnmatch
 import json
 import os
@@ -111,6 +110,7 @@ CANDIDATES = [
     Spec("h64-l1-meanmax-enc32", "cropseq", _small(64, 1, "mean-max", encoder_width=32, encoder_dim=32)),
     Spec("h64-l1-season-enc32", "cropseq", _small(64, 1, encoder_width=32, encoder_dim=32)),
     Spec("h32-l2-season-enc32", "cropseq", _small(32, 2, encoder_width=32, encoder_dim=32)),
+    Spec("accurate", "cropseq", {"preset": "accurate"}),
     Spec("h32-l1-season-enc32-early", "cropseq",
          _small(32, 1, encoder_width=32, encoder_dim=32, val_fraction=0.1, patience=10)),
 ]
@@ -211,7 +211,9 @@ def train_cropseq(spec: Spec, train: SequenceArrays, classes: ClassTable, folder
     from cropseq.training import TrainConfig
 
     runtime = {"device": "cpu", "threads": args.threads, "seed": args.seed, "plot": ""}
-    cfg = dataclasses.replace(TrainConfig(), **{**runtime, **spec.options})
+    # Built, not replaced: a preset fills only the options not given (dataclasses.replace
+    # would keep the default preset's values).
+    cfg = TrainConfig(**{**runtime, **spec.options})
     return load_predictor(fit_deep(train, folder, cfg, classes), device="cpu")
 
 
