@@ -11,7 +11,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -22,7 +22,13 @@ from cropseq.errors import CropseqError
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 from cropseq.predictors.base import band_indices, check_engine, resolve_device
 
-__all__ = ["DeepPredictor", "IMAGE_BATCH", "check_checkpoint", "incomplete_message", "model_from_checkpoint", "quantize_int8"]
+__all__ = [
+    "DeepPredictor", "IMAGE_BATCH", "check_checkpoint", "incomplete_message", "load_weights", "model_from_checkpoint",
+    "quantize_int8",
+]
+
+#: A torch module type (what :func:`load_weights` returns is what it was given).
+M = TypeVar("M", bound=torch.nn.Module)
 
 
 def quantize_int8(model: SequenceClassifier) -> torch.nn.Module:
@@ -153,7 +159,15 @@ def model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | None = 
         CropseqError: naming ``path`` and the first field that disagrees.
     """
     arch = check_checkpoint(ck, path)
-    model = SequenceClassifier(arch)
+    return load_weights(SequenceClassifier(arch), ck, path)
+
+
+def load_weights(model: M, ck: Checkpoint, path: str | os.PathLike[str] | None) -> M:
+    """Load a checkpoint's weights into the model its record describes, strictly; returns ``model``.
+
+    Raises:
+        CropseqError: naming ``path`` when the weights do not fit the model.
+    """
     try:
         model.load_state_dict(ck.state_dict, strict=True)
     except (RuntimeError, TypeError, ValueError) as e:

@@ -22,6 +22,7 @@ from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 from cropseq.predictors.base import ModelInfo, check_engine, resolve_device
+from cropseq.predictors.deep import load_weights
 
 __all__ = ["DensePredictor", "dense_model_from_checkpoint", "dense_model_info", "is_dense"]
 
@@ -57,12 +58,7 @@ def dense_model_from_checkpoint(ck: Checkpoint, path: str | os.PathLike[str] | N
     except (CropseqError, TypeError, ValueError, KeyError) as e:
         msg = e.message if isinstance(e, CropseqError) else f"{type(e).__name__}: {e}"
         raise CropseqError(f"checkpoint metadata does not match its weights: {msg}", path) from None
-    try:
-        model.load_state_dict(ck.state_dict, strict=True)
-    except (RuntimeError, TypeError, ValueError) as e:
-        problem = str(e).strip().splitlines()[0][:200]
-        raise CropseqError(f"checkpoint weights do not match its architecture record ({problem})", path) from None
-    return model
+    return load_weights(model, ck, path)
 
 
 def dense_model_info(ck: Checkpoint, path: str | os.PathLike[str], allow_incomplete: bool = False) -> ModelInfo:
