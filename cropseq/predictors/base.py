@@ -234,20 +234,15 @@ def load_predictor(
 
         check_engine(engine, "cpu", "rf")
         return RandomForestPredictor.load(path)
-    import torch
 
-    from cropseq.checkpoint import is_complete, load_checkpoint
-    from cropseq.predictors.deep import DeepPredictor, incomplete_message, model_from_checkpoint
+    from cropseq.checkpoint import load_checkpoint
+    from cropseq.predictors.deep import DeepPredictor
     from cropseq.predictors.dense import DensePredictor, is_dense
 
     ck = load_checkpoint(path)  # read once: its kind picks the predictor
     if is_dense(ck.meta):  # kind: dense (cropseq train-dense)
         return DensePredictor.from_checkpoint(ck, path, device, allow_incomplete, engine)
-    # DeepPredictor.load's steps on the checkpoint already read
-    model = model_from_checkpoint(ck, path)
-    if not allow_incomplete and not is_complete(ck.meta):
-        raise CropseqError(incomplete_message(ck.meta), path)
-    return DeepPredictor(model, ck.meta, torch.device(resolve_device(device)), path, engine)
+    return DeepPredictor.from_checkpoint(ck, path, device, allow_incomplete, engine)
 
 
 def load_incomplete_predictor(path: str | os.PathLike[str], device: str = "auto", engine: str | None = None) -> Predictor:

@@ -237,7 +237,12 @@ class DeepPredictor:
             CropseqError: missing/unreadable file, not a cropseq checkpoint, metadata that
                 does not match the weights, or an unfinished run (unless allowed).
         """
-        ck = load_checkpoint(path)
+        return cls.from_checkpoint(load_checkpoint(path), path, device, allow_incomplete, engine)
+
+    @classmethod
+    def from_checkpoint(cls, ck: Checkpoint, path: str | os.PathLike[str], device: str = "auto",
+                        allow_incomplete: bool = False, engine: str | None = None) -> DeepPredictor:  # fmt: skip
+        """The predictor of a checkpoint already read (see :meth:`load` for the arguments)."""
         model = model_from_checkpoint(ck, path)
         if not allow_incomplete and not is_complete(ck.meta):
             raise CropseqError(incomplete_message(ck.meta), path)
