@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import dask.array as da
 import numpy as np
@@ -30,11 +30,37 @@ from cropseq.predictors import Predictor
 from cropseq.smoothing import Smoothing
 from cropseq.uncertainty import MEASURES, check_measures, uncertainty
 
-__all__ = ["DEFAULT_MIN_VALID", "PredictionPlan", "plan_prediction", "predict_cube"]
+__all__ = ["DEFAULT_MIN_VALID", "PlanOptions", "PredictionPlan", "plan_prediction", "predict_cube"]
 
 #: Default minimum number of valid observations for a pixel to be classified.
 #: Fewer than three dates cannot describe a seasonal profile; the model would be guessing.
 DEFAULT_MIN_VALID = 3
+
+
+class PlanOptions(TypedDict, total=False):
+    """How :func:`predict_cube` plans a prediction: the keywords of :func:`plan_prediction`.
+
+    Attributes:
+        chunk: Chunk edge in pixels; the result does not depend on it.
+        min_valid: Minimum number of valid observations for a pixel to be classified;
+            default ``min(3, number of dates)``.
+        start: Season window start ``YYYY-MM-DD`` (inclusive); None = the first date.
+        end: Season window end (exclusive); None = after the last date.
+        device: ``auto``, ``cpu`` or ``cuda`` for deep models loaded from a path.
+        loader: Custom model loader (see :func:`~cropseq.inference.cache.cached_predictor`).
+        smooth: Spatial smoothing of the probabilities before labelling
+            (:mod:`cropseq.smoothing`); the result still does not depend on ``chunk``.
+        engine: How a deep model loaded from a path runs (:data:`cropseq.predictors.ENGINES`).
+    """
+
+    chunk: int
+    min_valid: int | None
+    start: Any
+    end: Any
+    device: str
+    loader: Loader | None
+    smooth: Smoothing | None
+    engine: str | None
 
 
 @dataclass
@@ -225,7 +251,19 @@ def plan_prediction(
     smooth: Smoothing | None = None,
     engine: str | None = None,
 ) -> PredictionPlan:
-    """Build the lazy prediction graph (see :func:`predict_cube` for the arguments).
+    """Build the lazy prediction graph.
+
+    Args:
+        cube: The cube (see :func:`predict_cube`).
+        model: A model path or a :class:`~cropseq.predictors.Predictor` (see :func:`predict_cube`).
+        chunk: See :class:`PlanOptions`, which documents every keyword below.
+        min_valid: See :class:`PlanOptions`.
+        start: See :class:`PlanOptions`.
+        end: See :class:`PlanOptions`.
+        device: See :class:`PlanOptions`.
+        loader: See :class:`PlanOptions`.
+        smooth: See :class:`PlanOptions`.
+        engine: See :class:`PlanOptions`.
 
     Returns:
         The :class:`PredictionPlan`.
@@ -305,16 +343,9 @@ def predict_cube(
     cube: xr.DataArray,
     model: Predictor | str | os.PathLike[str],
     *,
-    chunk: int = DEFAULT_CHUNK,
-    min_valid: int | None = None,
-    start: Any = None,
-    end: Any = None,
     probabilities: bool = False,
-    device: str = "auto",
-    loader: Loader | None = None,
-    smooth: Smoothing | None = None,
     uncertainty_measures: tuple[str, ...] = (),
-    engine: str | None = None,
+    **options: Unpack[PlanOptions],
 ) -> xr.Dataset:
     """Lazily predict a crop map from a cube.
 
@@ -324,19 +355,11 @@ def predict_cube(
         model: A model path (loaded once per process, see
             :func:`~cropseq.inference.cache.cached_predictor`) or a
             :class:`~cropseq.predictors.Predictor`.
-        chunk: Chunk edge in pixels; the result does not depend on it.
-        min_valid: Minimum number of valid observations for a pixel to be classified;
-            default ``min(3, number of dates)``.
-        start: Season window start ``YYYY-MM-DD`` (inclusive); None = the first date.
-        end: Season window end (exclusive); None = after the last date.
         probabilities: Also return the ``(K, y, x)`` probability cube.
-        device: ``auto``, ``cpu`` or ``cuda`` for deep models loaded from a path.
-        loader: Custom model loader (see :func:`~cropseq.inference.cache.cached_predictor`).
-        smooth: Spatial smoothing of the probabilities before labelling
-            (:mod:`cropseq.smoothing`); the result still does not depend on ``chunk``.
         uncertainty_measures: Also return these :mod:`cropseq.uncertainty` measures
             (``entropy``, ``margin``, ``least``) as float32 variables of the same names.
-        engine: How a deep model loaded from a path runs (:data:`cropseq.predictors.ENGINES`).
+        **options: How to plan it (:class:`PlanOptions`: ``chunk``, ``min_valid``, ``start``,
+            ``end``, ``device``, ``loader``, ``smooth``, ``engine``).
 
     Returns:
         A lazy ``xarray.Dataset`` with ``class`` (uint8, 0 = nodata), ``confidence``
@@ -347,10 +370,7 @@ def predict_cube(
     Raises:
         CropseqError: missing bands, empty season window, bad ``min_valid``, missing model.
     """
-    plan = plan_prediction(
-        cube, model, chunk=chunk, min_valid=min_valid, start=start, end=end, device=device, loader=loader, smooth=smooth,
-        engine=engine,
-    )
+    plan = plan_prediction(cube, model, **options)
     cls = da.map_blocks(class_block, plan.probs, plan.codes, drop_axis=0, dtype=np.uint8, meta=np.empty((0, 0), np.uint8))
     conf = da.map_blocks(confidence_block, plan.probs, drop_axis=0, dtype=np.float32, meta=np.empty((0, 0), np.float32))
     ds = xr.Dataset(
