@@ -162,9 +162,9 @@ def run_case(case: str, root: Path, base_url: str) -> dict[str, Any]:
     import dask
     import dask.array as da
 
-    from cropseq.stac_source import _quiet_warnings
+    from cropseq.raster_access import quiet_rasterio
 
-    with _quiet_warnings(), dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
+    with quiet_rasterio(), dask.config.set(scheduler="threads", num_workers=os.cpu_count()):
         if case.startswith("odc-stac"):
             lazy = _odc_stac_alone(root, base_url if case.endswith("http") else None)
         else:
@@ -215,6 +215,7 @@ def main() -> None:
     from _http_server import serve
 
     cases = [c for c in args.cases.split(",") if c]
+    load = [os.getloadavg()[0]]  # a shared machine's wall times are only comparable at a similar load
     with tempfile.TemporaryDirectory(prefix="cropseq-read-") as tmp, serve(tmp) as base:
         root = Path(tmp)
         t0 = time.perf_counter()
@@ -230,13 +231,17 @@ def main() -> None:
                     sys.exit(f"case {case} failed:\n{out.stderr[-3000:]}")
                 runs[case].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"rep {rep + 1} {case}: {runs[case][-1]['wall_s']:.2f} s", file=sys.stderr)
-    _report(runs, args.size, args.dates, args.repeats, args.json)
+    load.append(os.getloadavg()[0])
+    _report(runs, args.size, args.dates, args.repeats, args.json, load)
 
 
-def _report(runs: dict[str, list[dict[str, Any]]], size: int, dates: int, repeats: int, path: Path | None) -> None:
+def _report(
+    runs: dict[str, list[dict[str, Any]]], size: int, dates: int, repeats: int, path: Path | None, load: list[float]
+) -> None:
     mpx = size * size * dates * len(BANDS) / 1e6
     best = {c: min(r, key=lambda x: x["wall_s"]) for c, r in runs.items()}
-    print(f"\n{size}² px x {dates} dates x {len(BANDS)} bands = {mpx:.1f} Mpx; best of {repeats} interleaved runs\n")
+    print(f"\n{size}² px x {dates} dates x {len(BANDS)} bands = {mpx:.1f} Mpx; best of {repeats} interleaved runs; "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before, {load[1]:.1f} after\n")  # fmt: skip
     print("| case | wall s | Mpx/s | CPU s | peak RSS MB | vs odc-stac alone |")
     print("|---|---|---|---|---|---|")
     for c, b in best.items():
@@ -246,7 +251,7 @@ def _report(runs: dict[str, list[dict[str, Any]]], size: int, dates: int, repeat
     missing = {c: b["missing"] for c, b in best.items()}
     print(f"\nmissing values counted (same data read): {missing}")
     if path is not None:
-        path.write_text(json.dumps({"size": size, "dates": dates, "bands": len(BANDS), "runs": runs}, indent=2))
+        path.write_text(json.dumps({"size": size, "dates": dates, "bands": len(BANDS), "load": load, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ One job: find the STAC items a manifest asks for and load them, lazily, as the c
   dates and bands, the mask applied) is one task calling ``odc.stac.load`` on the chunk's
   window (:class:`StacWindows`), so the graph stays small, each file is opened once per
   chunk, and windows (tiles, inference halos) are read directly, as for manifest stacks.
+  A band none of whose pixels is resampled is read in its stored integer type, the others
+  in float32 (:attr:`BandPlan.read_as`: the same values, half the bytes).
 - ``composite:`` (:mod:`cropseq.composite`) works as for manifest stacks: each window is
   read for the dates of its bins and composited in the same task.
 - Values follow :mod:`cropseq.io`'s order: the band's nodata value (the manifest's, else the
@@ -35,14 +37,13 @@ is read without resampling).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import json
 import math
 import operator
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from cropseq.errors import CropseqError, reject_unknown_keys
 from cropseq.grid import GridSpec, TargetGrid, default_resampling, native_resolution, parse_grid_spec, resolve_grid
 from cropseq.manifest import _per_band_values, _resampling, _set_bands, _valid_range, parse_date
 from cropseq.masking import MaskRule, parse_mask
+from cropseq.raster_access import quiet_rasterio
 from cropseq.remote import gdal_env, is_remote
 from cropseq.remote import join as remote_join
 
@@ -486,6 +488,7 @@ class BandPlan:
     resampling: str
     resolution: tuple[float, float]
     crs: str | None
+    read_as: str = "float32"  # the type odc-stac reads it as: its stored type when no pixel is resampled
 
 
 @dataclass(frozen=True)
@@ -602,12 +605,14 @@ def describe(m: StacManifest, grid: GridSpec | None = None) -> StacScene:
     times, groups = _group(items, m.groupby, target)
     for name, a in [*assets.items(), *(((str(m.mask.band), str(mask_asset)),) if m.mask is not None else ())]:
         _check_every_date(name, a, items, times, groups, m, is_mask=m.mask is not None and name == m.mask.band)
-    plans = tuple(_plan(rules, name, a, first, target, False) for name, a in assets.items())
-    mplan = _plan(rules, str(m.mask.band), mask_asset, first, target, True) if m.mask is not None and mask_asset else None
+    plans = tuple(_plan(rules, name, a, items, first, target, False) for name, a in assets.items())
+    mplan = _plan(rules, str(m.mask.band), mask_asset, items, first, target, True) if m.mask is not None and mask_asset else None
     return StacScene(m, tuple(items), target, plans, mplan, times, groups)
 
 
-def _plan(rules: ValueRules, name: str, asset: str, item: Any, target: TargetGrid, is_mask: bool) -> BandPlan:
+def _plan(
+    rules: ValueRules, name: str, asset: str, items: Sequence[Any], item: Any, target: TargetGrid, is_mask: bool
+) -> BandPlan:
     rb = _raster_band(item, asset) if asset in item.assets else {}
     g = _asset_grid(item, asset) if asset in item.assets else None
     src_res = native_resolution(g.crs, g.transform, g.shape, target.crs) if g is not None else target.resolution
@@ -616,13 +621,51 @@ def _plan(rules: ValueRules, name: str, asset: str, item: Any, target: TargetGri
         nodata = _number_or_nan(rb["nodata"])
     scale, offset = (rules.scale.get(name, 1.0), rules.offset.get(name, 0.0)) if name in rules.scale_set else (
         float(rb.get("scale", 1.0)), float(rb.get("offset", 0.0)))  # fmt: skip
+    resampling = rules.resampling.get(name) or default_resampling(src_res, target.resolution, is_mask)
     return BandPlan(
         name=name, asset=asset, nodata=nodata, scale=float(scale), offset=float(offset),
-        valid_range=None if is_mask else rules.valid_range.get(name),
-        resampling=rules.resampling.get(name) or default_resampling(src_res, target.resolution, is_mask),
+        valid_range=None if is_mask else rules.valid_range.get(name), resampling=resampling,
         resolution=g.resolution if g is not None else target.resolution,
         crs=g.crs.to_string() if g is not None and g.crs is not None else None,
+        read_as=_read_as(items, asset, rb, nodata, resampling, target),
     )  # fmt: skip
+
+
+_INTEGER_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32")
+
+
+def _read_as(items: Sequence[Any], asset: str, rb: dict[str, Any], nodata: float | None, resampling: str, target: TargetGrid) -> str:
+    """The type odc-stac reads ``asset`` as: its stored integer type where that gives the same values, else float32.
+
+    The same values: no pixel is resampled (nearest, or every item's asset on the target
+    grid's lattice by its ``proj:`` fields) and a fill value is known (odc-stac fills what no
+    item covers with it, as it does in float32). Half the bytes to read, fill, mosaic and
+    convert: 10-25 % less CPU per chunk on ``benchmarks/read_throughput.py``'s stack. The
+    ``proj:`` fields and ``raster:bands`` data type are trusted, as odc-stac itself does.
+    """
+    stored = str(rb.get("data_type") or "")
+    if stored not in _INTEGER_TYPES or nodata is None or not float(nodata).is_integer():
+        return "float32"
+    if not np.iinfo(stored).min <= nodata <= np.iinfo(stored).max:  # a fill value the type cannot hold
+        return "float32"
+    if resampling == "nearest" or all(_on_lattice(it, asset, target) for it in items if asset in it.assets):
+        return stored
+    return "float32"
+
+
+def _on_lattice(item: Any, asset: str, target: TargetGrid) -> bool:
+    """Whether the asset's ``proj:`` grid has the target's CRS and pixel size, shifted by whole pixels."""
+    fields = {**item.properties, **item.assets[asset].extra_fields}
+    code = fields.get("proj:code") or (f"EPSG:{fields['proj:epsg']}" if fields.get("proj:epsg") else None)
+    tr = fields.get("proj:transform")
+    if not code or not tr or target.crs is None or CRS.from_user_input(code) != target.crs:
+        return False
+    a, b, c, d, e, f = (float(v) for v in tr[:6])
+    t = target.transform
+    if b != 0.0 or d != 0.0 or t.b != 0.0 or t.d != 0.0 or not (math.isclose(a, t.a, rel_tol=1e-9) and math.isclose(e, t.e, rel_tol=1e-9)):
+        return False
+    cols, rows = (c - t.c) / t.a, (f - t.f) / t.e
+    return abs(cols - round(cols)) < 1e-6 and abs(rows - round(rows)) < 1e-6
 
 
 def _number_or_nan(v: Any) -> float:
@@ -740,12 +783,15 @@ class _Values:
 
 
 def _band_values(raw: np.ndarray, b: BandPlan, out: np.ndarray) -> None:
-    """One band's raw values (odc-stac's float32) -> the cube's float32 values, written into ``out``.
+    """One band's raw values (as odc-stac read them: float32, or the stored integer type) -> the cube's float32 values, into ``out``.
 
     ``value * scale + offset`` is rounded to float32 once, as the manifest reader does. With
     no offset the product is computed in float64 by the ufunc's buffered loop straight into
-    ``out`` (no float64 copy, and the copy into the block is the scaling itself).
+    ``out`` (no float64 copy, and the copy into the block is the scaling itself); the masks
+    compare float32 values in float32 (exactly: no float64 copy either).
     """
+    from cropseq.io import _nan_where
+
     with np.errstate(over="ignore", invalid="ignore"):
         if b.offset != 0.0:  # two operations, rounded once: in float64
             vals64 = raw.astype(np.float64)
@@ -755,13 +801,46 @@ def _band_values(raw: np.ndarray, b: BandPlan, out: np.ndarray) -> None:
             vals64 += b.offset
             out[...] = vals64
         else:
-            np.multiply(raw, b.scale, out=out, dtype=np.float64, casting="unsafe")
+            if b.scale == 1.0 and raw.dtype == np.float32:
+                np.copyto(out, raw)  # x * 1.0 in float64, rounded back, is x
+            else:
+                np.multiply(raw, b.scale, out=out, dtype=np.float64, casting="unsafe")
             if b.nodata is not None and not np.isnan(b.nodata):
-                np.putmask(out, raw == np.float64(b.nodata), np.float32(np.nan))
+                _nan_where(out, _is_exactly(raw, b.nodata))
     if b.valid_range is not None:
         with np.errstate(invalid="ignore"):
-            np.putmask(out, (out < np.float64(b.valid_range[0])) | (out > np.float64(b.valid_range[1])), np.float32(np.nan))
-    np.putmask(out, np.isinf(out), np.float32(np.nan))  # beyond float32's range: missing, not infinite
+            _nan_where(out, _outside(out, *b.valid_range))
+    _nan_where(out, np.isinf(out))  # beyond float32's range: missing, not infinite
+
+
+def _is_exactly(raw: np.ndarray, value: float) -> np.ndarray:
+    """``raw == value`` compared exactly, in ``raw``'s own type where that is exact (no float64 copy)."""
+    if raw.dtype.kind in "iu":
+        from cropseq.io import _equals
+
+        return _equals(raw, value)  # integers: exact
+    if raw.dtype != np.float32:
+        return raw == np.float64(value)
+    with np.errstate(over="ignore"):
+        v32 = np.float32(value)
+    if float(v32) != value:  # no float32 equals it
+        return np.zeros(raw.shape, dtype=bool)
+    return raw == v32
+
+
+def _outside(out: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``(out < lo) | (out > hi)`` for float32 ``out``, compared in float32 with the same result.
+
+    The bounds become the nearest float32 inside ``[lo, hi]`` (no float32 lies between
+    ``lo`` and the next float32 above it), so no float64 copy of ``out`` is made.
+    """
+    with np.errstate(over="ignore"):
+        lo32, hi32 = np.float32(lo), np.float32(hi)
+    if float(lo32) < lo:
+        lo32 = np.nextafter(lo32, np.float32(np.inf))
+    if float(hi32) > hi:
+        hi32 = np.nextafter(hi32, np.float32(-np.inf))
+    return (out < lo32) | (out > hi32)
 
 
 @dataclass(frozen=True)
@@ -834,36 +913,21 @@ class StacWindows:
         items = [self.items[i] for d in dates for i in self.groups[d]]
         gbox = GeoBox(self.grid.shape, self.grid.transform, self.grid.crs)[r0:r1, c0:c1]
         cfg = {"*": {"assets": {p.asset: {"nodata": p.nodata} for p in plans if p.nodata is not None}}}
+        dtypes: dict[str, str] = {}
+        for p in plans:  # an asset read for a band and for the mask: float32 unless both agree
+            dtypes[p.asset] = p.read_as if dtypes.get(p.asset, p.read_as) == p.read_as else "float32"
         hrefs = [it.assets[p.asset].href for it in items[:1] for p in plans if p.asset in it.assets]
         # Remote assets: cropseq's GDAL HTTP defaults (no directory listing per file, retries,
         # block cache), where the user's environment sets none (odc-stac's own env nests inside).
-        with _quiet_warnings(), gdal_env(*hrefs):
+        with quiet_rasterio(), gdal_env(*hrefs):
             ds = odc.stac.load(
                 items, bands=list(dict.fromkeys(p.asset for p in plans)), groupby=self.groupby, geobox=gbox,
-                resampling={p.asset: p.resampling for p in plans}, dtype="float32", stac_cfg=cfg,
+                resampling={p.asset: p.resampling for p in plans}, dtype=dtypes, stac_cfg=cfg,
             )  # fmt: skip
         if ds.sizes["time"] != len(dates):
             raise CropseqError(f"odc-stac grouped the items of {len(dates)} dates into {ds.sizes['time']}")
         raw = [ds[p.asset].values for p in self.bands]  # no stacked copy: _Values writes the block
         return raw, ds[self.mask.asset].values if self.mask is not None else None
-
-
-@contextlib.contextmanager
-def _quiet_warnings() -> Iterator[None]:
-    """Silence the warnings odc-stac's reads give per file: nothing for the user.
-
-    affine's ``*`` deprecation, rasterio's NotGeoreferencedWarning for odc-stac's in-memory
-    reprojection buffers.
-    """
-    import warnings
-
-    from rasterio.errors import NotGeoreferencedWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", PendingDeprecationWarning)
-        yield
 
 
 # Listings of the STAC cubes opened in this process, by the name of their Dask array.

@@ -7,7 +7,6 @@ stays fast.
 
 from __future__ import annotations
 
-import re
 import sys
 import warnings
 from pathlib import Path
@@ -110,7 +109,7 @@ def inspect_cmd(
     Value ranges (min, 1st/99th percentile, max of the valid values) come from a bounded
     sample of windows; bands whose values sit at their integer type's limit are warned about.
     """
-    from cropseq.io import open_stack, stack_summary
+    from cropseq.io import open_stack, rewarn_opening, stack_summary
     from cropseq.stac_source import stac_listing
 
     with warnings.catch_warnings(record=True) as opening:
@@ -125,29 +124,9 @@ def inspect_cmd(
     else:
         _print_summary(summary)
     limits = summary.get("value_warnings") or []
-    _rewarn(opening, {_band_of(line) for line in limits})
+    rewarn_opening(opening, limits)  # one line per problem: a band's fuller line replaces its warning at open
     for line in limits:
         _warn(line)
-
-
-def _band_of(message: str) -> str | None:
-    """The band a stack warning names (``... band NAME: ...``), if any."""
-    m = re.search(r"(?:^|: )band (\S+?):", message)
-    return m.group(1) if m else None
-
-
-def _rewarn(caught: list[warnings.WarningMessage], covered: set[str | None]) -> None:
-    """Re-emit the warnings of opening the stack, but one line per problem.
-
-    A band's fill-value warning is dropped when the value statistics warn about the same band
-    (theirs is the fuller line).
-    """
-    from cropseq.errors import DataWarning
-
-    for w in caught:
-        if issubclass(w.category, DataWarning) and _band_of(str(w.message)) in covered - {None}:
-            continue
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @app.command("tile")
