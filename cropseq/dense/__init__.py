@@ -2,8 +2,11 @@
 
 - :mod:`cropseq.dense.windows`: per-pixel labels on the stack grid, random and grid window
   samplers, the field-grouped split.
-- :mod:`cropseq.dense.train`: :func:`train_dense` (``cropseq train-dense``) and the
-  ``kind: dense`` checkpoint record.
+- :mod:`cropseq.dense.config`: :class:`~cropseq.dense.config.DenseConfig`, the options
+  (importable without torch, for the CLI).
+- :mod:`cropseq.dense.train`: :func:`train_dense` (``cropseq train-dense``: random windows,
+  class-weighted loss, the best epoch on the validation fields) and the ``kind: dense``
+  checkpoint record.
 
 The models live in :mod:`cropseq.models.decoder` (per-pixel core + CNN decoder) and
 :mod:`cropseq.models.convlstm`; the trained model is applied by

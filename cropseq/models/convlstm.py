@@ -16,6 +16,9 @@ Receptive field: the hidden-to-hidden convolution widens a pixel's context by ``
 *per date*, so after ``T`` dates and ``L`` layers a pixel sees ``L * T * (k // 2)`` pixels each
 side. The model is built for at most ``max_dates`` dates and its :attr:`ConvLSTMModel.receptive_radius`
 (plus the decoder's) is the halo that keeps chunked prediction exact; more dates are refused.
+The gate convolutions are unpadded: each step computes the state only where the pixel's whole
+neighbourhood is known, so the computed region shrinks by ``k // 2`` pixels a side per date and
+no padding ever reaches a pixel the model outputs (nor costs a step's work).
 The final state of each direction (the state after the pixel's last valid date) is the
 pixel's feature vector; the :class:`~cropseq.models.decoder.CNNDecoder` turns the map into logits.
 """
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cropseq.errors import CropseqError
@@ -84,7 +88,7 @@ class ConvLSTMConfig:
 
 
 class ConvLSTMCell(nn.Module):
-    """One ConvLSTM cell (gates = one zero-padded ``k x k`` convolution over ``[x, h]``).
+    """One ConvLSTM cell (gates = one unpadded ``k x k`` convolution over ``[x, h]``).
 
     Args:
         in_channels: Input channels.
@@ -101,13 +105,16 @@ class ConvLSTMCell(nn.Module):
                 valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """One step: ``x (B, C, H, W)``, ``state (h, c)``, ``valid (B, H, W)`` -> new ``(h, c)``.
 
-        Pixels where ``valid`` is false keep their state.
+        Pixels where ``valid`` is false keep their state. The gate convolution is unpadded,
+        so the new state covers ``(H - 2r, W - 2r)`` (``r = kernel // 2``): only the pixels
+        whose whole neighbourhood is known, which is all that the core of a window needs.
         """
         h, c = state
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        i, f, o, g = F.conv2d(torch.cat([x, h], dim=1), self.gates.weight, self.gates.bias).chunk(4, dim=1)
+        r = self.gates.kernel_size[0] // 2
+        h, c, keep = crop_core(h, r), crop_core(c, r), crop_core(valid, r)[:, None]
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        keep = valid[:, None]
         return torch.where(keep, h_new, h), torch.where(keep, c_new, c)
 
 
@@ -169,18 +176,32 @@ class ConvLSTMModel(nn.Module):
 
     def _direction(self, cell: ConvLSTMCell, seq: torch.Tensor, valid: torch.Tensor,
                    reverse: bool) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        """Per-step outputs ``(B, T, hidden, H, W)`` and the final ``h`` of one direction."""
-        b, t, _, hh, ww = seq.shape
-        h = seq.new_zeros(b, cell.hidden, hh, ww)
+        """Per-step outputs ``(B, T, hidden, H - 2m, W - 2m)`` and the final ``h`` of one direction.
+
+        Each step's unpadded convolution drops the ``r``-pixel ring whose neighbourhood is
+        not known (``r = kernel // 2``), so the region shrinks as the dates go by: ``m = T r``
+        after ``T`` steps. The outputs are cut to that final region. Computing only what the
+        core can depend on makes a step on a long series (Slovenia: 68 dates, a halo of 70 px)
+        about twice as cheap as the padded convolution over the whole window, with the same
+        numbers on the core.
+        """
+        t = seq.shape[1]
+        r = cell.gates.kernel_size[0] // 2
+        h = seq.new_zeros(seq.shape[0], cell.hidden, seq.shape[-2], seq.shape[-1])
         state = (h, torch.zeros_like(h))
         outs: list[torch.Tensor] = [h] * t
-        for s in (range(t - 1, -1, -1) if reverse else range(t)):
-            state = cell(seq[:, s], state, valid[:, s])
+        for n, s in enumerate(range(t - 1, -1, -1) if reverse else range(t)):
+            state = cell(crop_core(seq[:, s], n * r), state, crop_core(valid[:, s], n * r))
             outs[s] = state[0]
-        return torch.stack(outs, dim=1), state[0]
+        done = [r * (t - s) if reverse else r * (s + 1) for s in range(t)]  # the border step s's output lacks
+        return torch.stack([crop_core(o, r * t - d) for o, d in zip(outs, done, strict=True)], dim=1), state[0]
 
     def features(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
-        """Final states of every direction of the last layer, ``(B, H * dirs, H', W')`` (uncropped)."""
+        """Final states of every direction of the last layer, ``(B, H * dirs, H' - 2m, W' - 2m)``.
+
+        ``m = num_layers * T * (kernel // 2)`` for ``T`` dates: each layer's steps drop the
+        border that their unpadded convolutions cannot compute (:meth:`_direction`).
+        """
         if x.shape[1] > self.arch.max_dates:
             raise CropseqError(
                 f"{x.shape[1]} dates but this ConvLSTM was built for at most {self.arch.max_dates} "
@@ -188,9 +209,10 @@ class ConvLSTMModel(nn.Module):
             )
         seq, valid = self.step_inputs(x, doy)
         finals: list[torch.Tensor] = []
+        shrink = x.shape[1] * (self.arch.kernel // 2)
         for layer in range(self.arch.num_layers):
             if layer > 0:
-                seq = self.drop(seq)
+                seq, valid = self.drop(seq), crop_core(valid, shrink)
             out_f, fin_f = self._direction(self._cell(self.fwd, layer), seq, valid, reverse=False)
             outs, finals = [out_f], [fin_f]
             if self.arch.bidirectional:
@@ -202,5 +224,6 @@ class ConvLSTMModel(nn.Module):
 
     def forward(self, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, P, P)`` of windows ``x (B, T, C, P + 2R, P + 2R)`` with ``doy (B, T)``."""
-        feats = crop_core(self.features(x, doy), self.core_radius)
+        shrunk = self.arch.num_layers * x.shape[1] * (self.arch.kernel // 2)  # what features() already cut
+        feats = crop_core(self.features(x, doy), self.core_radius - shrunk)
         return crop_core(self.decoder(self.drop(feats)), self.decoder.receptive_radius)

@@ -97,9 +97,9 @@ class DenseSequenceModel(nn.Module):
             raise CropseqError("the CNN decoder pools each pixel's sequence: it needs the many-to-one head")
         self.arch = arch
         self.core = SequenceClassifier(arch, norm_center, norm_scale)
+        pooled_dim = self.core.head.in_features  # the many-to-one head's input: the pooled vector, whatever the pooling
         del self.core.head  # the decoder replaces the per-pixel linear head
-        feat = self.core.out_dim * ((1 + arch.season_bins) if arch.pooling == "season" else 2)
-        self.decoder = CNNDecoder(feat, arch.n_classes, decoder_width, decoder_layers)
+        self.decoder = CNNDecoder(pooled_dim, arch.n_classes, decoder_width, decoder_layers)
         self.receptive_radius = self.core.halo + self.decoder.receptive_radius
 
     def pixel_features(self, x: torch.Tensor, doy: torch.Tensor, batch: int = 4096) -> torch.Tensor:
