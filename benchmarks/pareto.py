@@ -5,6 +5,8 @@ Usage::
     python benchmarks/pareto.py --grid quick                      # a few configs, 1 fold, 1 resample
     python benchmarks/pareto.py --grid full [--datasets matogrosso,dtwsat] [--resume]
     python benchmarks/pareto.py --grid full --configs 'h64-*,rf'  # a subset (fnmatch patterns)
+    python benchmarks/pareto.py --grid screen --folds 2 --tag s1  # the fast-preset screen (issue 15)
+    python benchmarks/pareto.py --merge a.csv b.csv --merge-out benchmarks/figures/pareto_candidates
 
 For every configuration, on Mato Grosso (``StratifiedKFold(5, shuffle=True, random_state=0)``,
 as in ``shared/TARGETS.md``; :func:`cropseq.crossval.make_folds`) and dtwSat (the authors'
@@ -25,7 +27,8 @@ resamples 1-20, samples through cropseq's own loader as in ``benchmarks/crossval
 Writes under ``benchmarks/out/pareto/``: ``pareto_<grid>.csv`` (one row per config and fold,
 rewritten after each fold; ``--resume`` skips rows already there), ``pareto_<grid>.md`` (one
 table per dataset, sorted by cost, the Pareto front marked) and ``pareto_<grid>.png`` (OA
-against training CPU-seconds, log x, the front highlighted). Torch and BLAS run with
+against training CPU-seconds, log x, the front highlighted); ``--merge`` writes the table and
+plot of the rows of several runs (one per data set, or a configuration run alone). Torch and BLAS run with
 ``--threads`` threads (default 1, as ``benchmarks/crossval.py``: CPU-seconds are then the
 least disturbed by other jobs). Timings on a shared machine are noisy: run the full grid
 on a quiet one.
@@ -91,7 +94,9 @@ class Spec:
 
 
 def _small(hidden: int, layers: int, pooling: str = "season", **more: Any) -> dict[str, Any]:
-    return {"hidden_size": hidden, "num_layers": layers, "pooling": pooling, **more}
+    """Options of a model size; the rest from the ``accurate`` preset (the default when these
+    grids were written: BiGRU, 64/64 encoder, nothing held out), so rows keep their meaning."""
+    return {"preset": "accurate", "hidden_size": hidden, "num_layers": layers, "pooling": pooling, **more}
 
 
 REFERENCES = [Spec("rf", "rf"), Spec("tempcnn", "tempcnn"), Spec("bilstm-plain", "bilstm-plain")]
@@ -115,31 +120,57 @@ CANDIDATES = [
          _small(32, 1, encoder_width=32, encoder_dim=32, val_fraction=0.1, patience=10)),
 ]
 
-GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES}
+#: Issue 15's screen for a fast preset reaching Mato Grosso >= 0.94 within 1.5x the plain
+#: BiLSTM's training time: variations of the 2026-12-06 fast preset (``h32-gru-early``: BiGRU
+#: 1x32 on a 32/32 encoder, 72 seasonal bins, early stopping on a grouped 10 %), options
+#: spelled out so that the rows keep their meaning when the preset changes. Screened on 2 Mato
+#: Grosso folds and 5 dtwSat resamples (``--folds 2`` / ``--folds 5``), the best on all.
+_H32 = {"hidden_size": 32, "num_layers": 1, "encoder_width": 32, "encoder_dim": 32, "pooling": "season"}
+_EARLY = {"val_fraction": 0.1, "patience": 10}
+_ALL_DATA = {"val_fraction": 0.0, "patience": None}  # nothing held out: the whole one-cycle schedule
+SCREEN = [
+    Spec("h32-gru-early", "cropseq", {**_H32, **_EARLY}),
+    Spec("h32-gru-early-bins48", "cropseq", {**_H32, **_EARLY, "season_bins": 48, "season_sigma": 12.0}),
+    Spec("h32-gru-early-bins24", "cropseq", {**_H32, **_EARLY, "season_bins": 24, "season_sigma": 12.0}),
+    Spec("h32-gru-early-meanmax", "cropseq", {**_H32, **_EARLY, "pooling": "mean-max"}),
+    Spec("h64-gru-early", "cropseq", {**_H32, **_EARLY, "hidden_size": 64}),
+    Spec("h32-gru-early-enc64", "cropseq", {**_H32, **_EARLY, "encoder_width": 64, "encoder_dim": 64}),
+    Spec("h32-lstm-early", "cropseq", {**_H32, **_EARLY, "arch": "lstm"}),
+    Spec("h32-gru-early-p20acc", "cropseq", {**_H32, **_EARLY, "patience": 20, "monitor": "val_accuracy"}),
+    Spec("h32-gru-e30", "cropseq", {**_H32, **_ALL_DATA, "min_epochs": 30}),
+    Spec("h32-gru-avg30", "cropseq", {**_H32, **_ALL_DATA, "average_last": 0.3}),
+    Spec("h32-lstm", "cropseq", {**_H32, **_ALL_DATA, "arch": "lstm"}),
+    Spec("h32-lstm-bins48", "cropseq", {**_H32, **_ALL_DATA, "arch": "lstm", "season_bins": 48, "season_sigma": 12.0}),
+    Spec("h32-lstm-avg30", "cropseq", {**_H32, **_ALL_DATA, "arch": "lstm", "average_last": 0.3}),
+]
+
+GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES, "screen": lambda: SCREEN}
 
 
 def full_grid() -> list[Spec]:
     """hidden 32/64/128 x layers 1/2 x season bins on/off, then encoder width, epochs,
-    early stopping, TBPTT and the LSTM cell around two sizes (the default and h64-l1)."""
-    specs = [Spec("default", "cropseq")]
+    early stopping, TBPTT and the LSTM cell around two sizes (``accurate``, the default when
+    this grid was written, and h64-l1)."""
+    acc = {"preset": "accurate"}
+    specs = [Spec("accurate", "cropseq", acc)]
     for hidden in (32, 64, 128):
         for layers in (1, 2):
             for pooling, tag in (("season", "season"), ("mean-max", "meanmax")):
-                if (hidden, layers, pooling) != (128, 2, "season"):  # that one is "default"
+                if (hidden, layers, pooling) != (128, 2, "season"):  # that one is "accurate"
                     specs.append(Spec(f"h{hidden}-l{layers}-{tag}", "cropseq", _small(hidden, layers, pooling)))
     for width in (16, 32):
         specs.append(Spec(f"h64-l1-season-enc{width}", "cropseq", _small(64, 1, encoder_width=width, encoder_dim=width)))
     for epochs in (20, 40):
-        specs.append(Spec(f"default-e{epochs}", "cropseq", {"epochs": epochs}))
+        specs.append(Spec(f"accurate-e{epochs}", "cropseq", {**acc, "epochs": epochs}))
         specs.append(Spec(f"h64-l1-season-e{epochs}", "cropseq", _small(64, 1, epochs=epochs)))
     early = {"val_fraction": 0.1, "patience": 10, "monitor": "val_loss"}  # small sets (< small_data) keep all data
-    specs.append(Spec("default-early", "cropseq", early))
+    specs.append(Spec("accurate-early", "cropseq", {**acc, **early}))
     specs.append(Spec("h64-l1-season-early", "cropseq", _small(64, 1, **early)))
     # TBPTT: both sets have 23-date seasons, so this measures its cost/accuracy trade-off
     # on short series only; long series (> 60 dates) need their own data set.
-    specs.append(Spec("default-tbptt8", "cropseq", {"k1": 8, "k2": 8}))
+    specs.append(Spec("accurate-tbptt8", "cropseq", {**acc, "k1": 8, "k2": 8}))
     specs.append(Spec("h64-l1-season-tbptt8-4", "cropseq", _small(64, 1, k1=8, k2=4)))
-    specs.append(Spec("default-lstm", "cropseq", {"arch": "lstm"}))
+    specs.append(Spec("accurate-lstm", "cropseq", {**acc, "arch": "lstm"}))
     return specs
 
 
@@ -377,22 +408,39 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                       f"CPU-s ({row['train_wall_s']:.1f} s wall)", flush=True)
                 pd.DataFrame(rows).to_csv(csv_path, index=False)  # a killed run keeps its rows
     df = pd.DataFrame(rows)
-    summary = summarize(df)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (f"Pareto grid `{args.grid}`, {date.today().isoformat()}: {platform.machine()}, {fit.affinity} CPUs, "
               f"{fit.threads} thread(s), load average {load:.1f} at the end; this run took "
               f"{time.perf_counter() - t_start:.0f} s. CPU-seconds on a shared machine are noisy.")
-    (OUT / f"{stem}.md").write_text(markdown(summary, header) + "\n")
-    png = plot(summary, OUT / f"{stem}.png", header.split(":")[0])
+    write_summary(df, OUT / stem, header, header.split(":")[0])
+    print(f"rows: {csv_path}")
+    return df
+
+
+def write_summary(rows: pd.DataFrame, stem: Path, header: str, title: str) -> None:
+    """``<stem>.md`` (``header`` + tables) and ``<stem>.png`` (plot titled ``title``) of ``rows``;
+    the tables are printed too."""
+    summary = summarize(rows)
+    stem.with_suffix(".md").write_text(markdown(summary, header) + "\n")
+    png = plot(summary, stem.with_suffix(".png"), title)
     print()
     print(markdown(summary, header))
-    print(f"rows: {csv_path}\nplot: {png}")
+    print(f"plot: {png}")
+
+
+def merge(paths: list[Path], stem: Path, note: str) -> pd.DataFrame:
+    """One table and plot from the rows of several runs (e.g. one per data set, or a later
+    configuration run alone); a (dataset, config, fold) row of a later file replaces an earlier one."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    df = df.drop_duplicates(["dataset", "config", "fold"], keep="last")
+    header = f"Pareto rows of {', '.join(p.name for p in paths)} ({date.today().isoformat()}). {note}".strip()
+    write_summary(df, stem, header, f"Pareto rows of {len(paths)} runs, {date.today().isoformat()}")
     return df
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--grid", choices=["quick", "candidates", "full"], default="quick")
+    p.add_argument("--grid", choices=[*GRIDS, "full"], default="quick")
     p.add_argument("--datasets", default="matogrosso,dtwsat", help="comma-separated: matogrosso, dtwsat")
     p.add_argument("--configs", default=None, help="only these configs (comma-separated fnmatch patterns)")
     p.add_argument("--folds", type=int, default=None, help="first N folds/resamples (default: 1 quick, all full)")
@@ -403,7 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tag", default="", help="suffix of the output files (runs side by side)")
     p.add_argument("--resume", action="store_true", help="keep the rows of an earlier run and skip them")
-    run(p.parse_args(argv))
+    p.add_argument("--merge", nargs="+", type=Path, metavar="CSV",
+                   help="train nothing: one table and plot from these row files, written to --merge-out")
+    p.add_argument("--merge-out", type=Path, default=OUT / "pareto_merged", help="output stem of --merge (.md, .png)")
+    p.add_argument("--note", default="", help="a sentence added to the header of --merge's table")
+    args = p.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.merge_out, args.note)
+    else:
+        run(args)
     return 0
 
 

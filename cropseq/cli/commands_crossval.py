@@ -87,7 +87,7 @@ def crossval_cmd(
         str, typer.Option("--group", help="Keep together: field (the table's group column), block:SIZE (square "
                           "blocks of SIZE metres, from x/y) or none (independent samples).")
     ] = "field",
-    arch: Annotated[str | None, typer.Option("--arch", help="Deep model cell: gru | lstm | rnn (default gru).")] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="Deep model cell: gru | lstm | rnn (default: the fast preset's lstm).")] = None,
     rf: Annotated[bool, typer.Option("--rf/--no-rf", help="Also cross-validate the RandomForest baseline.")] = True,
     rf_trees: Annotated[int, typer.Option("--rf-trees", min=1, help="RandomForest trees.")] = 500,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the folds and of both models.")] = 0,

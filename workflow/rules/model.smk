@@ -17,7 +17,7 @@ rule train:
             labels={"scene": "{scene}", "figure": "training curves"},
         ),
     params:
-        arch=config["train"]["arch"],
+        arch=opt("--arch", config["train"]["arch"]),
         preset=config["train"]["preset"],
         epochs=opt("--epochs", config["train"]["epochs"]),
         batch_size=opt("--batch-size", config["train"]["batch_size"]),
@@ -38,7 +38,7 @@ rule train:
     shell:
         "printf '%s' {params.options:q} > {output.options:q}"
         " && cropseq --threads {threads} train --samples {input.train:q} --val-samples {input.val:q}"
-        " --out {output.model:q} --config {output.options:q} --arch {params.arch} --preset {params.preset}"
+        " --out {output.model:q} --config {output.options:q} {params.arch} --preset {params.preset}"
         " {params.epochs} {params.batch_size} --seed {params.seed}"
         " --device {params.device} --history {output.history:q}"
         " --plot {output.curves:q} --quiet {params.extra} > {log:q} 2>&1"
