@@ -1,6 +1,6 @@
 """Tiny seeded data made by code: samples tables, rasters, stack manifests, labels.
 
-Importable from any test module (pytest puts ``tests/`` on ``sys.path``)::
+Importable from any test module, in any folder (pyproject's ``pythonpath`` puts ``tests/`` on ``sys.path``)::
 
     from _data_fixtures import make_samples_table, write_stack
 
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import yaml
+
+if TYPE_CHECKING:
+    from cropseq.sequences import SequenceArrays
 
 #: Grid of the tiny test scene: UTM 33N, 10 m pixels, top-left corner.
 TINY_CRS = "EPSG:32633"
@@ -199,6 +202,24 @@ def pixel_centre(row: int, col: int) -> tuple[float, float]:
     return TINY_ORIGIN[0] + (col + 0.5) * TINY_RES, TINY_ORIGIN[1] - (row + 0.5) * TINY_RES
 
 
+def dtwsat_manifest(shared_data: Path, out: Path) -> Path:
+    """A manifest for the dtwSat MODIS stack (absolute paths), written to ``out``."""
+    raw = shared_data / "dtwsat_lucc_mt" / "raw"
+    if not raw.is_dir():
+        import pytest
+
+        pytest.skip("dtwSat data absent")
+    bands = ["blue", "red", "nir", "mir", "evi", "ndvi", "doy"]
+    m = {
+        "layout": "per-band",
+        "bands": {b: str(raw / f"{b}.tif") for b in bands},
+        "dates": str(raw / "timeline"),
+        "nodata": -1.7e308,
+    }
+    out.write_text(yaml.safe_dump(m, sort_keys=False))
+    return out
+
+
 # ----------------------------------------------------------------------------- CLI contract
 #
 # Helpers for the bad-input, fuzz and untrusted-file tests: run ``cropseq.cli.main`` in
@@ -332,3 +353,85 @@ def tiny_models(root_factory: Any) -> dict[str, Path]:
         "classes": root / "samples.classes.yaml", "rf": rf, "deep": deep, "config": config,
     }  # fmt: skip
     return _MODEL_CACHE["models"]
+
+
+def small_deep_scene(tmp_path_factory: Any) -> dict[str, Path]:
+    """A 32 px simulated scene (8 dates) and a small patch-3 BiGRU trained on its truth pixels (once per session)."""
+    if "scene" in _MODEL_CACHE:
+        return _MODEL_CACHE["scene"]
+    import rasterio
+
+    from cropseq.classes import ClassTable
+    from cropseq.inference import day_of_year
+    from cropseq.io import open_stack
+    from cropseq.sequences import SequenceArrays
+    from cropseq.simulate import simulate_scene
+    from cropseq.training import TrainConfig, train_model
+
+    root = tmp_path_factory.mktemp("engines")
+    simulate_scene(root / "scene", size=32, n_dates=8, seed=3)
+    stack = root / "scene" / "stack.yaml"
+    cube = open_stack(stack).load()
+    with rasterio.open(root / "scene" / "truth.tif") as src:
+        truth = src.read(1)
+    rows, cols = np.nonzero(truth)
+    img = np.pad(cube.values, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=np.nan)
+    x = np.stack([img[:, :, r : r + 3, c : c + 3] for r, c in zip(rows, cols)]).astype(np.float32)
+    classes = ClassTable.from_yaml(root / "scene" / "classes.yaml")
+    names = {c.code: c.name for c in classes.classes}
+    arrays = SequenceArrays(
+        x=x, doy=np.broadcast_to(day_of_year(cube), (len(rows), cube.sizes["time"])).copy(),
+        present=np.ones((len(rows), cube.sizes["time"]), bool), bands=[str(b) for b in cube["band"].values],
+        labels=np.array([names[int(v)] for v in truth[rows, cols]]),
+    )  # fmt: skip
+    cfg = TrainConfig(hidden_size=16, num_layers=1, encoder_width=16, encoder_dim=16, epochs=8, device="cpu",
+                      threads=1, plot="", val_fraction=0.0, seed=0)  # fmt: skip
+    train_model(arrays, None, cfg, root / "model.pt", classes=classes, progress=False)
+    _MODEL_CACHE["scene"] = {"root": root, "stack": stack, "model": root / "model.pt", "truth": root / "scene" / "truth.tif"}
+    return _MODEL_CACHE["scene"]
+
+
+# Toy sequences for the training, checkpoint and preset tests (no raster involved).
+
+
+def toy_sequences(n: int = 48, t: int = 10, p: int = 1, seed: int = 0, n_classes: int = 3) -> SequenceArrays:
+    """Separable toy classes: each class has its own seasonal peak date; some clouds."""
+    from cropseq.sequences import SequenceArrays
+
+    rng = np.random.default_rng(seed)
+    labels = np.array([f"crop{i % n_classes}" for i in range(n)])
+    steps = np.arange(t)
+    x = np.empty((n, t, 2, p, p), np.float32)
+    for i in range(n):
+        k = i % n_classes
+        peak = 2 + 3 * k
+        ndvi = 0.2 + 0.6 * np.exp(-0.5 * ((steps - peak) / 1.2) ** 2)
+        x[i, :, 0] = (ndvi + rng.normal(0, 0.05, t))[:, None, None]
+        x[i, :, 1] = (0.3 - 0.2 * ndvi + rng.normal(0, 0.03, t))[:, None, None] * (1 + 0.01 * rng.normal(size=(p, p)))
+    x[rng.random((n, t)) < 0.1] = np.nan  # clouds
+    doy = np.tile((steps * 30 + 10).astype(np.float32), (n, 1))
+    groups = np.array([f"g{i // 2}" for i in range(n)])  # pairs of pixels share a field
+    return SequenceArrays(x=x, doy=doy, present=np.ones((n, t), bool), bands=["ndvi", "swir"],
+                          labels=labels, groups=groups)
+
+
+#: Training options that make ``train_model`` on :func:`toy_sequences` take about a second.
+FAST = dict(hidden_size=16, num_layers=1, encoder_width=16, encoder_dim=16, batch_size=16, lr=3e-2,
+            threads=1, small_data=10_000, doy_shift=0.0, date_dropout=0.0, plot="")
+
+
+def write_table(path: Path, n: int = 30, seed: int = 0) -> Path:
+    """The toy sequences as a long-form samples table (``date`` column, two bands)."""
+    d = toy_sequences(n=n, seed=seed)
+    t = d.x.shape[1]
+    dates = pd.date_range("2021-01-10", periods=t, freq="30D").strftime("%Y-%m-%d")
+    df = pd.DataFrame({
+        "sample_id": np.repeat(np.arange(n), t),
+        "label": np.repeat(d.labels, t),
+        "date": np.tile(dates, n),
+        "ndvi": d.x[:, :, 0, 0, 0].ravel(),
+        "swir": d.x[:, :, 1, 0, 0].ravel(),
+        "group": np.repeat(d.groups, t),
+    })
+    df.to_csv(path, index=False)
+    return path

@@ -1,7 +1,12 @@
-"""Shared pytest fixtures.
+"""Shared pytest fixtures and the test tiers.
 
 Real data lives in ``../shared/data`` beside the checkout (never copied into the repo);
 tests that need it use the ``shared_data`` fixture and skip cleanly when it is absent.
+
+Every test under ``tests/e2e/`` is marked ``e2e`` here (whole workflow, README, terminal,
+signals, subprocess-heavy runs); slow tests elsewhere carry ``@pytest.mark.e2e`` themselves.
+The fast tier deselects them: ``python -m pytest -m "not slow and not e2e and not static"``
+(tests/README.md).
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _paths import SHARED_DATA
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("CROPSEQ_SHARED_DATA", REPO.parent / "shared" / "data"))
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
 
 # Two cores on CI: keep torch from oversubscribing when Dask also runs threads.
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -27,7 +32,9 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def repo_root() -> Path:
-    """The repository root."""
-    return REPO
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by ``-m``
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under ``tests/e2e/`` as ``e2e``."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.e2e)

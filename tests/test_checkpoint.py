@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_training import FAST, toy_sequences
+from _data_fixtures import FAST, toy_sequences
 
 from cropseq.checkpoint import FORMAT, FORMAT_VERSION, load_checkpoint, save_checkpoint
 from cropseq.errors import CropseqError
@@ -127,7 +127,7 @@ META_EDITS = {
     "arch type": (_edit_meta("arch.hidden_size", "16"), r"arch\.hidden_size must be of type int, got '16'"),
     "arch bool": (_edit_meta("arch.bidirectional", "yes"), r"arch\.bidirectional must be of type bool"),
     "arch n_bands": (_edit_meta("arch.n_bands", 3), r"2 bands \(ndvi, swir\) but the model takes 3"),
-    "arch cell": (_edit_meta("arch.cell", "lstm"), r"weights do not match its architecture record \(fwd\.0\.weight_ih_l0 has shape"),
+    "arch cell": (_edit_meta("arch.cell", "gru"), r"weights do not match its architecture record \(fwd\.0\.weight_ih_l0 has shape"),
     "arch hidden": (_edit_meta("arch.hidden_size", 32), r"weights do not match its architecture record \(.* has shape"),
     "arch unknown cell": (_edit_meta("arch.cell", "elman"), r"unknown recurrent cell 'elman'"),
     "patch": (_edit_meta("patch", 5), r"patch 5 but the model's patch is 3"),

@@ -123,6 +123,7 @@ def run_cli(*args: str) -> int:
     return main(["crossval", *args])
 
 
+@pytest.mark.e2e
 def test_cli_writes_documented_json_and_prints_tables(table: Path, fast: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     out = tmp_path / "cv.json"
@@ -137,10 +138,10 @@ def test_cli_writes_documented_json_and_prints_tables(table: Path, fast: Path, t
                 "summary", "pooled", "confusion_matrix_axes", "assignment", "plots", "seconds"):  # fmt: skip
         assert key in d, key
     assert d["group"] == "block:80" and d["splitter"] == "StratifiedGroupKFold" and d["labels"] == list(CLASSES)
-    assert [(r["fold"], r["model"]) for r in d["per_fold"]] == [(k, m) for k in (1, 2, 3) for m in ("gru", "rf")]
+    assert [(r["fold"], r["model"]) for r in d["per_fold"]] == [(k, m) for k in (1, 2, 3) for m in ("lstm", "rf")]
     row = d["per_fold"][0]
     assert set(CLASSES) == set(row["per_class_f1"]) and np.sum(row["confusion_matrix"]) == row["n_test"]
-    assert set(d["summary"]) == {"gru", "rf"}
+    assert set(d["summary"]) == {"lstm", "rf"}
     assert set(d["summary"]["rf"]["overall_accuracy"]) == {"mean", "sd", "n"}
     assert d["pooled"]["rf"]["n"] == 36  # every sample scored once per model
     a = d["assignment"]
@@ -148,7 +149,7 @@ def test_cli_writes_documented_json_and_prints_tables(table: Path, fast: Path, t
         test = {g for g, f in zip(a["group"], a["fold"], strict=True) if f == k}
         train = {g for g, f in zip(a["group"], a["fold"], strict=True) if f != k}
         assert not test & train
-    for m in ("gru", "rf"):
+    for m in ("lstm", "rf"):  # the deep model is named by its cell (fast preset: lstm)
         assert Path(d["plots"][m]).is_file() and Path(d["plots"][m]).name == f"cm.{m}.png"
 
 

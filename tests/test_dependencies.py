@@ -28,10 +28,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from _paths import REPO
 
 import cropseq
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.static  # a static check of the source's imports, beside ruff and mypy
+
 #: The package as imported (PYTHONPATH may point at another checkout).
 PACKAGE = Path(cropseq.__file__).resolve().parent
 PYPROJECT = REPO / "pyproject.toml"
@@ -174,8 +176,8 @@ def distributions_of(module: str) -> set[str]:
 
 
 def _own_modules() -> set[str]:
-    # tests import each other (_data_fixtures, conftest) and the workflow's helper modules
-    local = {p.stem for p in (REPO / "tests").glob("*.py")} | {p.stem for p in (REPO / "workflow").rglob("*.py")}
+    # tests import their shared helpers (tests/_data_fixtures.py, conftest...) and the workflow its own
+    local = {p.stem for p in (REPO / "tests").rglob("*.py")} | {p.stem for p in (REPO / "workflow").rglob("*.py")}
     return {"cropseq", *local}
 
 

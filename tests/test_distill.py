@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import rasterio
-from _data_fixtures import assert_user_error, run_cli, tiny_models
-from test_inference_speed import small_deep_scene
+from _data_fixtures import assert_user_error, run_cli, small_deep_scene, tiny_models
+
+pytestmark = pytest.mark.e2e  # trains a teacher and a student: the e2e tier
 
 
 @pytest.fixture(scope="module")

@@ -122,6 +122,7 @@ def test_truth_raster_scores_each_parcel_by_its_truth_majority(scene, capsys):
     assert (d / "t_map.tif").is_file()
 
 
+@pytest.mark.e2e
 def test_segments_of_the_image(tmp_path, capsys):
     from cropseq.simulate import simulate_scene
 

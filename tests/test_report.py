@@ -1,6 +1,6 @@
 """The report's map products: map, confidence, uncertainty and error map side by side with
 one legend; the scene's RGB composite and valid pixels per date; the parcel map and its
-score. (The rest of the report builder is tested in test_workflow.py.)"""
+score. (The rest of the report builder is tested in tests/e2e/test_workflow.py.)"""
 
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ def products(tmp_path_factory) -> dict[str, Path]:
     return {"dir": d, "stack": info.stack, "test_truth": info.test_truth}
 
 
+@pytest.mark.e2e
 def test_report_shows_panels_scene_and_parcels(products):
     d = products["dir"]
     out = d / "r.html"
@@ -67,6 +68,7 @@ def test_report_shows_panels_scene_and_parcels(products):
     assert '<section id="scene"><h2>The image</h2>' in html and '<section id="parcels"><h2>Parcel map</h2>' in html
 
 
+@pytest.mark.e2e
 def test_valid_share_per_date_and_rgb_bands(products):
     from cropseq.io import open_stack
     from cropseq.report import rgb_and_valid_previews

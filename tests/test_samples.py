@@ -306,7 +306,7 @@ def test_extract_bad_patch(tiny: tuple[xr.DataArray, np.ndarray, Path], patch: i
 
 
 def test_dtwsat_extraction(shared_data: Path, tmp_path: Path) -> None:
-    from test_io import dtwsat_manifest
+    from _data_fixtures import dtwsat_manifest
 
     cube = open_stack(dtwsat_manifest(shared_data, tmp_path / "stack.yaml"))
     labels = read_labels(shared_data / "dtwsat_lucc_mt" / "raw" / "samples.csv", cube.rio.crs)

@@ -86,6 +86,7 @@ def test_files_exist_with_expected_grid_and_types(scene: SceneInfo) -> None:
         assert json.loads(src.tags()["CROPSEQ_CLASSES"]) == CLASS_TABLE.to_records()
 
 
+@pytest.mark.e2e
 def test_stac_layout_is_an_l2a_like_catalogue_of_the_same_scene(tmp_path: Path) -> None:
     """The default layout: per-band COGs (10 m and 20 m, SCL) in a static STAC catalogue,
     the same surface and clouds as the one-grid layout, read through source: stac."""
@@ -518,6 +519,7 @@ def test_label_noise_share_as_configured(tmp_path: Path, noise: float) -> None:
         assert not under.size or names[int(np.bincount(under).argmax())] == label
 
 
+@pytest.mark.e2e
 def test_cli_label_noise_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["simulate", str(tmp_path / "out"), "--size", "48", "--dates", "8", "--label-noise", "0.5"])
     out = capsys.readouterr().out

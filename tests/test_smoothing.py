@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_inference import make_cube, make_predictor, truth_map, whole_array_probs
+from _predictor_double import make_cube, make_predictor, truth_map, whole_array_probs
 
 from cropseq.errors import CropseqError
 from cropseq.inference import predict_cube
@@ -65,10 +65,10 @@ def test_larger_variance_smooths_more() -> None:
 
 @pytest.mark.parametrize("method", ["bayes", "edge"])
 def test_result_does_not_depend_on_chunk_size(method: str) -> None:
-    cube = make_cube(ny=300, nx=270, n_dates=4, seed=3, nan_frac=0.3)
+    cube = make_cube(ny=150, nx=135, n_dates=4, seed=3, nan_frac=0.3)
     pred = make_predictor(patch=3)
     s = Smoothing(method, window=5)
-    runs = [predict_cube(cube, pred, chunk=c, min_valid=2, probabilities=True, smooth=s).compute() for c in (64, 128, 512)]
+    runs = [predict_cube(cube, pred, chunk=c, min_valid=2, probabilities=True, smooth=s).compute() for c in (32, 64, 256)]
     for r in runs[1:]:
         np.testing.assert_array_equal(r["class"].values, runs[0]["class"].values)
         np.testing.assert_array_equal(r["probabilities"].values, runs[0]["probabilities"].values)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 #: Lines of a failing tool's output shown in the assertion message.
 SHOWN_LINES = 40
 

@@ -15,6 +15,8 @@ import pytest
 
 from cropseq.cli import main
 
+pytestmark = pytest.mark.e2e  # every check starts a fresh interpreter: the e2e tier
+
 #: Variables a check must not inherit from the shell running the tests.
 CLEAN = ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
          "MKL_NUM_THREADS", "LOKY_MAX_CPU_COUNT", "CROPSEQ_THREADS", "OMP_DISPLAY_ENV")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from test_inference import make_cube, make_predictor
+from _predictor_double import make_cube, make_predictor
 
 from cropseq.errors import CropseqError
 from cropseq.inference import predict_cube, run_prediction

@@ -12,44 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from _data_fixtures import assert_user_error, run_cli, tiny_models
+from _data_fixtures import assert_user_error, run_cli, small_deep_scene, tiny_models
 
-SIZE = 32
-_CACHE: dict[str, dict[str, Path]] = {}
-
-
-def small_deep_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 32 px simulated scene (8 dates) and a small patch-3 BiGRU trained on its truth pixels (once per session)."""
-    if "scene" in _CACHE:
-        return _CACHE["scene"]
-    from cropseq.classes import ClassTable
-    from cropseq.inference import day_of_year
-    from cropseq.io import open_stack
-    from cropseq.sequences import SequenceArrays
-    from cropseq.simulate import simulate_scene
-    from cropseq.training import TrainConfig, train_model
-
-    root = tmp_path_factory.mktemp("engines")
-    simulate_scene(root / "scene", size=SIZE, n_dates=8, seed=3)
-    stack = root / "scene" / "stack.yaml"
-    cube = open_stack(stack).load()
-    with rasterio.open(root / "scene" / "truth.tif") as src:
-        truth = src.read(1)
-    rows, cols = np.nonzero(truth)
-    img = np.pad(cube.values, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=np.nan)
-    x = np.stack([img[:, :, r : r + 3, c : c + 3] for r, c in zip(rows, cols)]).astype(np.float32)
-    classes = ClassTable.from_yaml(root / "scene" / "classes.yaml")
-    names = {c.code: c.name for c in classes.classes}
-    arrays = SequenceArrays(
-        x=x, doy=np.broadcast_to(day_of_year(cube), (len(rows), cube.sizes["time"])).copy(),
-        present=np.ones((len(rows), cube.sizes["time"]), bool), bands=[str(b) for b in cube["band"].values],
-        labels=np.array([names[int(v)] for v in truth[rows, cols]]),
-    )  # fmt: skip
-    cfg = TrainConfig(hidden_size=16, num_layers=1, encoder_width=16, encoder_dim=16, epochs=8, device="cpu",
-                      threads=1, plot="", val_fraction=0.0, seed=0)  # fmt: skip
-    train_model(arrays, None, cfg, root / "model.pt", classes=classes, progress=False)
-    _CACHE["scene"] = {"root": root, "stack": stack, "model": root / "model.pt", "truth": root / "scene" / "truth.tif"}
-    return _CACHE["scene"]
+pytestmark = pytest.mark.e2e  # trains a small BiGRU on a simulated scene first: the e2e tier
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from _paths import REPO
 
 
 def _benchmark() -> ModuleType:

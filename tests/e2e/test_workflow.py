@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "Snakefile"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 TEST_CONFIG = REPO / "config" / "test.yaml"

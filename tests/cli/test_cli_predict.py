@@ -16,6 +16,8 @@ from rio_cogeo.cogeo import cog_validate
 
 from cropseq.cli import main
 
+pytestmark = pytest.mark.e2e  # every test maps a simulated scene through the CLI: the e2e tier
+
 SIZE = 64
 
 

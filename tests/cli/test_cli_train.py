@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_training import toy_sequences
+from _data_fixtures import write_table
 
 from cropseq.cli import main
 from cropseq.predictors.deep import DeepPredictor
@@ -22,23 +21,6 @@ lr: 0.03
 threads: 1
 doy_shift: 0
 """
-
-
-def write_table(path: Path, n: int = 30, seed: int = 0) -> Path:
-    """The toy sequences as a long-form samples table (``date`` column, two bands)."""
-    d = toy_sequences(n=n, seed=seed)
-    t = d.x.shape[1]
-    dates = pd.date_range("2021-01-10", periods=t, freq="30D").strftime("%Y-%m-%d")
-    df = pd.DataFrame({
-        "sample_id": np.repeat(np.arange(n), t),
-        "label": np.repeat(d.labels, t),
-        "date": np.tile(dates, n),
-        "ndvi": d.x[:, :, 0, 0, 0].ravel(),
-        "swir": d.x[:, :, 1, 0, 0].ravel(),
-        "group": np.repeat(d.groups, t),
-    })
-    df.to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture()
@@ -90,6 +72,7 @@ def test_train_explicit_outputs_val_table_and_resume(tmp_path: Path, table: Path
     assert "optimizer" not in torch.load(out, map_location="cpu", weights_only=True)
 
 
+@pytest.mark.e2e
 def test_train_random_forest(tmp_path: Path, table: Path) -> None:
     out = tmp_path / "rf.skops"
     assert main(["train", "--samples", str(table), "--out", str(out), "--arch", "rf", "--seed", "0"]) == 0
@@ -118,6 +101,7 @@ def test_option_errors_exit_2_with_one_line(tmp_path: Path, table: Path, capsys,
     assert not (tmp_path / "m.pt").exists()
 
 
+@pytest.mark.e2e
 def test_file_errors_exit_2(tmp_path: Path, table: Path, capsys) -> None:
     rc = main(["train", "--samples", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "m.pt")])
     _one_line_error(capsys, rc, "nope.csv")
@@ -132,6 +116,7 @@ def test_file_errors_exit_2(tmp_path: Path, table: Path, capsys) -> None:
     _one_line_error(capsys, rc, "none.yaml")
 
 
+@pytest.mark.e2e
 def test_interrupted_run_is_refused_until_finished(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A run killed after epoch 1 of 3: no model.pt; predict/evaluate refuse the .partial state unless
     --allow-incomplete; --resume refuses swapped train/validation tables and finishes the same run."""

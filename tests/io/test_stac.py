@@ -192,6 +192,7 @@ def test_bands_by_alias_query_and_inspect_lists_before_reading(one_item: Path, t
     assert list(open_stack(m)["band"].values) == ["red", "swir16"]
 
 
+@pytest.mark.e2e
 def test_tile_samples_predict_inspect_on_a_stac_stack(one_item: Path, tmp_path: Path) -> None:
     import geopandas as gpd
 
@@ -219,6 +220,31 @@ def test_tile_samples_predict_inspect_on_a_stac_stack(one_item: Path, tmp_path: 
 
 
 # ----------------------------------------------------------------------------- one-line errors
+
+
+def test_bands_read_in_their_stored_type_give_the_float32_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """odc-stac reads a band in its stored type (half the bytes) only where no pixel is resampled:
+    nearest (SCL), or every item on the grid's lattice (B04 on a 10 m grid); values are those of float32 reads."""
+    import cropseq.stac_source as stac
+    from cropseq.manifest import load_manifest
+
+    cases = {  # second item's origin -> the type each band is read as
+        "lattice": ((500040.0, 5199980.0), {"B04": "uint16", "B11": "float32", "SCL": "uint8"}),  # B11: 20 m onto 10 m
+        "half-pixel": ((500005.0, 5200000.0), {"B04": "float32", "B11": "float32", "SCL": "uint8"}),  # 5 m off the lattice
+    }
+    for name, (origin, read_as) in cases.items():
+        items = [_item(tmp_path / name, f"{name}{k}", DAY + dt.timedelta(days=5 * k), "EPSG:32633", o, 32, 5 + k)
+                 for k, o in enumerate([(500000.0, 5200000.0), origin])]  # fmt: skip
+        m = _manifest(tmp_path / f"{name}.yaml", catalog=str(_catalog(tmp_path / name, items)), bands=["B04", "B11"])
+        scene = stac.describe(load_manifest(m))
+        assert scene.mask is not None
+        assert {p.name: p.read_as for p in (*scene.bands, scene.mask)} == read_as, name
+        stored = open_stack(m, chunks=16).values
+        monkeypatch.setattr(stac, "_read_as", lambda *a, **k: "float32")
+        as_float = open_stack(m, chunks=16).values
+        monkeypatch.undo()
+        assert stored.tobytes() == as_float.tobytes(), name  # bit-identical, NaN included
+        assert 0.1 < np.isnan(stored).mean() < 0.9
 
 
 def test_unreachable_catalogue_url(tmp_path: Path) -> None:
@@ -251,6 +277,7 @@ def test_mask_band_missing_on_some_dates(tmp_path: Path) -> None:
                       "mask band SCL (asset 'SCL') is missing on 2 of 3 dates: 2023-06-06T10:00:31, 2023-06-11T10:00:31")  # fmt: skip
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("method", ["median", "first"])
 def test_composite_on_a_stac_stack_is_the_nanmedian_per_bin(tmp_path: Path, method: str) -> None:
     # Six dates 3 days apart -> 10-day bins from 2023-06-01: dates 0-3, 4-5 (then empty bins are NaN).

@@ -38,8 +38,10 @@ from _data_fixtures import (
     write_raster,
     write_stack,
 )
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e  # a catalogue of ~200 CLI runs (and console subprocesses): the e2e tier
+
 SHAPE = (8, 8)
 N_DATES = 4
 PREDICT_OPTS = ["--workers", "0", "--threads", "1", "-q"]

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _data_fixtures import assert_user_error, run_cli
-from test_cli_train import write_table
-from test_training import FAST, toy_sequences
+from _data_fixtures import FAST, assert_user_error, run_cli, toy_sequences, write_table
 
 from cropseq.errors import CropseqError
 from cropseq.models.recurrent import ArchConfig
@@ -31,7 +29,11 @@ def test_default_is_the_fast_preset() -> None:
     cfg = TrainConfig()
     assert cfg.preset == DEFAULT_PRESET == "fast"
     assert {k: getattr(cfg, k) for k in FAST_PRESET} == FAST_PRESET
-    assert (cfg.hidden_size, cfg.num_layers, cfg.encoder_width, cfg.encoder_dim, cfg.pooling) == (32, 1, 32, 32, "season")
+    assert (cfg.arch, cfg.hidden_size, cfg.num_layers, cfg.encoder_width, cfg.encoder_dim, cfg.pooling) == (
+        "lstm", 32, 1, 32, 32, "season")
+    # Issue 15's measured choice: every training sequence trains (no hold-out); early stopping
+    # on a validation table when one is given.
+    assert (cfg.val_fraction, cfg.patience, cfg.epochs, cfg.long_series_k1) == (0.0, 10, None, None)
     assert set(PRESETS) == {"fast", "accurate"} and all(set(p) == set(FAST_PRESET) for p in PRESETS.values())
 
 
@@ -82,7 +84,7 @@ def test_cli_preset_is_recorded_and_explicit_options_win(tmp_path: Path) -> None
     assert (meta["arch"]["hidden_size"], meta["arch"]["num_layers"], meta["arch"]["encoder_width"]) == (8, 2, 64)
     res = run_cli(["train", "--samples", table, "--out", tmp_path / "f.pt", "--epochs", "1", "--config", y])
     assert res.rc == 0, res
-    assert "(fast preset)" in res.err and "hidden 8 x 1 layer " in res.err
+    assert "training lstm bi hidden 8 x 1 layer (fast preset)" in res.err
     assert DeepPredictor.load(tmp_path / "f.pt", device="cpu").meta["training"]["preset"] == "fast"
 
 
@@ -120,14 +122,27 @@ def test_validation_is_held_out_only_with_enough_sequences_and_groups() -> None:
     assert not holds_out_validation(few, cfg)  # 50 groups x 0.1 = 5 held-out fields: too noisy
 
 
-def test_fast_preset_stops_early_on_a_grouped_split_when_the_data_allow(tmp_path: Path) -> None:
-    """The default holds out 10 % of the fields and stops on them with enough data; a small
-    set (below ``small_data``) trains the fixed schedule on everything."""
-    cfg = TrainConfig()
-    assert (cfg.val_fraction, cfg.patience, cfg.monitor) == (0.1, 10, "val_loss")
+def test_fast_preset_trains_every_sequence_and_early_stopping_is_asked_for(tmp_path: Path) -> None:
+    """The default holds nothing out, even with enough data for a split; ``val_fraction`` +
+    ``patience`` still hold out fields and stop on them, and a small set (below
+    ``small_data``) then trains the fixed schedule on everything."""
     small = dict(RUN, hidden_size=8, encoder_width=8, encoder_dim=8)
-    big = toy_sequences(n=240)  # 120 fields: 12 held out
-    r = train_model(big, None, TrainConfig(epochs=2, **{**small, "small_data": 200}), tmp_path / "big.pt")
+    big = toy_sequences(n=240)  # 120 fields: 12 held out when asked
+    r = train_model(big, None, TrainConfig(epochs=2, **{**small, "small_data": 200}), tmp_path / "all.pt")
+    assert r.n_val == 0 and r.n_train == 240
+    early = {**small, "small_data": 200, "val_fraction": 0.1, "patience": 10}
+    r = train_model(big, None, TrainConfig(epochs=2, **early), tmp_path / "big.pt")
     assert r.n_val > 0 and r.n_train + r.n_val == 240
-    r = train_model(toy_sequences(n=60), None, TrainConfig(epochs=2, **{**small, "small_data": 300}), tmp_path / "small.pt")
+    r = train_model(toy_sequences(n=60), None, TrainConfig(epochs=2, **{**early, "small_data": 300}), tmp_path / "small.pt")
     assert r.n_val == 0 and r.n_train == 60
+
+
+def test_fast_preset_stops_early_on_a_given_validation_table_only(tmp_path: Path) -> None:
+    """With ``--val-samples`` the default stops once validation stops improving and restores the
+    best epoch; without one it trains the whole schedule (nothing held out to stop on)."""
+    small = dict(RUN, hidden_size=8, encoder_width=8, encoder_dim=8, lr=1e-9)  # nothing improves
+    train, val = toy_sequences(n=40, seed=1), toy_sequences(n=20, seed=2)
+    r = train_model(train, val, TrainConfig(epochs=15, **small), tmp_path / "es.pt")
+    assert TrainConfig().patience == 10 and r.epochs_run == 11 and r.best_epoch == 1
+    r = train_model(train, None, TrainConfig(epochs=15, **small), tmp_path / "all.pt")
+    assert r.epochs_run == 15 and r.n_val == 0

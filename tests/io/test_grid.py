@@ -95,6 +95,7 @@ def test_10m_20m_scl_value_mask(tmp_path: Path) -> None:
     assert 0.05 < np.isnan(values[:, 0]).mean() < 0.6
 
 
+@pytest.mark.e2e
 def test_chunk_size_independence(tmp_path: Path) -> None:
     _s2_scene(tmp_path)
     path = _manifest(tmp_path, layout="single-band", files="*.tif", pattern=SITS_PATTERN,

@@ -33,8 +33,10 @@ from _data_fixtures import (
     write_grid_points,
     write_stack,
 )
+from _paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e  # CLI runs and console subprocesses on hostile files: the e2e tier
+
 PREDICT_OPTS = ["--workers", "0", "--threads", "1", "-q"]
 
 

@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+from _data_fixtures import FAST, toy_sequences
 
 from cropseq.errors import CropseqError
 from cropseq.predictors.deep import DeepPredictor
@@ -15,29 +16,6 @@ from cropseq.training import TrainConfig, train_model
 from cropseq.training.augmentation import Augmentation
 from cropseq.training.loop import _lr_factor, crop_patch, select_bands, split_train_val
 from cropseq.training.normalization import band_statistics
-
-
-def toy_sequences(n: int = 48, t: int = 10, p: int = 1, seed: int = 0, n_classes: int = 3) -> SequenceArrays:
-    """Separable toy classes: each class has its own seasonal peak date; some clouds."""
-    rng = np.random.default_rng(seed)
-    labels = np.array([f"crop{i % n_classes}" for i in range(n)])
-    steps = np.arange(t)
-    x = np.empty((n, t, 2, p, p), np.float32)
-    for i in range(n):
-        k = i % n_classes
-        peak = 2 + 3 * k
-        ndvi = 0.2 + 0.6 * np.exp(-0.5 * ((steps - peak) / 1.2) ** 2)
-        x[i, :, 0] = (ndvi + rng.normal(0, 0.05, t))[:, None, None]
-        x[i, :, 1] = (0.3 - 0.2 * ndvi + rng.normal(0, 0.03, t))[:, None, None] * (1 + 0.01 * rng.normal(size=(p, p)))
-    x[rng.random((n, t)) < 0.1] = np.nan  # clouds
-    doy = np.tile((steps * 30 + 10).astype(np.float32), (n, 1))
-    groups = np.array([f"g{i // 2}" for i in range(n)])  # pairs of pixels share a field
-    return SequenceArrays(x=x, doy=doy, present=np.ones((n, t), bool), bands=["ndvi", "swir"],
-                          labels=labels, groups=groups)
-
-
-FAST = dict(hidden_size=16, num_layers=1, encoder_width=16, encoder_dim=16, batch_size=16, lr=3e-2,
-            threads=1, small_data=10_000, doy_shift=0.0, date_dropout=0.0, plot="")
 
 
 def test_loss_falls_and_model_reloads(tmp_path) -> None:
@@ -77,6 +55,7 @@ def test_same_seed_same_weights_and_validation_split(tmp_path) -> None:
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("extra", [{}, {"k1": 4, "k2": 2, "head": "many-to-many", "average_last": 0.5}])
 def test_resume_equals_uninterrupted(tmp_path, extra) -> None:
     from cropseq.checkpoint import partial_path

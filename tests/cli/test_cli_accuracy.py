@@ -91,6 +91,7 @@ def design(root: Path, map_path: Path, seed: int = 0, *extra: str) -> Path:
     return out
 
 
+@pytest.mark.e2e
 def test_sample_design_writes_points(scene, capsys) -> None:
     import geopandas as gpd
     import rasterio
@@ -127,6 +128,7 @@ def test_sample_design_is_seeded_and_strip_independent(scene, monkeypatch) -> No
     assert a.groupby("map_code").size().to_dict() == dict(zip(strata.codes, plan.points.tolist(), strict=True))
 
 
+@pytest.mark.e2e
 def test_sample_design_then_assess_covers_true_areas(scene, capsys) -> None:
     root, truth, map_path = scene
     # Design seed 2: every class's true area in its interval (a 95 % interval misses now
@@ -290,6 +292,7 @@ def test_assess_tables_errors(tmp_path, capsys, counts, areas, needle) -> None:
     assert err.startswith("cropseq: error:") and "\n" not in err and re.search(needle, err), err
 
 
+@pytest.mark.e2e
 def test_assess_point_errors(scene, tmp_path, capsys) -> None:
     import geopandas as gpd
 

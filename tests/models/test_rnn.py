@@ -10,6 +10,7 @@ import rasterio
 import torch
 import yaml
 from _data_fixtures import TINY_TRAIN_CONFIG, run_cli, write_grid_points, write_stack
+from _paths import REPO
 
 from cropseq.checkpoint import save_checkpoint
 from cropseq.classes import ClassTable
@@ -45,10 +46,10 @@ def test_train_config_accepts_rnn_and_lists_it() -> None:
         ArchConfig(n_bands=2, n_classes=3, cell="elman")
 
 
-def test_workflow_schema_lists_every_cell(repo_root: Path) -> None:
-    """The workflow config's ``train.arch`` enum offers exactly the package's cells."""
-    schema = yaml.safe_load((repo_root / "workflow" / "schemas" / "config.schema.yaml").read_text())
-    assert tuple(schema["properties"]["train"]["properties"]["arch"]["enum"]) == CELLS
+def test_workflow_schema_lists_every_cell() -> None:
+    """The workflow config's ``train.arch`` enum offers exactly the package's cells (or null: the preset's)."""
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert tuple(schema["properties"]["train"]["properties"]["arch"]["enum"]) == (*CELLS, None)
 
 
 def test_rnn_checkpoint_round_trip(tmp_path: Path) -> None:

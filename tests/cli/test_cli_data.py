@@ -38,6 +38,7 @@ def points(tmp_path: Path) -> Path:
     return write_points_csv(tmp_path / "points.csv", rows)
 
 
+@pytest.mark.e2e
 def test_help_for_each_command(capsys: pytest.CaptureFixture[str]) -> None:
     for cmd in ("inspect", "tile", "samples", "split"):
         assert main([cmd, "--help"]) == 0
@@ -60,6 +61,7 @@ def test_inspect_errors(tmp_path: Path, stack: Path, capsys: pytest.CaptureFixtu
     _one_line_error(capsys, main(["inspect", str(stack)]), "nir.tif: raster named in")
 
 
+@pytest.mark.e2e
 def test_tile(tmp_path: Path, stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tiles"
     assert main(["tile", str(stack), "--out", str(out), "--size", "5", "--halo", "2"]) == 0
@@ -163,6 +165,7 @@ def test_samples_take_the_labels_own_class_table(
     _one_line_error(capsys, main([*coded, "--out", str(tmp_path / "d.csv")]), "has more than one code")
 
 
+@pytest.mark.e2e
 def test_class_codes_do_not_depend_on_classes_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI walkthrough (no --classes) and the workflow (--classes) give one code and one
     colour per class, in the model and the map: the simulator's (winter_wheat is 1)."""
@@ -225,8 +228,9 @@ def test_split_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                     "the val split is empty")  # fmt: skip
 
 
+@pytest.mark.e2e
 def test_dtwsat_cli(shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from test_io import dtwsat_manifest
+    from _data_fixtures import dtwsat_manifest
 
     manifest = dtwsat_manifest(shared_data, tmp_path / "dtwsat.yaml")
     assert main(["inspect", str(manifest), "--json"]) == 0

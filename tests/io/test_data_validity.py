@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from _data_fixtures import run_cli, tiny_dates, write_raster, write_stack
 
@@ -51,6 +52,29 @@ def test_integer_fill_values_without_nodata_are_warned_about_once(tmp_path: Path
         assert res.rc == 0 and not res.warnings, res
 
 
+@pytest.mark.e2e
+def test_opening_warnings_are_reemitted_once_per_problem(tmp_path: Path) -> None:
+    """cropseq.io.rewarn_opening: a band's fill-value warning at open gives way to inspect's
+    fuller line on the same band; any other warning comes through as it was."""
+    import warnings
+
+    from cropseq.io import FillValueWarning, rewarn_opening
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        open_stack(_filled_stack(tmp_path / "a"))
+        warnings.warn("something else", UserWarning, stacklevel=1)
+    assert [type(w.message) for w in caught] == [FillValueWarning, UserWarning] and caught[0].message.band == "red"
+    for lines, shown in (
+        (["band red: 37.50 % of sampled valid values sit at 65535 ..."], ["something else"]),
+        (["band nir: 1.00 % of sampled valid values sit at 65535 ..."], [str(caught[0].message), "something else"]),
+    ):
+        with warnings.catch_warnings(record=True) as again:
+            warnings.simplefilter("always")
+            rewarn_opening(caught, lines)
+        assert [str(w.message) for w in again] == shown
+
+
 def test_fill_warning_is_one_line_in_a_terminal(tmp_path: Path) -> None:
     stack = _filled_stack(tmp_path / "a")
     res = subprocess.run([sys.executable, "-m", "cropseq", "inspect", str(stack)], capture_output=True, text=True, timeout=120)
@@ -74,6 +98,7 @@ def _forest(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_values_on_another_scale_than_training_are_warned_about(tmp_path: Path) -> None:
     """Item 8: raw DN (x 10000) against a model trained on reflectance, table and stack."""
     from _data_fixtures import make_samples_table
@@ -103,6 +128,7 @@ def test_values_on_another_scale_than_training_are_warned_about(tmp_path: Path) 
     assert res.rc == 0 and any("band nir" in w and "scale factor" in w for w in res.warnings), res
 
 
+@pytest.mark.e2e
 def test_quiet_predict_on_a_cluster_shows_no_sklearn_n_jobs_warnings(tmp_path: Path) -> None:
     """Item 12 (part): a forest saved with n_jobs=-1 runs one job per chunk in Dask workers."""
     model = _forest(tmp_path)

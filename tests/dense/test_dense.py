@@ -59,6 +59,46 @@ def test_convlstm_masked_dates_change_nothing(bidirectional):
             m(torch.cat([padded, gap], dim=1), torch.cat([doy_p, doy_p[:, :1]], dim=1))
 
 
+
+def _padded_recurrence(m: ConvLSTMModel, x: torch.Tensor, doy: torch.Tensor) -> torch.Tensor:
+    """The textbook ConvLSTM over the whole window (zero-padded gates), cut to the core at the end."""
+    seq, valid = m.step_inputs(x, doy)
+    finals = []
+    for layer in range(m.arch.num_layers):
+        outs, finals = [], []
+        for cells, order in ((m.fwd, range(seq.shape[1])), (m.bwd, range(seq.shape[1] - 1, -1, -1))):
+            if len(cells) == 0:
+                continue
+            cell = cells[layer]
+            h = seq.new_zeros(seq.shape[0], cell.hidden, *seq.shape[-2:])
+            c, steps = torch.zeros_like(h), [h] * seq.shape[1]
+            for s in order:
+                i, f, o, g = cell.gates(torch.cat([seq[:, s], h], dim=1)).chunk(4, dim=1)
+                c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                keep = valid[:, s, None]
+                h, c = torch.where(keep, torch.sigmoid(o) * torch.tanh(c_new), h), torch.where(keep, c_new, c)
+                steps[s] = h
+            outs.append(torch.stack(steps, dim=1))
+            finals.append(h)
+        seq = torch.cat(outs, dim=2)
+    r = m.core_radius
+    feats = torch.cat(finals, dim=1)[..., r:-r, r:-r]
+    d = m.decoder.receptive_radius
+    return m.decoder(feats)[..., d:-d, d:-d]
+
+
+@pytest.mark.parametrize("layers, bidirectional", [(1, True), (2, True), (2, False)])
+def test_convlstm_unpadded_steps_give_the_padded_recurrence_on_the_core(layers, bidirectional):
+    # Each step computes only where the neighbourhood is known (cheaper); the core must not change.
+    torch.manual_seed(0)
+    m = ConvLSTMModel(ConvLSTMConfig(2, 3, max_dates=6, hidden_size=4, num_layers=layers, bidirectional=bidirectional),
+                      decoder_width=8, decoder_layers=1, norm_center=NORM[0], norm_scale=NORM[1]).eval()  # fmt: skip
+    r = m.receptive_radius
+    x = torch.randn(2, 5, 2, 5 + 2 * r, 5 + 2 * r) * 15 + NORM[0].view(1, 1, 2, 1, 1)
+    x[0, 1, :, :6, :9] = float("nan")  # a cloud
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, DOY.expand(2, -1)), _padded_recurrence(m, x, DOY.expand(2, -1)), atol=1e-5, rtol=0)
+
 def _predictor(model, bands, n_classes=3):
     from cropseq.predictors.dense import DensePredictor
 
@@ -115,6 +155,7 @@ TINY = ["--epochs", "1", "--windows-per-epoch", "4", "--batch-size", "4", "--win
         "--device", "cpu", "-q"]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("arch, labels", [("gru", "labels.gpkg"), ("convlstm", "truth.tif")])
 def test_train_dense_then_predict_writes_a_map(scene, tmp_path, arch, labels):
     model = tmp_path / f"{arch}.pt"
@@ -130,6 +171,7 @@ def test_train_dense_then_predict_writes_a_map(scene, tmp_path, arch, labels):
         assert src.shape == (64, 64) and (src.read(1) > 0).mean() > 0.5
 
 
+@pytest.mark.e2e
 def test_train_dense_user_errors(scene, tmp_path):
     out = tmp_path / "m.pt"
     base = ["train-dense", "--stack", scene, "--labels", scene / "labels.gpkg", "--out", out]
@@ -146,6 +188,7 @@ def dense_model(scene, tmp_path_factory):
     return model
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("engine", ["int8", "bf16", "onnx"])
 def test_predict_engine_on_a_dense_model_says_it_runs_on_torch(scene, dense_model, tmp_path, engine):
     out = tmp_path / "map.tif"
@@ -155,6 +198,7 @@ def test_predict_engine_on_a_dense_model_says_it_runs_on_torch(scene, dense_mode
     assert "RandomForest" not in msg
 
 
+@pytest.mark.e2e
 def test_load_predictor_reads_a_checkpoint_once(dense_model, tmp_path, monkeypatch):
     from cropseq.checkpoint import save_checkpoint
     from cropseq.models.recurrent import SequenceClassifier
@@ -188,3 +232,109 @@ def test_grouped_split_trains_on_a_dominant_group_and_every_class():
         train, val = split_groups(labels, 0.2, seed=seed)
         assert val is not None and 0 in train.group and 0 not in val.group
         assert set(np.unique(train.index[train.index != IGNORE])) == {0, 1, 2}
+
+
+def _two_class_scene(shift: float = 1.0, seed: int = 0):
+    """A 25 x 25 scene of 25 fields (5 x 5 px), 5 of them (20 %) of a minority class a bit brighter than the rest."""
+    import pandas as pd
+    import xarray as xr
+
+    rng = np.random.default_rng(seed)
+    field = (np.arange(25)[:, None] // 5) * 5 + np.arange(25)[None, :] // 5
+    minority = np.isin(field, [1, 7, 13, 19, 20])
+    values = rng.normal(0.0, 1.0, (5, 2, 25, 25)) + shift * minority
+    cube = xr.DataArray(values.astype(np.float32), dims=("time", "band", "y", "x"),
+                        coords={"time": pd.date_range("2021-03-01", periods=5, freq="30D"), "band": ["red", "nir"]})  # fmt: skip
+    labels = DenseLabels(minority.astype(np.int64), field.astype(np.int64), ClassTable.from_names(["major", "minor"]))
+    return cube, labels
+
+
+def _tiny_config(**kw):
+    from cropseq.dense.train import DenseConfig
+
+    # Mean-max pooling and no augmentation: small and fast, and these tests are about the loop.
+    opts = {"window": 10, "epochs": 4, "windows_per_epoch": 16, "batch_size": 4, "hidden_size": 8, "decoder_width": 8,
+            "lr": 1e-2, "val_fraction": 0.0, "pooling": "mean-max", "date_dropout": 0.0, "doy_shift": 0.0, "device": "cpu",
+            **kw}  # fmt: skip
+    return DenseConfig(**opts)
+
+
+def _scene_classes(model_path, cube) -> np.ndarray:
+    """The class index the checkpoint maps every pixel of ``cube`` to."""
+    from cropseq.checkpoint import load_checkpoint
+    from cropseq.dense.train import scene_logits
+    from cropseq.dense.windows import padded_array
+    from cropseq.inference.season import day_of_year
+    from cropseq.predictors.dense import dense_model_from_checkpoint
+
+    model = dense_model_from_checkpoint(load_checkpoint(model_path))
+    padded = padded_array(cube.values, model.receptive_radius)
+    doy = torch.from_numpy(day_of_year(cube)[None])
+    return scene_logits(model, padded, doy, 10, torch.device("cpu")).argmax(0)
+
+
+@pytest.mark.e2e
+def test_class_weighting_makes_the_dense_model_map_a_minority_class(tmp_path):
+    # 80 % / 20 %: unweighted, 16 steps map everything as the majority; balanced weights find the minority.
+    from cropseq.dense.train import train_dense
+
+    cube, labels = _two_class_scene()
+    res = train_dense(cube, labels, _tiny_config(class_weighting="balanced"), tmp_path / "m.pt", progress=False)
+    pred = _scene_classes(res.path, cube)
+    minority = labels.index == 1
+    assert (pred[minority] == 1).mean() > 0.5
+    assert (pred[~minority] == 1).mean() < 0.2
+
+
+def test_dense_training_makes_the_configured_steps(tmp_path):
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from cropseq.dense.train import train_dense
+
+    cube, labels = _two_class_scene()
+    steps: list[int] = []
+    handle = register_optimizer_step_post_hook(lambda *a: steps.append(1))
+    try:
+        res = train_dense(cube, labels, _tiny_config(epochs=2, windows_per_epoch=10, batch_size=4), tmp_path / "m.pt",
+                          progress=False)  # fmt: skip
+    finally:
+        handle.remove()
+    assert len(steps) == res.steps == 2 * 3  # ceil(10 / 4) steps per epoch
+    assert [r["epoch"] for r in res.history] == [1, 2]
+
+
+@pytest.mark.e2e
+def test_dense_training_delivers_the_epoch_with_the_lowest_validation_loss(tmp_path):
+    from cropseq.checkpoint import load_checkpoint
+    from cropseq.dense.train import train_dense, validation_metrics
+    from cropseq.dense.windows import padded_array
+    from cropseq.inference.season import day_of_year
+    from cropseq.predictors.dense import dense_model_from_checkpoint
+    from cropseq.training.loop import _class_weights
+
+    cube, labels = _two_class_scene(shift=0.3)  # a weak signal and a high constant rate: the validation loss jumps
+    cfg = _tiny_config(epochs=6, lr=5e-2, schedule="constant", val_fraction=0.3, class_weighting="balanced")
+    res = train_dense(cube, labels, cfg, tmp_path / "m.pt", progress=False)
+    val_losses = [r["val_loss"] for r in res.history]
+    assert res.best_epoch == 1 + int(np.argmin(val_losses)) < cfg.epochs  # the last epoch is not the best here
+    ck = load_checkpoint(res.path)
+    assert ck.meta["training"]["best_epoch"] == res.best_epoch
+    model = dense_model_from_checkpoint(ck)
+    train, val = split_groups(labels, cfg.val_fraction, cfg.seed)
+    weight = _class_weights(train.index[train.index != IGNORE], 2, "balanced")
+    loss, acc = validation_metrics(model, padded_array(cube.values, model.receptive_radius), val,
+                                   torch.from_numpy(day_of_year(cube)[None]), cfg.window, torch.device("cpu"), weight)  # fmt: skip
+    assert loss == pytest.approx(min(val_losses), abs=1e-5)
+    assert acc == pytest.approx(res.val_accuracy, abs=1e-6)
+
+
+@pytest.mark.e2e
+def test_train_dense_shows_a_line_per_epoch_and_writes_the_history(scene, tmp_path):
+    model = tmp_path / "m.pt"
+    argv = ["train-dense", "--stack", scene, "--labels", scene / "labels.gpkg", "--out", model, *TINY[:-1]]
+    res = run_cli([*argv[:argv.index("--epochs") + 1], "2", *argv[argv.index("--epochs") + 2 :]])
+    assert res.rc == 0, res
+    assert "epoch   1/2  train_loss" in res.err and "epoch   2/2  train_loss" in res.err and "val_loss" in res.err
+    assert "class weighting sqrt" in res.err and "(best " in res.out
+    rows = (tmp_path / "m.history.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,train_loss,val_loss") and len(rows) == 3

@@ -92,6 +92,7 @@ def test_user_errors_exit_2_with_one_line(tiny, capsys, argv, needle) -> None:
     assert not (root / "err.json").exists()
 
 
+@pytest.mark.e2e
 def test_evaluate_deep_checkpoint_through_the_same_path(tiny, tmp_path) -> None:
     training = pytest.importorskip("cropseq.training")
     from cropseq.samples import read_samples, table_to_arrays

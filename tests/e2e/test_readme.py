@@ -16,11 +16,11 @@ import shlex
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from _paths import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 SECTION = "## The CLI, one step at a time"
 
 #: (pattern, replacement, what): the only edits to the walkthrough — smaller, same commands.

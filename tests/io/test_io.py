@@ -8,7 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import yaml
-from _data_fixtures import TINY_RES, tiny_dates, write_raster, write_stack
+from _data_fixtures import TINY_RES, dtwsat_manifest, tiny_dates, write_raster, write_stack
 
 from cropseq.errors import CropseqError
 from cropseq.io import open_stack, read_with_halo, stack_summary, window_reader
@@ -154,22 +154,6 @@ def test_stack_summary(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- real data
-
-
-def dtwsat_manifest(shared_data: Path, out: Path) -> Path:
-    """A manifest for the dtwSat MODIS stack (absolute paths), written to ``out``."""
-    raw = shared_data / "dtwsat_lucc_mt" / "raw"
-    if not raw.is_dir():
-        pytest.skip("dtwSat data absent")
-    bands = ["blue", "red", "nir", "mir", "evi", "ndvi", "doy"]
-    m = {
-        "layout": "per-band",
-        "bands": {b: str(raw / f"{b}.tif") for b in bands},
-        "dates": str(raw / "timeline"),
-        "nodata": -1.7e308,
-    }
-    out.write_text(yaml.safe_dump(m, sort_keys=False))
-    return out
 
 
 def test_dtwsat_stack(shared_data: Path, tmp_path: Path) -> None:
@@ -354,7 +338,7 @@ def test_summary_value_stats_read_only_the_sample(tmp_path: Path, monkeypatch: p
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"layout": "per-band", "bands": {"b": "b.tif"}, "dates": tiny_dates(2)}))
     cube = open_stack(tmp_path, chunks=16)  # > EXACT_SUMMARY_MAX_CHUNKS chunks
     read = []
-    monkeypatch.setattr(io_mod, "_read_many", lambda reads, win, warp=None, f=io_mod._read_many: read.append(win) or f(reads, win, warp))
+    monkeypatch.setattr(io_mod, "_read_groups", lambda groups, win, f=io_mod._read_groups: read.append(win) or f(groups, win))
     s = stack_summary(cube)
     assert s["value_sampled_px"] == 16 * 64 * 64 == s["missing_sampled_px"]
     assert sum(w.height * w.width for w in read) == 16 * 64 * 64

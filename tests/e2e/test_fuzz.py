@@ -742,7 +742,7 @@ def test_fuzz_models(tmp_path: Path, models: dict[str, Path]) -> None:
 @pytest.mark.parametrize("family", ["stacks", "tables", "tables-deep", "labels", "models"])
 def test_fuzz_large(family: str, tmp_path: Path, models: dict[str, Path], fast_rf: None) -> None:
     """Five times as many cases (and another seed offset), plus corrupted tables through
-    the deep ``train``: ``pytest -m slow tests/test_fuzz.py``."""
+    the deep ``train``: ``pytest -m slow tests/e2e/test_fuzz.py``."""
     global SEED
     fn = {"stacks": _fuzz_stacks, "tables": _fuzz_tables, "labels": _fuzz_labels, "models": _fuzz_models,
           "tables-deep": functools.partial(_fuzz_tables, deep=True)}[family]  # fmt: skip
