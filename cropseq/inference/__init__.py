@@ -97,7 +97,7 @@ from cropseq.inference.cache import (
 )
 from cropseq.inference.execute import (
     IN_FLIGHT_PER_THREAD,
-    _run_threaded_direct,  # noqa: F401 - tests/test_huge_raster.py drives the bounded window directly
+    _run_threaded_direct,  # noqa: F401 - tests/io/test_huge_raster.py drives the bounded window directly
     dask_client,
     run_distributed,
     run_threaded,
