@@ -159,10 +159,10 @@ class _Run:
 
 def _train_step(run: _Run, cfg: DenseConfig, x: np.ndarray, y: np.ndarray, gen: torch.Generator) -> float:
     """One optimiser step on a batch of windows (learning rate from the schedule, augmented dates); its loss."""
-    from cropseq.training.loop import _lr_factor
+    from cropseq.training.loop import lr_factor
 
     for g in run.opt.param_groups:
-        g["lr"] = cfg.lr * _lr_factor(run.step, run.total_steps, cfg.schedule, cfg.warmup)
+        g["lr"] = cfg.lr * lr_factor(run.step, run.total_steps, cfg.schedule, cfg.warmup)
     xt, yt = torch.from_numpy(x).to(run.device), torch.from_numpy(y).to(run.device)
     xt, doy = run.aug(xt, run.doy.expand(xt.shape[0], -1), run.scale, gen)
     logits = run.model(xt, doy)
@@ -249,17 +249,11 @@ def _end_epoch(run: _Run, cfg: DenseConfig, epoch: int, train_loss: float, t0: f
             "lr": float(f"{run.opt.param_groups[0]['lr']:.6g}"), "seconds": round(time.time() - t0, 3)}  # fmt: skip
 
 
-def _epoch_line(row: dict[str, Any], epochs: int) -> str:
-    """The per-epoch line on stderr, as ``cropseq train`` prints it."""
-    vs = "" if row["val_loss"] is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
-    return f"epoch {row['epoch']:3d}/{epochs}  train_loss {row['train_loss']:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
-
-
 def _setup(cube: Any, labels: DenseLabels, cfg: DenseConfig) -> tuple[_Run, dict[str, Any], tuple[np.ndarray, np.ndarray], list[str]]:
     """The seeded model, optimiser and data of a run; also its ``arch`` record, band normalisation and bands."""
     from cropseq.inference.season import day_of_year
     from cropseq.predictors.base import resolve_device
-    from cropseq.training.loop import _class_weights
+    from cropseq.training.loop import class_weights
     from cropseq.training.normalization import band_statistics
 
     torch.manual_seed(cfg.seed)
@@ -271,7 +265,7 @@ def _setup(cube: Any, labels: DenseLabels, cfg: DenseConfig) -> tuple[_Run, dict
     arch = _model_record(cfg, len(bands), len(labels.classes), data.shape[0])
     model = build_dense_model(arch, {"kind": cfg.decoder, "width": cfg.decoder_width, "layers": cfg.decoder_layers},
                               torch.from_numpy(norm[0]), torch.from_numpy(norm[1])).to(device)  # fmt: skip
-    weight = _class_weights(train_l.index[train_l.index != IGNORE], len(labels.classes), cfg.class_weighting)
+    weight = class_weights(train_l.index[train_l.index != IGNORE], len(labels.classes), cfg.class_weighting)
     run = _Run(model=model, opt=torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
                padded=padded_array(data, model.receptive_radius), train=train_l, val=val_l,
                doy=torch.from_numpy(day_of_year(cube)[None]).to(device), weight=None if weight is None else weight.to(device),
@@ -313,7 +307,7 @@ def train_dense(cube: Any, labels: DenseLabels, cfg: DenseConfig, out: str | os.
     from cropseq.atomic import check_writable
     from cropseq.checkpoint import save_checkpoint
     from cropseq.progress import progress_bar, stderr_is_terminal
-    from cropseq.training.history import plot_history, write_history
+    from cropseq.training.history import epoch_line, plot_history, write_history
 
     t_start = time.time()
     out = check_writable(Path(out))
@@ -330,7 +324,7 @@ def train_dense(cube: Any, labels: DenseLabels, cfg: DenseConfig, out: str | os.
             train_loss = _run_epoch(run, cfg, epoch, bar)
         history.append(_end_epoch(run, cfg, epoch, train_loss, t0, best))
         if progress:
-            print(_epoch_line(history[-1], cfg.epochs), file=sys.stderr)
+            print(epoch_line(history[-1], cfg.epochs), file=sys.stderr)
     run.model.load_state_dict(best["state"])
     delivered = history[best["epoch"] - 1]
     extra = {"n_train_pixels": run.train.n_labelled, "n_val_pixels": 0 if run.val is None else run.val.n_labelled,

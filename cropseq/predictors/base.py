@@ -26,11 +26,12 @@ from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
 __all__ = [
+    "ENGINES",
     "ModelInfo",
     "Predictor",
-    "ENGINES",
     "band_indices",
     "check_engine",
+    "cpu_has_bf16",
     "load_incomplete_predictor",
     "load_predictor",
     "missing_model_error",
@@ -44,16 +45,20 @@ DEVICES = ("auto", "cpu", "cuda")
 #: autocast on a GPU), ``bf16`` = bfloat16 autocast on the CPU, ``int8`` = dynamic int8
 #: quantisation of the recurrent and linear layers, ``onnx`` = ONNX Runtime on a model
 #: exported by ``cropseq export --onnx``. Measured by ``benchmarks/inference_speed.py``
-#: (``benchmarks/README.md``): on an AMX/AVX512-BF16 Xeon bf16 ran 1.2-1.3x faster with the
-#: map 100 % identical, int8 1.2x at 99.96 %, onnx 0.93x; ``auto`` stays ``torch`` until a
-#: quiet rerun confirms bf16 (it would change every CPU prediction, evaluate included).
+#: (``benchmarks/README.md``): on an AMX/AVX512-BF16 Xeon bf16 ran 1.28-1.29x faster with
+#: 99.94-100 % of the map identical (quiet run: fast model 1.28x, 99.941 %), int8 0.9-1.2x,
+#: onnx 0.5-0.9x. ``auto`` is therefore ``bf16`` for per-pixel deep models on CPUs with native
+#: bfloat16 (AVX512-BF16 / AMX) and ``torch`` everywhere else.
 ENGINES = ("auto", "torch", "bf16", "int8", "onnx")
 #: The engines that run on the CPU only.
 CPU_ENGINES = ("bf16", "int8", "onnx")
 
 
 def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
-    """The concrete engine of a run: ``auto`` -> ``torch``; refuses impossible combinations.
+    """The concrete engine of a run; refuses impossible combinations.
+
+    ``auto`` is ``bf16`` for a per-pixel deep model on a CPU with native bfloat16 (AVX512-BF16
+    or AMX: measured 1.28x faster at >= 99.9 % of map pixels identical), else ``torch``.
 
     Args:
         engine: One of :data:`ENGINES` (None = ``auto``).
@@ -73,7 +78,7 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
     if engine not in ENGINES:
         raise CropseqError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "torch"
+        return "bf16" if kind == "deep" and not str(device).startswith("cuda") and cpu_has_bf16() else "torch"
     if kind != "deep" and engine != "torch":
         runs_on = {"dense": "a dense model (cropseq train-dense) runs on torch only"}.get(
             kind, "a RandomForest runs on scikit-learn"
@@ -82,6 +87,19 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
     if engine in CPU_ENGINES and str(device).startswith("cuda"):
         raise CropseqError(f"--engine {engine} runs on the CPU; pass --device cpu (a GPU already uses bf16 with --engine torch)")
     return engine
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), where bf16 autocast pays.
+
+    ``CROPSEQ_ENGINE_AUTO=torch`` in the environment answers False (float32 everywhere, e.g.
+    to reproduce maps bit for bit across machines).
+    """
+    if os.environ.get("CROPSEQ_ENGINE_AUTO", "").lower() == "torch":
+        return False
+    import torch
+
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def resolve_device(device: str) -> str:

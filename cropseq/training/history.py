@@ -11,9 +11,23 @@ from typing import Any
 from cropseq.atomic import atomic_path
 from cropseq.figures import pyplot, save_png
 
-__all__ = ["COLUMNS", "plot_history", "write_history"]
+__all__ = ["COLUMNS", "epoch_line", "plot_history", "write_history"]
 
 COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+def epoch_line(row: dict[str, Any], epochs: int) -> str:
+    """The per-epoch line that ``cropseq train`` and ``cropseq train-dense`` print on stderr.
+
+    Args:
+        row: A history row (:data:`COLUMNS`; ``val_loss`` None without validation).
+        epochs: The planned number of epochs.
+
+    Returns:
+        E.g. ``epoch   3/60  train_loss 0.4211  val_loss 0.3990  val_acc 0.8800  lr 2.10e-03  1.2s``.
+    """
+    vs = "" if row["val_loss"] is None else f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}"
+    return f"epoch {row['epoch']:3d}/{epochs}  train_loss {row['train_loss']:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
 
 
 def write_history(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> Path:

@@ -45,17 +45,19 @@ from cropseq.progress import progress_bar, stderr_is_terminal
 from cropseq.sequences import SequenceArrays
 from cropseq.training.augmentation import Augmentation
 from cropseq.training.config import TrainConfig
-from cropseq.training.history import plot_history, write_history
+from cropseq.training.history import epoch_line, plot_history, write_history
 from cropseq.training.normalization import band_statistics
 from cropseq.training.resume import check_resumable, data_fingerprint
 
 __all__ = [
     "TEMPORAL_ENCODING",
     "TrainResult",
+    "class_weights",
     "crop_patch",
     "effective_batch_size",
     "evaluate_arrays",
     "holds_out_validation",
+    "lr_factor",
     "select_bands",
     "split_train_val",
     "tbptt_window",
@@ -157,7 +159,18 @@ def holds_out_validation(train: SequenceArrays, cfg: TrainConfig) -> bool:
     return n_groups * cfg.val_fraction >= MIN_VAL_GROUPS
 
 
-def _class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
+def class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
+    """Per-class loss weights for ``class_weighting`` (used by per-pixel and dense training).
+
+    Args:
+        y: Class indices of the training samples (sequences or labelled pixels).
+        k: Number of classes.
+        mode: ``none`` (None: an unweighted loss), ``sqrt`` (1/sqrt(count)) or ``balanced``
+            (1/count); both scaled so that the mean weight per sample is 1.
+
+    Returns:
+        A float32 tensor of ``k`` weights (0 for absent classes), or None.
+    """
     if mode == "none":
         return None
     counts = np.bincount(y, minlength=k).astype(np.float64)
@@ -168,7 +181,7 @@ def _class_weights(y: np.ndarray, k: int, mode: str) -> torch.Tensor | None:
     return torch.tensor(w, dtype=torch.float32)
 
 
-def _lr_factor(u: int, total: int, schedule: str, warmup: float) -> float:
+def lr_factor(u: int, total: int, schedule: str, warmup: float) -> float:
     """Learning-rate multiplier at update ``u`` of ``total`` (a pure function: resumable)."""
     if schedule == "constant" or total <= 1:
         return 1.0
@@ -417,7 +430,7 @@ def _plan(cfg: TrainConfig, data: _Data, device: torch.device) -> _Plan:
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
-    cw = _class_weights(data.y_tr, len(data.classes), cfg.class_weighting)
+    cw = class_weights(data.y_tr, len(data.classes), cfg.class_weighting)
     k1, k2 = tbptt_window(cfg, t_len)
     full = is_full_bptt(t_len, k1, k2)
     windows = 1 if full else len(window_bounds(t_len, k1, k2 or k1))  # type: ignore[arg-type]
@@ -692,8 +705,7 @@ def train_model(
         train_loss = _run_epoch(plan, data, cfg, state, epoch, device, amp, bar_enabled)
         row, val_loss, val_acc = _end_epoch(plan, data, cfg, state, epoch, train_loss, t0, device, amp)
         if progress:
-            vs = "" if val_loss is None else f"  val_loss {val_loss:.4f}  val_acc {val_acc:.4f}"
-            print(f"epoch {epoch:3d}/{plan.epochs}  train_loss {train_loss:.4f}{vs}  lr {row['lr']:.2e}  {row['seconds']:.1f}s", file=sys.stderr)
+            print(epoch_line(row, plan.epochs), file=sys.stderr)
         _save_partial(partial, plan, data, cfg, state, epoch, extra_meta)
         write_history(history_path, state.history)
         if plan.use_es and state.bad >= cfg.patience:  # type: ignore[operator]
@@ -756,7 +768,7 @@ def _step(model: SequenceClassifier, opt: torch.optim.Optimizer, loss: torch.Ten
     A batch/window without any label signal still advances the schedule, so the LR curve
     (and a resumed run) does not depend on where the masked windows fall.
     """
-    lr = cfg.lr * _lr_factor(update, total, cfg.schedule, cfg.warmup)
+    lr = cfg.lr * lr_factor(update, total, cfg.schedule, cfg.warmup)
     for g in opt.param_groups:
         g["lr"] = lr
     if loss is not None and loss.requires_grad:

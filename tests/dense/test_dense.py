@@ -310,7 +310,7 @@ def test_dense_training_delivers_the_epoch_with_the_lowest_validation_loss(tmp_p
     from cropseq.dense.windows import padded_array
     from cropseq.inference.season import day_of_year
     from cropseq.predictors.dense import dense_model_from_checkpoint
-    from cropseq.training.loop import _class_weights
+    from cropseq.training.loop import class_weights
 
     cube, labels = _two_class_scene(shift=0.3)  # a weak signal and a high constant rate: the validation loss jumps
     cfg = _tiny_config(epochs=6, lr=5e-2, schedule="constant", val_fraction=0.3, class_weighting="balanced")
@@ -321,7 +321,7 @@ def test_dense_training_delivers_the_epoch_with_the_lowest_validation_loss(tmp_p
     assert ck.meta["training"]["best_epoch"] == res.best_epoch
     model = dense_model_from_checkpoint(ck)
     train, val = split_groups(labels, cfg.val_fraction, cfg.seed)
-    weight = _class_weights(train.index[train.index != IGNORE], 2, "balanced")
+    weight = class_weights(train.index[train.index != IGNORE], 2, "balanced")
     loss, acc = validation_metrics(model, padded_array(cube.values, model.receptive_radius), val,
                                    torch.from_numpy(day_of_year(cube)[None]), cfg.window, torch.device("cpu"), weight)  # fmt: skip
     assert loss == pytest.approx(min(val_losses), abs=1e-5)

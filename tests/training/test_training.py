@@ -14,7 +14,7 @@ from cropseq.predictors.deep import DeepPredictor
 from cropseq.sequences import SequenceArrays
 from cropseq.training import TrainConfig, train_model
 from cropseq.training.augmentation import Augmentation
-from cropseq.training.loop import _lr_factor, crop_patch, select_bands, split_train_val
+from cropseq.training.loop import crop_patch, lr_factor, select_bands, split_train_val
 from cropseq.training.normalization import band_statistics
 
 
@@ -264,8 +264,8 @@ def test_helpers() -> None:
     c2, s2 = band_statistics(big)
     np.testing.assert_allclose(c2, c, rtol=1e-3)
     np.testing.assert_allclose(s2, s, rtol=1e-2)
-    assert _lr_factor(0, 100, "onecycle", 0.1) < 0.1 and _lr_factor(10, 100, "onecycle", 0.1) == pytest.approx(1.0)
-    assert _lr_factor(100, 100, "onecycle", 0.1) < 0.01 and _lr_factor(5, 100, "constant", 0.1) == 1.0
+    assert lr_factor(0, 100, "onecycle", 0.1) < 0.1 and lr_factor(10, 100, "onecycle", 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 100, "onecycle", 0.1) < 0.01 and lr_factor(5, 100, "constant", 0.1) == 1.0
     aug = Augmentation(date_dropout=0.5, doy_shift=10.0, noise=0.0)
     x = torch.from_numpy(np.nan_to_num(data.x))
     d = torch.from_numpy(data.doy)

@@ -1,0 +1,28 @@
+"""``--engine auto``: bf16 autocast where the CPU has native bfloat16, float32 elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cropseq.predictors import check_engine
+from cropseq.predictors.base import cpu_has_bf16
+
+
+def test_auto_is_bf16_on_a_bf16_cpu_for_per_pixel_models_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CROPSEQ_ENGINE_AUTO", raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert cpu_has_bf16()
+    assert check_engine("auto", "cpu", "deep") == check_engine(None, "cpu") == "bf16"
+    assert check_engine("auto", "cuda", "deep") == "torch"  # a GPU autocasts with the torch engine
+    assert check_engine("auto", "cpu", "dense") == check_engine("auto", "cpu", "rf") == "torch"
+    assert check_engine("torch", "cpu", "deep") == "torch"  # asked for: float32
+
+
+def test_auto_is_torch_without_native_bf16_or_when_the_user_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert check_engine("auto", "cpu", "deep") == "torch"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv("CROPSEQ_ENGINE_AUTO", "torch")
+    assert check_engine("auto", "cpu", "deep") == "torch"
