@@ -196,7 +196,7 @@ def test_legacy_arch_record_is_upgraded_on_load(tmp_path) -> None:
             "classes": ClassTable.from_names(["a", "b", "c"]).to_records(), "temporal_encoding": {}, "head": "many-to-one"}  # fmt: skip
     save_checkpoint(tmp_path / "old.pt", model.state_dict(), meta)
     assert ArchConfig.from_dict({"n_bands": 2, "n_classes": 3}).cell == "gru"  # today's default differs
-    loaded = load_predictor(tmp_path / "old.pt", device="cpu")
+    loaded = load_predictor(tmp_path / "old.pt", device="cpu", engine="torch")  # float32, as the reference
     assert loaded.model.arch == old and LEGACY_ARCH["pooling"] == "mean-max"
     rng = np.random.default_rng(0)
     x = rng.normal(size=(7, 9, 2, 1, 1)).astype(np.float32)

@@ -60,7 +60,7 @@ def test_rnn_checkpoint_round_trip(tmp_path: Path) -> None:
             "norm": {"mean": m.norm_center.tolist(), "std": m.norm_scale.tolist()},
             "classes": classes.to_records(), "temporal_encoding": {}, "head": m.arch.head, "epoch": 1}
     path = save_checkpoint(tmp_path / "rnn.pt", m.state_dict(), meta)
-    pred = DeepPredictor.load(path, device="cpu")
+    pred = DeepPredictor.load(path, device="cpu", engine="torch")  # float32, as the reference
     assert pred.model.arch == m.arch and type(pred.model.fwd[0]) is torch.nn.RNN
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 7, 2, 3, 3)).astype(np.float32)
