@@ -43,3 +43,24 @@ def test_ruff_is_clean():
 def test_mypy_is_clean():
     proc = _run("mypy")  # the files and options come from [tool.mypy] in pyproject.toml
     assert proc.returncode == 0, "mypy: " + _report(proc)
+
+
+#: Issue 17: a function that does not fit a screen is split into named steps.
+MAX_FUNCTION_LINES = 100
+
+
+def test_no_two_modules_share_a_file_name_and_no_function_exceeds_a_screen() -> None:
+    """One name per module (``__init__.py`` aside) and no function in ``cropseq/`` over 100 lines."""
+    import ast
+    from collections import Counter
+
+    modules = [p for p in (REPO / "cropseq").rglob("*.py") if p.name != "__init__.py"]
+    shared = sorted(name for name, n in Counter(p.name for p in modules).items() if n > 1)
+    assert not shared, f"module file names used twice in cropseq/: {shared}"
+    long = [
+        f"{p.relative_to(REPO)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for p in modules + list((REPO / "cropseq").rglob("__init__.py"))
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (node.end_lineno or 0) - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"

@@ -14,12 +14,12 @@ from typing import Optional
 import typer
 
 from cropseq.cli import app
-from cropseq.dense.config import DenseConfig
+from cropseq.dense.options import DenseConfig
 from cropseq.errors import CropseqError
 
 __all__ = ["train_dense_cmd"]
 
-#: The option defaults: :class:`~cropseq.dense.config.DenseConfig`'s.
+#: The option defaults: :class:`~cropseq.dense.options.DenseConfig`'s.
 _D = {f.name: f.default for f in fields(DenseConfig)}
 
 

@@ -2,7 +2,7 @@
 
 - :mod:`cropseq.dense.windows`: per-pixel labels on the stack grid, random and grid window
   samplers, the field-grouped split.
-- :mod:`cropseq.dense.config`: :class:`~cropseq.dense.config.DenseConfig`, the options
+- :mod:`cropseq.dense.options`: :class:`~cropseq.dense.options.DenseConfig`, the options
   (importable without torch, for the CLI).
 - :mod:`cropseq.dense.train`: :func:`train_dense` (``cropseq train-dense``: random windows,
   class-weighted loss, the best epoch on the validation fields) and the ``kind: dense``

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cropseq.classes import ClassTable
-from cropseq.dense.config import DenseConfig
+from cropseq.dense.options import DenseConfig
 from cropseq.dense.windows import (
     IGNORE,
     DenseLabels,
