@@ -138,6 +138,23 @@ def _one_line_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"(Dataset has no geotransform|The given matrix is equal to Affine\.identity)")
 
 
+#: The ``PYTHONWARNINGS`` entry that keeps a Ctrl-C at one line (see :func:`_quiet_resource_tracker`).
+RESOURCE_TRACKER_RULE = "ignore:resource_tracker:UserWarning"
+
+
+def _quiet_resource_tracker() -> None:
+    """Keep multiprocessing's resource tracker quiet when Ctrl-C stops a local Dask cluster.
+
+    Ctrl-C reaches the whole process group, so the cluster's worker processes die holding
+    their semaphores; the tracker (a child process, which reads ``PYTHONWARNINGS``) then
+    releases them, which is its job, and warns about each one, which would put a traceback-like
+    line under ``cropseq: interrupted``. Rules the user set are kept.
+    """
+    current = os.environ.get("PYTHONWARNINGS", "")
+    if RESOURCE_TRACKER_RULE not in current.split(","):
+        os.environ["PYTHONWARNINGS"] = f"{current},{RESOURCE_TRACKER_RULE}" if current else RESOURCE_TRACKER_RULE
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``cropseq`` console script; returns the exit code.
 
@@ -161,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, received: list[int]) -> int:
     _one_line_warnings()
+    _quiet_resource_tracker()
     try:
         with _signals_unwind(received), inputs_scope():
             rv = app(args=argv, standalone_mode=False)

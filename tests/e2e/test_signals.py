@@ -99,3 +99,17 @@ def test_sigterm_in_process_unwinds_and_restores_the_handler(tmp_path: Path, mon
     finally:
         signal.signal(signal.SIGTERM, before)
         app.registered_commands[:] = [c for c in app.registered_commands if c.name != "_test_sleep"]
+
+
+def test_the_resource_tracker_leak_warning_stays_off_the_interrupt_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After Ctrl-C the resource tracker (a child process) warns about the killed workers'
+    semaphores: the CLI's environment silences that warning in children and keeps the user's rules."""
+    from cropseq.cli import RESOURCE_TRACKER_RULE, main
+
+    monkeypatch.setenv("PYTHONWARNINGS", "error::DeprecationWarning")
+    assert main(["--version"]) == 0
+    assert os.environ["PYTHONWARNINGS"].split(",") == ["error::DeprecationWarning", RESOURCE_TRACKER_RULE]
+    warn = "import warnings; warnings.warn('resource_tracker: There appear to be 6 leaked semaphore objects', UserWarning)"
+    child = subprocess.run([sys.executable, "-c", warn], capture_output=True, text=True, env=dict(os.environ))
+    assert child.returncode == 0 and child.stderr == ""
+    assert main(["--version"]) == 0 and os.environ["PYTHONWARNINGS"].count(RESOURCE_TRACKER_RULE) == 1
