@@ -32,6 +32,7 @@ from cropseq.predictors import (
     load_predictor,
     missing_model_error,
     read_model_info,
+    resolve_device,
 )
 
 __all__ = [
@@ -171,7 +172,8 @@ def resolve_model(
 
     Args:
         model: A model path or an in-memory :class:`~cropseq.predictors.Predictor`.
-        device: The (resolved) device the tasks load the model on.
+        device: The device the tasks load the model on (``auto`` is resolved here for deep and
+            dense models, so that every task gets the same concrete device and engine).
         loader: Optional custom loader (see :func:`cached_predictor`).
         client_device: Device of the client's copy, when the client must load one.
         engine: How the tasks run a deep model (checked here, once: an impossible engine
@@ -191,16 +193,24 @@ def resolve_model(
         path = Path(model)
         if not path.is_file():
             raise missing_model_error(path)
-        ref = ModelRef(str(path.resolve()), device, loader, engine)
-        if loader is None or loader is load_incomplete_predictor:
+        own_loader = loader is None or loader is load_incomplete_predictor
+        if own_loader:
             info = read_model_info(path, allow_incomplete=loader is not None)
         else:
             info = cached_predictor(path, client_device or device, loader)
-        if check_engine(engine, device, str(getattr(info, "kind", "deep"))) == "onnx":
+        # Device and engine resolved here, once: every worker then runs the same engine
+        # (``auto`` depends on the device and on the CPU it is asked on). A forest needs neither.
+        kind = str(getattr(info, "kind", "deep"))
+        if kind != "rf":
+            device = resolve_device(device)
+        resolved = check_engine(engine, device, kind)
+        if resolved == "onnx":
             from cropseq.predictors.onnx import check_onnx_export
 
             check_onnx_export(path)  # before any output is opened
-        return ref, info
+        if own_loader:
+            engine = resolved  # a custom loader takes (path, device) only: it gets what was asked
+        return ModelRef(str(path.resolve()), device, loader, engine), info
     if not all(hasattr(model, a) for a in ("bands", "classes", "patch", "predict_image")):
         raise TypeError(f"expected a model path or a Predictor, got {type(model).__name__}")
     return ModelRef(predictor=model, device=device), model

@@ -26,3 +26,22 @@ def test_auto_is_torch_without_native_bf16_or_when_the_user_says_so(monkeypatch:
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
     monkeypatch.setenv("CROPSEQ_ENGINE_AUTO", "torch")
     assert check_engine("auto", "cpu", "deep") == "torch"
+
+
+def test_the_plan_resolves_device_and_engine_once_for_every_task(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auto`` depends on where it is asked: the client resolves it, the tasks carry the answer."""
+    from _data_fixtures import tiny_models
+
+    from cropseq.inference.cache import resolve_model
+
+    models = tiny_models(tmp_path_factory)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    ref, info = resolve_model(models["deep"], "auto", None)
+    assert (ref.device, ref.engine, info.kind) == ("cuda" if torch.cuda.is_available() else "cpu",
+                                                   "torch" if torch.cuda.is_available() else "bf16", "deep")  # fmt: skip
+    ref, _ = resolve_model(models["deep"], "cpu", None, engine="torch")
+    assert ref.engine == "torch"
+    ref, _ = resolve_model(models["rf"], "auto", None)
+    assert ref.engine == "torch" and ref.device == "auto"  # a forest needs no device
