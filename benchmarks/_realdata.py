@@ -148,8 +148,6 @@ def load_dtwsat_package(folder: Path | None = None, workdir: Path | None = None)
     """
     import tempfile
 
-    import yaml
-
     from cropseq.io import open_stack
     from cropseq.labels import read_labels
     from cropseq.samples import extract_samples, table_to_arrays
@@ -157,17 +155,7 @@ def load_dtwsat_package(folder: Path | None = None, workdir: Path | None = None)
     folder = folder or DTW_DIR
     raw = folder / "raw"
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        manifest = Path(tmp) / "stack.yaml"
-        manifest.write_text(
-            yaml.safe_dump(
-                {
-                    "layout": "per-band",
-                    "bands": {b: str(raw / f"{b}.tif") for b in DTW_BANDS},
-                    "dates": str(raw / "timeline"),
-                }
-            )
-        )
-        cube = open_stack(manifest)
+        cube = open_stack(_dtwsat_manifest(raw, Path(tmp)))
         labels = read_labels(raw / "samples.csv", cube.rio.crs)
         table, report = extract_samples(cube, labels)
     if report.n_samples != 603:
@@ -176,6 +164,16 @@ def load_dtwsat_package(folder: Path | None = None, workdir: Path | None = None)
     if not np.array_equal(arrays.sample_ids, np.arange(603)):
         raise RuntimeError("sample ids are not the CSV rows 0..602")
     return _with_partitions(arrays, folder)
+
+
+def _dtwsat_manifest(raw: Path, folder: Path) -> Path:
+    """A ``stack.yaml`` in ``folder`` naming the raw dtwSat rasters (the ``doy`` raster left out)."""
+    import yaml
+
+    manifest = folder / "stack.yaml"
+    bands = {b: str(raw / f"{b}.tif") for b in DTW_BANDS}
+    manifest.write_text(yaml.safe_dump({"layout": "per-band", "bands": bands, "dates": str(raw / "timeline")}))
+    return manifest
 
 
 def _with_partitions(arrays: SequenceArrays, folder: Path) -> DtwSat:
@@ -187,3 +185,36 @@ def _with_partitions(arrays: SequenceArrays, folder: Path) -> DtwSat:
     oa["k"] = oa["resample"].str.extract(r"(\d+)$")[0].astype(int)
     twdtw = dict(zip(oa["k"].astype(int), oa["overall_accuracy"].astype(float), strict=True))
     return DtwSat(arrays=arrays, partitions=partitions, twdtw_oa=twdtw)
+
+
+def dtwsat_scene_sequences(first_year: int = 2007, last_year: int = 2012, steps: int = 23) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel of the dtwSat stack over every agricultural season, unlabelled.
+
+    Seasons ``[Sept. 1 y, Sept. 1 y+1)`` for ``y`` in ``first_year .. last_year`` (the stack
+    covers 2007-09-14 .. 2013-08-29), read through cropseq (:func:`cropseq.io.open_stack`, as
+    :func:`load_dtwsat_package`), padded at the end to ``steps`` dates with missing steps
+    as :func:`load_dtwsat_package`'s samples are (2012/13 has 22 composites).
+
+    Returns:
+        ``x (N, steps, 6, 1, 1)`` float32 (NaN = missing) and ``doy (N, steps)`` float32
+        (NaN on padding), ``N = 999 pixels x seasons``.
+    """
+    import tempfile
+
+    from cropseq.inference.season import day_of_year, select_bands, select_season
+    from cropseq.io import open_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cube = select_bands(open_stack(_dtwsat_manifest(DTW_DIR / "raw", Path(tmp))), DTW_BANDS).load()
+    xs, doys = [], []
+    for y in range(first_year, last_year + 1):
+        season = select_season(cube, f"{y}-09-01", f"{y + 1}-09-01")
+        v = np.asarray(season.values, np.float32)  # (T, C, H, W)
+        t, c = v.shape[:2]
+        x = np.full((v.shape[2] * v.shape[3], steps, c), np.nan, np.float32)
+        x[:, :t] = v.transpose(2, 3, 0, 1).reshape(-1, t, c)
+        doy = np.full((len(x), steps), np.nan, np.float32)
+        doy[:, :t] = day_of_year(season)
+        xs.append(x)
+        doys.append(doy)
+    return np.concatenate(xs)[..., None, None], np.concatenate(doys)

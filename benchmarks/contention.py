@@ -5,8 +5,8 @@ Usage::
     python benchmarks/contention.py [--steps 20] [--threads N] [--batch 64] [--dates 23]
 
 Each case runs in a fresh child process (OpenMP reads its wait policy once, when torch
-loads): the default model (:class:`cropseq.training.TrainConfig`'s architecture, CNN
-encoder + 2-layer BiGRU 128) trains ``--steps`` AdamW steps on random Mato-Grosso-shaped
+loads): a preset's model (``--preset``, default ``fast``: :class:`cropseq.training.TrainConfig`'s
+architecture, CNN encoder + 1-layer BiLSTM 32; ``accurate``: 2-layer BiGRU 128) trains ``--steps`` AdamW steps on random Mato-Grosso-shaped
 batches (64 sequences x 23 dates x 6 bands), threads sized by
 :func:`cropseq.threads.fit_threads`. Cases:
 
@@ -55,7 +55,7 @@ def worker(args: argparse.Namespace) -> None:
     fit = fit_threads(args.threads)
     torch.manual_seed(0)
     n, t, c, k = args.batch, args.dates, 6, 9
-    model = build_model(TrainConfig(arch="gru").arch_config(n_bands=c, n_classes=k, patch=1, period_steps=t))
+    model = build_model(TrainConfig(preset=args.preset).arch_config(n_bands=c, n_classes=k, patch=1, period_steps=t))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     x = torch.randn(n, t, c, 1, 1)
     doy = torch.linspace(1, 365, t).repeat(n, 1)
@@ -88,7 +88,7 @@ def run_case(args: argparse.Namespace, policy: str, threads: int, busy: bool) ->
            if k not in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [sys.executable, __file__, "--worker", "--policy", policy, "--threads", str(threads),
-           "--spincount", str(args.spincount), "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch), "--dates", str(args.dates)]
+           "--spincount", str(args.spincount), "--steps", str(args.steps), "--preset", args.preset, "--warmup", str(args.warmup), "--batch", str(args.batch), "--dates", str(args.dates)]
     hog = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if busy else None
     try:
         if hog is not None:
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--dates", type=int, default=23)
+    p.add_argument("--preset", default="fast", help="the model: a TrainConfig preset (fast, accurate)")
     p.add_argument("--threads", type=int, default=None, help="cap (default: the affinity CPUs), plus a 1-thread run")
     p.add_argument("--policies", default="default,passive",
                    help="comma-separated: default (GNU OpenMP's own), passive (cropseq's), spin (GOMP_SPINCOUNT)")
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     n = usable_cpus(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{platform.machine()}, {n} usable CPUs, load average {load:.2f} at start; "
-          f"{args.steps} steps of batch {args.batch} x {args.dates} dates")
+          f"{args.steps} steps of batch {args.batch} x {args.dates} dates, {args.preset} preset")
     print("| policy | threads | quiet s/step | busy s/step | busy / quiet | CPU s/step quiet | busy |")
     print("|---|---|---|---|---|---|---|")
     rows = []

@@ -6,6 +6,7 @@ Usage::
     python benchmarks/pareto.py --grid full [--datasets matogrosso,dtwsat] [--resume]
     python benchmarks/pareto.py --grid full --configs 'h64-*,rf'  # a subset (fnmatch patterns)
     python benchmarks/pareto.py --grid screen --folds 2 --tag s1  # the fast-preset screen (issue 15)
+    python benchmarks/pareto.py --grid presets --datasets matogrosso   # both presets + references, one run
     python benchmarks/pareto.py --merge a.csv b.csv --merge-out benchmarks/figures/pareto_candidates
 
 For every configuration, on Mato Grosso (``StratifiedKFold(5, shuffle=True, random_state=0)``,
@@ -45,7 +46,6 @@ import resource
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -144,7 +144,11 @@ SCREEN = [
     Spec("h32-lstm-avg30", "cropseq", {**_H32, **_ALL_DATA, "arch": "lstm", "average_last": 0.3}),
 ]
 
-GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES, "screen": lambda: SCREEN}
+#: The two presets as ``cropseq train`` has them (no option spelled out: the rows follow the
+#: presets), beside the references in the same run: issue 15's acceptance table.
+PRESETS_GRID = [Spec("fast-default", "cropseq", {}), Spec("accurate", "cropseq", {"preset": "accurate"})]
+
+GRIDS = {"quick": lambda: QUICK, "candidates": lambda: CANDIDATES, "screen": lambda: SCREEN, "presets": lambda: PRESETS_GRID}
 
 
 def full_grid() -> list[Spec]:
@@ -204,23 +208,16 @@ def measured(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 def flops_per_pixel(predictor: Any, x: np.ndarray, doy: np.ndarray) -> float:
     """FLOPs of one forward pass over one pixel's sequence (NaN for models without torch)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
+
+    from cropseq.models.flops import forward_flops
 
     net = getattr(predictor, "model", None) or getattr(predictor, "net", None)
     if not isinstance(net, torch.nn.Module):
         return float("nan")
-    counter = FlopCounterMode(display=False)
-    # oneDNN's fused LSTM kernel is invisible to the counter (0 FLOPs); without it the same
-    # arithmetic runs as matmuls that it counts (GRU: same count either way).
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "TF32 on oneDNN is for Intel GPUs"
-        with torch.backends.mkldnn.flags(enabled=False), torch.inference_mode(), counter:
-            if hasattr(predictor, "standardise"):  # a reference network: (1, T, C)
-                c = x.shape[3] // 2
-                net(predictor.standardise(x[:1, :, :, c, c]))
-            else:
-                net(torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32)), torch.from_numpy(doy[:1].astype(np.float32)))
-    return float(counter.get_total_flops())
+    if hasattr(predictor, "standardise"):  # a reference network: (1, T, C)
+        c = x.shape[3] // 2
+        return forward_flops(net, predictor.standardise(x[:1, :, :, c, c]))
+    return forward_flops(net, torch.from_numpy(np.ascontiguousarray(x[:1], dtype=np.float32)), torch.from_numpy(doy[:1].astype(np.float32)))
 
 
 def px_per_cpu_second(predictor: Any, x: np.ndarray, doy: np.ndarray, n_px: int) -> float:

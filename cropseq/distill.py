@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from cropseq.errors import CropseqError
+from cropseq.optimisation import OptimisationOptions
+from cropseq.threads import step_threads, torch_intra_op
 
 if TYPE_CHECKING:
     from cropseq.models.recurrent import SequenceClassifier
 
-__all__ = ["STUDENT_ARCH", "DistillConfig", "DistillResult", "distill", "sample_scene_pixels"]
+__all__ = ["STUDENT_ARCH", "DistillConfig", "DistillResult", "distill", "distill_sequences", "sample_scene_pixels"]
 
 #: The student's default architecture, beyond the teacher's bands, classes and patch.
 STUDENT_ARCH: dict[str, Any] = {
@@ -44,16 +46,21 @@ STUDENT_ARCH: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
-class DistillConfig:
+class DistillConfig(OptimisationOptions):
     """Options of :func:`distill`.
 
+    Shared with the other training loops, inherited with their defaults from
+    :class:`~cropseq.optimisation.OptimisationOptions` (documented there): ``lr`` (the peak
+    of a cosine decay without warm-up), ``grad_clip``, ``seed`` (of the pixel sample, the
+    hold-out, the student's initialisation and the shuffles); and these, with the student's
+    defaults:
+
     Attributes:
-        pixels: Unlabelled pixels sampled from the scene (10 % held out).
-        epochs: Passes over them.
+        epochs: Passes over the sampled pixels.
         batch_size: Sequences per update.
-        lr: Peak learning rate (AdamW, cosine decay).
+        weight_decay: AdamW weight decay.
+        pixels: Unlabelled pixels sampled from the scene (10 % held out).
         temperature: Softening of the teacher's and the student's distributions.
-        seed: Seed of the pixel sample, the hold-out and the student's initialisation.
         hidden_size: Student hidden units per direction.
         num_layers: Student recurrent layers.
         encoder_width: Student encoder channels (also its per-date vector size).
@@ -63,12 +70,12 @@ class DistillConfig:
         threads: torch threads (None: as set for the process).
     """
 
-    pixels: int = 20_000
     epochs: int = 20
     batch_size: int = 256
-    lr: float = 3e-3
+    weight_decay: float = 1e-4
+
+    pixels: int = 20_000
     temperature: float = 2.0
-    seed: int = 0
     hidden_size: int = 32
     num_layers: int = 1
     encoder_width: int = 16
@@ -76,6 +83,9 @@ class DistillConfig:
     block: int = 256
     max_blocks: int = 64
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        self.check()
 
 
 @dataclass
@@ -163,7 +173,7 @@ def _kd_loss(student_logits: torch.Tensor, teacher_log_p: torch.Tensor, temperat
 def _train(student: torch.nn.Module, x: np.ndarray, doy: np.ndarray, log_p: np.ndarray, cfg: DistillConfig,
            progress: Any) -> None:  # fmt: skip
     """The KD loop: AdamW, cosine learning rate, seeded shuffles."""
-    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n, bs = len(x), max(1, min(cfg.batch_size, len(x)))
     steps = cfg.epochs * math.ceil(n / bs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 0.5 * (1 + math.cos(math.pi * min(u, steps) / steps)))
@@ -178,7 +188,8 @@ def _train(student: torch.nn.Module, x: np.ndarray, doy: np.ndarray, log_p: np.n
             loss = _kd_loss(student(xt[idx], dt[idx]), pt[idx], cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             total += float(loss.detach())
@@ -218,6 +229,45 @@ def _student_meta(teacher: Any, student: SequenceClassifier, teacher_path: Path,
     }  # fmt: skip
 
 
+def _load_teacher(teacher_path: Path, out: Path, cfg: DistillConfig) -> Any:
+    """The teacher's predictor (CPU), after the checks that need no data: its kind, the output."""
+    from cropseq.atomic import check_writable
+    from cropseq.predictors import load_predictor
+
+    if teacher_path.suffix == ".skops":
+        raise CropseqError("the teacher must be a deep model (*.pt); a RandomForest gives no learned probabilities to distil", teacher_path)
+    check_writable(out)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    return load_predictor(teacher_path, device="cpu")
+
+
+def _step_threads(student: torch.nn.Module, x: np.ndarray, doy: np.ndarray, cfg: DistillConfig) -> int | None:
+    """Intra-op threads of the KD steps, sized by a step's work; None when ``cfg.threads`` is given."""
+    if cfg.threads:
+        return None
+    from cropseq.models.flops import forward_flops
+
+    one = forward_flops(student, torch.from_numpy(np.ascontiguousarray(x[:1])), torch.from_numpy(np.ascontiguousarray(doy[:1])))
+    return step_threads(3 * min(cfg.batch_size, len(x)) * one)  # forward + backward ~ 3 forwards
+
+
+def _distil_and_save(teacher: Any, teacher_path: Path, x: np.ndarray, doy: np.ndarray, out: Path, cfg: DistillConfig,
+                     source: str, progress: Any, t0: float) -> DistillResult:  # fmt: skip
+    """The teacher's probabilities over ``x``, the student trained on 90 % of them, saved."""
+    from cropseq.checkpoint import save_checkpoint
+
+    log_p = np.log(np.clip(teacher.predict_proba(x, doy), 1e-8, 1.0)).astype(np.float32)
+    hold = np.random.default_rng(cfg.seed + 1).random(len(x)) < 0.1
+    student = _student(teacher, cfg)
+    with torch_intra_op(_step_threads(student, x, doy, cfg)):
+        _train(student, x[~hold], doy[~hold], log_p[~hold], cfg, progress or (lambda *a, **k: None))
+    agreement = _agreement(student, x[hold], doy[hold], log_p[hold])
+    meta = _student_meta(teacher, student, teacher_path, source, cfg, agreement, len(x))
+    save_checkpoint(out, student.state_dict(), meta)
+    return DistillResult(out, len(x), agreement, time.perf_counter() - t0)
+
+
 def distill(teacher_path: str | os.PathLike[str], stack: Any, out: str | os.PathLike[str], cfg: DistillConfig | None = None,
             *, start: Any = None, end: Any = None, progress: Any = None) -> DistillResult:  # fmt: skip
     """Train a small student on a teacher's probabilities over a scene's pixels and save it.
@@ -239,20 +289,12 @@ def distill(teacher_path: str | os.PathLike[str], stack: Any, out: str | os.Path
         CropseqError: missing/invalid teacher, a RandomForest teacher, an unwritable output,
             a stack lacking the teacher's bands or without valid pixels.
     """
-    from cropseq.atomic import check_writable
-    from cropseq.checkpoint import save_checkpoint
     from cropseq.inference.season import day_of_year, select_bands, select_season
-    from cropseq.predictors import load_predictor
 
     t0 = time.perf_counter()
     cfg = cfg or DistillConfig()
     teacher_path, out = Path(teacher_path), Path(out)
-    if teacher_path.suffix == ".skops":
-        raise CropseqError("the teacher must be a deep model (*.pt); a RandomForest gives no learned probabilities to distil", teacher_path)
-    check_writable(out)
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
-    teacher = load_predictor(teacher_path, device="cpu")
+    teacher = _load_teacher(teacher_path, out, cfg)
     cube = stack
     if not hasattr(stack, "sizes"):
         from cropseq.io import open_stack
@@ -261,11 +303,41 @@ def distill(teacher_path: str | os.PathLike[str], stack: Any, out: str | os.Path
     cube = select_bands(select_season(cube, start, end), teacher.bands)
     x = sample_scene_pixels(cube, teacher.patch, cfg.pixels, cfg)
     doy = np.broadcast_to(day_of_year(cube), x.shape[:2]).astype(np.float32)
-    log_p = np.log(np.clip(teacher.predict_proba(x, doy), 1e-8, 1.0)).astype(np.float32)
-    hold = np.random.default_rng(cfg.seed + 1).random(len(x)) < 0.1
-    student = _student(teacher, cfg)
-    _train(student, x[~hold], doy[~hold], log_p[~hold], cfg, progress or (lambda *a, **k: None))
-    agreement = _agreement(student, x[hold], doy[hold], log_p[hold])
-    meta = _student_meta(teacher, student, teacher_path, getattr(stack, "name", stack), cfg, agreement, len(x))
-    save_checkpoint(out, student.state_dict(), meta)
-    return DistillResult(out, len(x), agreement, time.perf_counter() - t0)
+    return _distil_and_save(teacher, teacher_path, x, doy, out, cfg, str(getattr(stack, "name", stack)), progress, t0)
+
+
+def distill_sequences(teacher_path: str | os.PathLike[str], x: np.ndarray, doy: np.ndarray, out: str | os.PathLike[str],
+                      cfg: DistillConfig | None = None, *, source: str = "sequences", progress: Any = None) -> DistillResult:  # fmt: skip
+    """Train a small student on a teacher's probabilities over given unlabelled sequences.
+
+    :func:`distill` samples the sequences from one season of a scene; this takes them from
+    the caller, e.g. every pixel of a stack over several seasons. ``cfg.pixels`` and the
+    sampling options are not used.
+
+    Args:
+        teacher_path: A complete cropseq deep checkpoint.
+        x: Raw sequences ``(N, T, C, p, p)`` (NaN = missing), bands in the teacher's order,
+            ``p`` the teacher's patch.
+        doy: Day of year of each step ``(N, T)`` (NaN where a sequence has no date).
+        out: The student checkpoint (``.pt``) to write.
+        cfg: Options (:class:`DistillConfig`).
+        source: What the sequences are, recorded in the student's ``training`` record.
+        progress: As :func:`distill`'s.
+
+    Returns:
+        A :class:`DistillResult` (``pixels``: the sequences given).
+
+    Raises:
+        CropseqError: a bad teacher or output (as :func:`distill`), sequences of another
+            shape than the teacher reads, or none.
+    """
+    t0 = time.perf_counter()
+    cfg = cfg or DistillConfig()
+    teacher_path, out = Path(teacher_path), Path(out)
+    teacher = _load_teacher(teacher_path, out, cfg)
+    want = (len(teacher.bands), teacher.patch, teacher.patch)
+    if x.ndim != 5 or tuple(x.shape[2:]) != want or len(x) == 0 or doy.shape != x.shape[:2]:
+        raise CropseqError(f"sequences of shape {x.shape} (doy {doy.shape}) do not fit the teacher: it reads (N, T, {want[0]}, {want[1]}, {want[2]}) with doy (N, T), N >= 1",
+                           teacher_path)  # fmt: skip
+    x, doy = np.asarray(x, np.float32), np.asarray(doy, np.float32)
+    return _distil_and_save(teacher, teacher_path, x, doy, out, cfg, source, progress, t0)

@@ -64,3 +64,28 @@ def test_distill_errors_are_one_line(scene: dict[str, Path], tmp_path: Path, tmp
     assert_user_error(run_cli([*base, "--teacher", junk]), str(junk), outputs=[out])
     rf = tiny_models(tmp_path_factory)["rf"]
     assert_user_error(run_cli([*base, "--teacher", rf]), "deep model", outputs=[out])
+
+
+def test_distill_sequences_takes_the_callers_pixels(scene: dict[str, Path], tmp_path: Path) -> None:
+    """Given sequences (e.g. every pixel over several seasons) the student learns from those;
+    sequences the teacher cannot read are one clear error, nothing written."""
+    import numpy as np
+
+    from cropseq.distill import DistillConfig, distill_sequences, sample_scene_pixels
+    from cropseq.errors import CropseqError
+    from cropseq.inference.season import day_of_year, select_bands
+    from cropseq.io import open_stack
+    from cropseq.predictors import load_predictor
+
+    teacher = load_predictor(scene["model"], device="cpu")
+    cube = select_bands(open_stack(scene["stack"]), teacher.bands)
+    cfg = DistillConfig(epochs=2, threads=1)
+    x = sample_scene_pixels(cube, teacher.patch, 300, cfg)
+    doy = np.broadcast_to(day_of_year(cube), x.shape[:2]).astype(np.float32)
+    res = distill_sequences(scene["model"], x, doy, tmp_path / "s.pt", cfg, source="test pixels")
+    record = load_predictor(res.path, device="cpu").meta["training"]["distillation"]
+    assert res.pixels == len(x) == record["pixels_sampled"] and record["stack"] == "test pixels"
+    assert 0.0 <= res.agreement <= 1.0
+    with pytest.raises(CropseqError, match="do not fit the teacher"):
+        distill_sequences(scene["model"], x[:, :, :1], doy, tmp_path / "bad.pt", cfg)
+    assert not (tmp_path / "bad.pt").exists()

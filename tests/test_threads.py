@@ -129,3 +129,41 @@ def test_threads_below_one_is_a_one_line_usage_error(tmp_path, capsys):
     assert main(["--threads", "0", "train", "--samples", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "--threads" in err and "greater than or equal to 1" in err
+
+
+def test_small_training_steps_run_on_one_thread_and_the_pool_is_restored(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A training step takes one intra-op thread per FLOP_PER_THREAD of work (the presets'
+    0.2 and 4 GFLOP steps: one), at most the usable CPUs; the training loop applies it per
+    epoch and gives torch its pool back; an explicit ``threads`` option is left as given."""
+    import torch
+    from _data_fixtures import toy_sequences
+
+    import cropseq.threads as threads
+    import cropseq.training.loop as loop
+    from cropseq.training import TrainConfig, train_model
+
+    monkeypatch.setattr(threads, "affinity_cpus", lambda: 4)
+    assert threads.step_threads(0.2e9) == threads.step_threads(4.2e9) == 1
+    assert threads.step_threads(17e9) == 2 and threads.step_threads(1e12) == 4 and threads.step_threads(1e12, cap=2) == 2
+    before = torch.get_num_threads()
+    with threads.torch_intra_op(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+    seen: list[tuple[int | None, int]] = []
+    run_epoch = loop._run_epoch
+
+    def spy(plan: loop._Plan, *args: object) -> float:
+        seen.append((plan.threads, torch.get_num_threads()))
+        return run_epoch(plan, *args)
+
+    monkeypatch.setattr(loop, "_run_epoch", spy)
+    data = toy_sequences(n=256, t=23)  # batches of 64
+    for i, (preset, threads_opt) in enumerate((("fast", None), ("accurate", None), ("fast", 1))):
+        # the accurate step (~4 GFLOP here) against a machine where 1 GFLOP pays for a thread
+        monkeypatch.setattr(threads, "FLOP_PER_THREAD", 1e9 if preset == "accurate" else 8e9)
+        cfg = TrainConfig(preset=preset, epochs=1, device="cpu", plot="", history=None, threads=threads_opt)
+        train_model(data, None, cfg, tmp_path / f"m{i}.pt", progress=False)
+        assert torch.get_num_threads() == (before if threads_opt is None else 1)
+        torch.set_num_threads(before)
+    assert seen == [(1, before), (4, before), (None, 1)]

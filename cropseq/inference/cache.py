@@ -24,16 +24,9 @@ from typing import Any
 
 from dask.base import tokenize
 
+from cropseq import predictors
 from cropseq.errors import CropseqError
-from cropseq.predictors import (
-    Predictor,
-    check_engine,
-    load_incomplete_predictor,
-    load_predictor,
-    missing_model_error,
-    read_model_info,
-    resolve_device,
-)
+from cropseq.predictors import Predictor
 
 __all__ = [
     "Loader",
@@ -53,7 +46,7 @@ _LOADS = 0
 
 
 def _default_loader(path: Path, device: str, engine: str | None = None) -> Predictor:
-    return load_predictor(path, device=device, engine=engine)
+    return predictors.load_predictor(path, device=device, engine=engine)
 
 
 def cached_predictor(
@@ -192,18 +185,18 @@ def resolve_model(
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
         if not path.is_file():
-            raise missing_model_error(path)
-        own_loader = loader is None or loader is load_incomplete_predictor
+            raise predictors.missing_model_error(path)
+        own_loader = loader is None or loader is predictors.load_incomplete_predictor
         if own_loader:
-            info = read_model_info(path, allow_incomplete=loader is not None)
+            info = predictors.read_model_info(path, allow_incomplete=loader is not None)
         else:
             info = cached_predictor(path, client_device or device, loader)
         # Device and engine resolved here, once: every worker then runs the same engine
         # (``auto`` depends on the device and on the CPU it is asked on). A forest needs neither.
         kind = str(getattr(info, "kind", "deep"))
         if kind != "rf":
-            device = resolve_device(device)
-        resolved = check_engine(engine, device, kind)
+            device = predictors.resolve_device(device)
+        resolved = predictors.check_engine(engine, device, kind)
         if resolved == "onnx":
             from cropseq.predictors.onnx import check_onnx_export
 

@@ -29,16 +29,14 @@ import yaml
 from cropseq.errors import CropseqError
 from cropseq.models.recurrent import CELLS, HEADS, POOLINGS, ArchConfig
 from cropseq.models.tbptt import check_k
+from cropseq.optimisation import DEVICES, SCHEDULES, WEIGHTINGS, SupervisedOptions  # the choices: re-exported
 from cropseq.training.normalization import METHODS
 
 __all__ = ["DEFAULT_PRESET", "DEVICES", "FAST_PRESET", "MODEL_OPTIONS", "MONITORS", "PRESETS", "SAMPLINGS", "SCHEDULES", "TrainConfig",
            "WEIGHTINGS", "load_yaml_options"]
 
-SCHEDULES = ("onecycle", "cosine", "constant")
-WEIGHTINGS = ("none", "sqrt", "balanced")
 SAMPLINGS = ("shuffle", "balanced")
 MONITORS = ("val_loss", "val_accuracy")
-DEVICES = ("auto", "cpu", "cuda")
 #: Options passed unchanged to :class:`~cropseq.models.recurrent.ArchConfig` (``arch`` maps to ``cell``).
 #: ArchConfig's defaults, which the model options of TrainConfig take.
 _ARCH_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(ArchConfig) if f.default is not MISSING}
@@ -116,9 +114,18 @@ class _FromPreset:
 _FROM_PRESET: Any = _FromPreset()
 
 
-@dataclass
-class TrainConfig:
+@dataclass(frozen=True)
+class TrainConfig(SupervisedOptions):
     """Everything that controls a training run.
+
+    Frozen: build a new one (``dataclasses.replace``) to change an option.
+
+    Shared with the other training loops, inherited with their defaults from
+    :class:`~cropseq.optimisation.SupervisedOptions` (documented there): ``lr``,
+    ``weight_decay``, ``grad_clip`` (None = no clipping), ``seed``, ``schedule``, ``warmup``,
+    ``class_weighting``, the temporal augmentation ``date_dropout`` and ``doy_shift``,
+    ``device``; and ``epochs`` and ``batch_size``, whose meaning here is said under
+    Optimisation.
 
     Preset:
         preset: ``"fast"`` (default) or ``"accurate"``: the values of the options in
@@ -154,7 +161,6 @@ class TrainConfig:
     Truncated BPTT (:mod:`cropseq.models.tbptt`):
         k1: Steps per window (one update per window); None = full BPTT.
         k2: Gradient steps at the end of each window (``k2 <= k1``); None = ``k1``.
-        grad_clip: Clip the global gradient norm to this value; None = no clipping.
         long_series_k1: Long series: when ``k1`` is not given and the sequences have more
             than ``long_series_dates`` dates, train with truncated BPTT windows of this many
             steps (``k2 = k1``); None = full BPTT on any length. Recorded in the
@@ -174,14 +180,7 @@ class TrainConfig:
         min_batches: Small training sets use smaller batches, ``ceil(N / min_batches)``
             (at least 8), so that every epoch still makes ``min_batches`` updates: with
             62 sequences a batch of 64 would mean one update per epoch.
-        lr: Peak learning rate of AdamW.
-        weight_decay: AdamW decoupled weight decay.
-        schedule: ``"onecycle"`` (linear warm-up then cosine to ~0), ``"cosine"`` (no
-            warm-up) or ``"constant"``.
-        warmup: Warm-up fraction of all updates (onecycle).
         label_smoothing: Cross-entropy label smoothing.
-        class_weighting: ``"none"``, ``"sqrt"`` (inverse square-root frequency) or
-            ``"balanced"`` (inverse frequency) loss weights.
         sampling: ``"shuffle"`` or ``"balanced"`` (class-balanced sampling with replacement).
         normalization: ``"robust"`` (median / IQR) or ``"standard"`` (mean / std).
         average_last: Fraction of the final epochs whose weights are averaged into the
@@ -189,8 +188,6 @@ class TrainConfig:
             restores a best epoch.
 
     Augmentation (:mod:`cropseq.training.augmentation`):
-        date_dropout: Probability of masking each valid observation.
-        doy_shift: Max. per-sequence day-of-year shift in days.
         noise: Gaussian band noise in units of the band scale.
 
     Validation and early stopping:
@@ -211,9 +208,7 @@ class TrainConfig:
         monitor: ``"val_loss"`` or ``"val_accuracy"``.
 
     Runtime:
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
         amp: bfloat16 autocast on CUDA (ignored on CPU).
-        seed: Seed of everything random; a CPU run is repeatable.
         threads: torch CPU threads; None = torch's default.
         resume: Continue the unfinished run whose state is in ``<output>.partial`` (same data,
             bands, classes and options only; see :mod:`cropseq.training.resume`).
@@ -241,27 +236,18 @@ class TrainConfig:
 
     k1: int | None = None
     k2: int | None = None
-    grad_clip: float | None = 1.0
     long_series_k1: int | None = _FROM_PRESET
     long_series_dates: int = 60
 
     epochs: int | None = _FROM_PRESET
     min_epochs: int = 60
     min_updates: int = 400
-    batch_size: int = 64
     min_batches: int = 4
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    schedule: str = "onecycle"
-    warmup: float = 0.1
     label_smoothing: float = 0.1
-    class_weighting: str = "none"
     sampling: str = "shuffle"
     normalization: str = "robust"
     average_last: float = 0.0
 
-    date_dropout: float = 0.1
-    doy_shift: float = 8.0
     noise: float = 0.0
 
     val_fraction: float = _FROM_PRESET
@@ -269,9 +255,7 @@ class TrainConfig:
     patience: int | None = _FROM_PRESET
     monitor: str = "val_loss"
 
-    device: str = "auto"
     amp: bool = True
-    seed: int = 0
     threads: int | None = None
     resume: bool = False
     history: str | None = None
@@ -285,7 +269,7 @@ class TrainConfig:
         values = PRESETS.get(self.preset, PRESETS[DEFAULT_PRESET])
         for name, value in values.items():
             if getattr(self, name) is _FROM_PRESET:
-                setattr(self, name, copy.deepcopy(value))
+                object.__setattr__(self, name, copy.deepcopy(value))  # frozen: set while being made
 
     def validate(self, where: str | None = None) -> TrainConfig:
         """Check every option; returns ``self``.
@@ -298,6 +282,7 @@ class TrainConfig:
             raise CropseqError(msg, where)
 
         self._check_model(bad)
+        self.check(bad)  # the options every training loop shares (cropseq.optimisation)
         self._check_optimisation(bad)
         self._check_loss_and_sampling(bad)
         self._check_runtime(bad)
@@ -319,14 +304,12 @@ class TrainConfig:
             bad(f"season_bins must be >= 1 and season_sigma > 0, got {self.season_bins} and {self.season_sigma}")
         if self.patch is not None and (self.patch < 1 or self.patch % 2 == 0):
             bad(f"--patch must be an odd number >= 1, got {self.patch}")
-        for name in ("hidden_size", "num_layers", "encoder_width", "encoder_dim", "batch_size", "min_batches"):
+        for name in ("hidden_size", "num_layers", "encoder_width", "encoder_dim", "min_batches"):
             if int(getattr(self, name)) < 1:
                 bad(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def _check_optimisation(self, bad: Callable[[str], None]) -> None:
-        """Epochs, TBPTT, optimiser, schedule, loss and sampling options."""
-        if self.epochs is not None and self.epochs < 1:
-            bad(f"--epochs must be >= 1, got {self.epochs}")
+        """The automatic epoch count, dropout, TBPTT and label smoothing options."""
         if self.min_epochs < 1 or self.min_updates < 0:
             bad("min_epochs must be >= 1 and min_updates >= 0")
         if not 0.0 <= self.dropout < 1.0:
@@ -339,44 +322,28 @@ class TrainConfig:
             bad(f"long_series_k1 must be >= 1 or null, got {self.long_series_k1}")
         if self.long_series_dates < 1:
             bad(f"long_series_dates must be >= 1, got {self.long_series_dates}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            bad(f"grad_clip must be > 0 or null, got {self.grad_clip}")
-        if not self.lr > 0:
-            bad(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            bad(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.schedule not in SCHEDULES:
-            bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        if not 0.0 <= self.warmup < 1.0:
-            bad(f"warmup must be in [0, 1), got {self.warmup}")
         if not 0.0 <= self.label_smoothing < 1.0:
             bad(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def _check_loss_and_sampling(self, bad: Callable[[str], None]) -> None:
-        """Loss weighting, batch sampling and normalisation options."""
-        if self.class_weighting not in WEIGHTINGS:
-            bad(f"class_weighting must be one of {', '.join(WEIGHTINGS)}, got {self.class_weighting!r}")
+        """Batch sampling and normalisation options."""
         if self.sampling not in SAMPLINGS:
             bad(f"sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
         if self.normalization not in METHODS:
             bad(f"normalization must be one of {', '.join(METHODS)}, got {self.normalization!r}")
 
     def _check_runtime(self, bad: Callable[[str], None]) -> None:
-        """Augmentation, validation and runtime options."""
+        """Averaging, noise, validation and runtime options."""
         if not 0.0 <= self.average_last < 1.0:
             bad(f"average_last must be in [0, 1), got {self.average_last}")
-        if not 0.0 <= self.date_dropout < 1.0:
-            bad(f"date_dropout must be in [0, 1), got {self.date_dropout}")
-        if self.doy_shift < 0 or self.noise < 0:
-            bad("doy_shift and noise must be >= 0")
+        if self.noise < 0:
+            bad(f"noise must be >= 0, got {self.noise}")
         if not 0.0 <= self.val_fraction < 1.0:
             bad(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.patience is not None and self.patience < 1:
             bad(f"patience must be >= 1 or null, got {self.patience}")
         if self.monitor not in MONITORS:
             bad(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
-        if self.device not in DEVICES:
-            bad(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             bad(f"threads must be >= 1, got {self.threads}")
 
@@ -428,10 +395,9 @@ class TrainConfig:
         if isinstance(known.get("bands"), str):
             known["bands"] = [b.strip() for b in known["bands"].split(",") if b.strip()]
         try:
-            cfg = cls(**known, extra=extra)
+            cfg = cls(**_coerce_types(known, where), extra=extra)
         except TypeError as e:  # pragma: no cover - defensive
             raise CropseqError(f"bad training options ({e})", where) from None
-        _coerce_types(cfg, where)
         return cfg.validate(where)
 
     @classmethod
@@ -466,33 +432,37 @@ def load_yaml_options(path: str | os.PathLike[str]) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def _coerce_types(cfg: TrainConfig, where: str | None) -> None:
-    """Cast YAML scalars to the declared field types (e.g. ``lr: 1e-3`` arrives as str)."""
-    casts: dict[str, type] = {}
-    for f in fields(cfg):
-        t = str(f.type)
-        if t.startswith("int"):
-            casts[f.name] = int
-        elif t.startswith("float"):
-            casts[f.name] = float
-        elif t.startswith("bool"):
-            casts[f.name] = bool
-    for name, typ in casts.items():
-        v = getattr(cfg, name)
-        if v is None:
+def _coerce_types(options: dict[str, Any], where: str | None) -> dict[str, Any]:
+    """``options`` with YAML scalars cast to TrainConfig's field types (``lr: 1e-3`` arrives as str).
+
+    Raises:
+        CropseqError: a value that is not of its option's type.
+    """
+    casts = {f.name: typ for f in fields(TrainConfig) for typ in (int, float, bool) if str(f.type).startswith(typ.__name__)}
+    out = dict(options)
+    for name, value in options.items():
+        typ = casts.get(name)
+        if typ is None or value is None:
             continue
         try:
-            if typ is bool:
-                if isinstance(v, str):
-                    if v.lower() not in ("true", "false", "yes", "no", "1", "0"):
-                        raise ValueError(v)
-                    v = v.lower() in ("true", "yes", "1")
-                setattr(cfg, name, bool(v))
-            elif typ is int:
-                if isinstance(v, bool) or (isinstance(v, float) and not v.is_integer()):
-                    raise ValueError(v)
-                setattr(cfg, name, int(v))
-            else:
-                setattr(cfg, name, float(v))
+            out[name] = _cast(value, typ)
         except (TypeError, ValueError):
-            raise CropseqError(f"option {name} expects {typ.__name__}, got {v!r}", where) from None
+            raise CropseqError(f"option {name} expects {typ.__name__}, got {value!r}", where) from None
+    return out
+
+
+def _cast(value: Any, typ: type) -> Any:
+    """``value`` as ``typ`` (int, float or bool): a bool also from YAML words, an int never from a bool or a fraction.
+
+    Raises:
+        ValueError: not castable without losing what was meant (``2.5`` as int, ``maybe`` as bool).
+    """
+    if typ is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "yes", "1")
+        return bool(value)
+    if typ is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
+        raise ValueError(value)
+    return typ(value)

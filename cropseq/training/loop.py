@@ -37,12 +37,14 @@ from cropseq.atomic import check_writable
 from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint, partial_path, save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
+from cropseq.models.flops import forward_flops
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 from cropseq.models.tbptt import is_full_bptt, tbptt_windows, window_bounds
 from cropseq.predictors import band_indices, resolve_device
 from cropseq.predictors.deep import model_from_checkpoint
 from cropseq.progress import progress_bar, stderr_is_terminal
 from cropseq.sequences import SequenceArrays
+from cropseq.threads import step_threads, torch_intra_op
 from cropseq.training.augmentation import Augmentation
 from cropseq.training.config import TrainConfig
 from cropseq.training.history import epoch_line, plot_history, write_history
@@ -350,6 +352,7 @@ class _Plan:
     total_updates: int
     avg_from: int | None  # first epoch of weight averaging
     use_es: bool  # early stopping on the validation metric
+    threads: int | None  # intra-op threads of the training steps (None: as the process has them)
 
 
 @dataclass
@@ -444,7 +447,20 @@ def _plan(cfg: TrainConfig, data: _Data, device: torch.device) -> _Plan:
         total_updates=epochs * n_batches * windows,
         avg_from=epochs - int(round(cfg.average_last * epochs)) + 1 if cfg.average_last > 0 else None,
         use_es=cfg.patience is not None and data.x_va is not None,
+        threads=_step_threads(cfg, model, data, batch_size, device),
     )  # fmt: skip
+
+
+def _step_threads(cfg: TrainConfig, model: SequenceClassifier, data: _Data, batch_size: int, device: torch.device) -> int | None:
+    """Intra-op threads of the training steps on a CPU, sized by a step's work.
+
+    :func:`cropseq.threads.step_threads`; None on a GPU or when ``cfg.threads`` is given
+    (:func:`train_model` applied it).
+    """
+    if cfg.threads is not None or device.type != "cpu":
+        return None
+    x1, d1 = torch.from_numpy(data.x_tr[:1]).to(device), torch.from_numpy(data.d_tr[:1]).to(device)
+    return step_threads(3 * batch_size * forward_flops(model, x1, d1))  # forward + backward ~ 3 forwards
 
 
 def tbptt_window(cfg: TrainConfig, t_len: int) -> tuple[int | None, int | None]:
@@ -537,7 +553,7 @@ def _run_epoch(plan: _Plan, data: _Data, cfg: TrainConfig, state: _RunState, epo
     hist = state.history
     last = "" if not hist or hist[-1]["val_accuracy"] is None else f"  val_acc {hist[-1]['val_accuracy']:.4f} (last epoch)"
     n_tr = len(data.y_tr)
-    with progress_bar(f"epoch {epoch}/{plan.epochs}", bar_enabled, unit="batches", transient=True) as bar:
+    with torch_intra_op(plan.threads), progress_bar(f"epoch {epoch}/{plan.epochs}", bar_enabled, unit="batches", transient=True) as bar:
         for b, i in enumerate(range(0, n_tr, plan.batch_size), 1):
             idx = np.sort(order[i : i + plan.batch_size])
             xb = torch.from_numpy(data.x_tr[idx]).to(device, non_blocking=True)

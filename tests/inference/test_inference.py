@@ -528,3 +528,18 @@ def test_automatic_chunks_open_the_stack_once(tmp_path: Path, monkeypatch: pytes
     res = run_prediction(model, stack, tmp_path / "map.tif", workers=0, threads=2, min_valid=1, loader=load_centroid)
     assert len(calls) == 1
     assert res.chunks == 9  # 300 px: 512 gives 1 chunk < 4 x 2 slots; 256 gives 4; 128 gives 3 x 3
+
+
+@pytest.mark.parametrize(("shape", "per_side"), [((300, 300), 1), ((1100, 1000), 4)])
+def test_scale_check_reads_one_window_of_a_small_scene(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       shape: tuple[int, int], per_side: int) -> None:  # fmt: skip
+    """The off-scale check samples one centred window up to ~1 Mpx (each window reads every
+    file of the stack: 4 x 4 of them cost more than mapping a demo tile), 4 x 4 beyond."""
+    import cropseq.io
+
+    seen = []
+    real = cropseq.io.sample_cube
+    monkeypatch.setattr(cropseq.io, "sample_cube", lambda cube, *a, **k: seen.append(a[0] if a else k.get("per_side")) or real(cube, *a, **k))
+    cube = make_cube(ny=shape[0], nx=shape[1], n_dates=2, dask_chunks=512)
+    inference.plan_prediction(cube, make_predictor(patch=1))
+    assert seen == [per_side]

@@ -265,3 +265,42 @@ def test_predictor_band_check_and_shapes(tmp_path) -> None:
     assert "stack.yaml" in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(CropseqError, match="expected sequences"):
         pred.predict_proba(np.zeros((2, 4, 2, 1, 1), np.float32), np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_season_bins_of_a_scene_match_the_per_sequence_weights(autocast: bool) -> None:
+    """Sequences sharing their dates (a scene) pool through one weight table: same bins as
+    per-sequence weights, including pixels whose only valid dates are far from some bin."""
+    m = _model()
+    torch.manual_seed(1)
+    n, t = 64, 24
+    out = torch.randn(n, t, 6)
+    valid = torch.rand(n, t) > 0.3
+    valid[0] = False  # no valid date: zeros
+    valid[1] = False
+    valid[1, 3] = True  # a single date: far bins underflow outside log space
+    valid[2, :20] = False  # a long gap
+    phase = m.season_phase(torch.linspace(1, 360, t).expand(n, t))
+    exact = m._season_bins_exact(out, valid, m.season_log_weights(phase))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        shared = m.season_bins(out.to(torch.bfloat16) if autocast else out, valid, phase)
+    tol = 3e-2 if autocast else 1e-5
+    torch.testing.assert_close(shared.float(), exact, atol=tol, rtol=tol)
+    assert torch.equal(shared[0], torch.zeros_like(shared[0]))
+    single = shared[1].float().view(m.arch.season_bins, 6)
+    torch.testing.assert_close(single, out[1, 3].expand_as(single), atol=tol, rtol=tol)  # every bin: that date
+
+
+def test_forward_flops_counts_the_lstm_and_leaves_the_model_as_it_was() -> None:
+    """A linear layer's 2*in*out per row; an LSTM model counts its recurrent matmuls (oneDNN's
+    fused kernel would count 0); the module's train/eval mode is kept."""
+    from cropseq.models.flops import forward_flops
+
+    assert forward_flops(torch.nn.Linear(8, 4), torch.zeros(3, 8)) == 2 * 8 * 4 * 3
+    m = _model(cell="lstm", layers=1)
+    m.train()
+    x, doy = _data()
+    small = forward_flops(m, x[:1], doy[:1])
+    assert m.training
+    assert small > 2 * 4 * m.arch.hidden_size * m.arch.hidden_size * x.shape[1]  # at least the recurrent h @ W_hh
+    assert forward_flops(m, x[:2], doy[:2]) == pytest.approx(2 * small, rel=0.01)
