@@ -86,7 +86,8 @@ def predict_cmd(
         Engine.auto, "--engine",
         help="How a deep model runs: torch = float32 PyTorch (bf16 on a GPU); on the CPU also bf16 = bfloat16 "
              "autocast, int8 = int8 dynamic quantisation of the recurrent and linear layers, onnx = ONNX Runtime "
-             "on <model>.onnx from `cropseq export --onnx`. auto = bf16 on CPUs with AVX512-BF16/AMX, else torch "
+             "on <model>.onnx from `cropseq export --onnx`. auto = bf16 for recurrent cores of 64+ units (the accurate "
+             "preset) on CPUs with AVX512-BF16/AMX, else torch "
              "(CROPSEQ_ENGINE_AUTO=torch keeps float32; benchmarks/README.md: speed and map "
              "agreement of each)."),
     retries: int = typer.Option(2, "--retries", min=0, help="Retries of a failed chunk task on a Dask cluster."),

@@ -196,7 +196,7 @@ def resolve_model(
         kind = str(getattr(info, "kind", "deep"))
         if kind != "rf":
             device = predictors.resolve_device(device)
-        resolved = predictors.check_engine(engine, device, kind)
+        resolved = predictors.check_engine(engine, device, kind, hidden_size=predictors.model_hidden_size(info))
         if resolved == "onnx":
             from cropseq.predictors.onnx import check_onnx_export
 

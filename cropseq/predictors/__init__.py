@@ -21,8 +21,9 @@ from cropseq.predictors.base import (  # noqa: F401 - the package re-exports bas
     load_incomplete_predictor,
     load_predictor,
     missing_model_error,
+    model_hidden_size,
     read_model_info,
     resolve_device,
 )
 
-__all__ = ["ModelInfo", "Predictor", "ENGINES", "band_indices", "check_engine", "load_incomplete_predictor", "load_predictor", "missing_model_error", "read_model_info", "resolve_device"]
+__all__ = ["ModelInfo", "Predictor", "ENGINES", "band_indices", "check_engine", "load_incomplete_predictor", "load_predictor", "missing_model_error", "model_hidden_size", "read_model_info", "resolve_device"]

@@ -26,6 +26,7 @@ from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
 
 __all__ = [
+    "BF16_MIN_HIDDEN",
     "ENGINES",
     "ModelInfo",
     "Predictor",
@@ -35,6 +36,7 @@ __all__ = [
     "load_incomplete_predictor",
     "load_predictor",
     "missing_model_error",
+    "model_hidden_size",
     "read_model_info",
     "resolve_device",
 ]
@@ -54,11 +56,25 @@ ENGINES = ("auto", "torch", "bf16", "int8", "onnx")
 CPU_ENGINES = ("bf16", "int8", "onnx")
 
 
-def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
+#: ``--engine auto`` runs bf16 autocast on a bf16 CPU only for recurrent cores at least this wide.
+BF16_MIN_HIDDEN = 64
+
+
+def model_hidden_size(model: Any) -> int | None:
+    """``arch.hidden_size`` of a deep model's record (a :class:`ModelInfo` or a predictor), if any."""
+    arch = (getattr(model, "meta", None) or {}).get("arch") or {}
+    size = arch.get("hidden_size") if isinstance(arch, dict) else None
+    return int(size) if isinstance(size, (int, float)) else None
+
+
+def check_engine(engine: str | None, device: str, kind: str = "deep", hidden_size: int | None = None) -> str:
     """The concrete engine of a run; refuses impossible combinations.
 
-    ``auto`` is ``bf16`` for a per-pixel deep model on a CPU with native bfloat16 (AVX512-BF16
-    or AMX: measured 1.28x faster at >= 99.9 % of map pixels identical), else ``torch``.
+    ``auto`` is ``bf16`` for a per-pixel deep model with a recurrent core of at least
+    :data:`BF16_MIN_HIDDEN` units on a CPU with native bfloat16 (AVX512-BF16 or AMX), else
+    ``torch``. Measured (``benchmarks/inference_speed.py``, one quiet core): the ``accurate``
+    preset (hidden 128) 1.12x faster with bf16 at 100 % of map pixels identical; the ``fast``
+    preset (hidden 32) 1.01-1.04x at 99.895-99.959 %, not worth a map that differs.
 
     Args:
         engine: One of :data:`ENGINES` (None = ``auto``).
@@ -66,6 +82,8 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
         kind: ``deep``, ``dense`` or ``rf``: the engines are for per-pixel deep models; a
             dense model (``cropseq train-dense``) runs on torch only, a RandomForest on
             scikit-learn.
+        hidden_size: The model's recurrent units per direction (``arch.hidden_size``), for
+            ``auto``; None = unknown (``torch``).
 
     Returns:
         ``torch``, ``bf16``, ``int8`` or ``onnx``.
@@ -78,7 +96,8 @@ def check_engine(engine: str | None, device: str, kind: str = "deep") -> str:
     if engine not in ENGINES:
         raise CropseqError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     if engine == "auto":
-        return "bf16" if kind == "deep" and not str(device).startswith("cuda") and cpu_has_bf16() else "torch"
+        wide = (hidden_size or 0) >= BF16_MIN_HIDDEN
+        return "bf16" if kind == "deep" and wide and not str(device).startswith("cuda") and cpu_has_bf16() else "torch"
     if kind != "deep" and engine != "torch":
         runs_on = {"dense": "a dense model (cropseq train-dense) runs on torch only"}.get(
             kind, "a RandomForest runs on scikit-learn"

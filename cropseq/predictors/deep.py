@@ -201,7 +201,7 @@ class DeepPredictor:
 
     def __init__(self, model: SequenceClassifier, meta: dict[str, Any], device: torch.device, path: Path | None = None,
                  engine: str | None = None) -> None:  # fmt: skip
-        self.engine = check_engine(engine, device.type)
+        self.engine = check_engine(engine, device.type, hidden_size=model.arch.hidden_size)
         self.model: Any = model.to(device).eval()
         self.meta = meta
         self.device = device
