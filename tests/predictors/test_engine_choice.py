@@ -38,9 +38,8 @@ def test_the_plan_resolves_device_and_engine_once_for_every_task(
     """``auto`` depends on where it is asked: the client resolves it, the tasks carry the answer."""
     from _data_fixtures import tiny_models
 
-    from cropseq.inference.cache import resolve_model
-
     import cropseq.predictors.base as base
+    from cropseq.inference.cache import resolve_model
 
     models = tiny_models(tmp_path_factory)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
