@@ -34,6 +34,26 @@ def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if ".part-" in p.name or ".tmp-" in p.name)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Process ids below ``pid`` (Linux ``/proc``; [] where it cannot be read)."""
+    try:
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+def _runs_torch(pids: list[int]) -> bool:
+    """Whether one of ``pids`` has loaded torch's library (a worker computing chunks)."""
+    for pid in pids:
+        try:
+            if "libtorch" in Path(f"/proc/{pid}/maps").read_text():
+                return True
+        except OSError:
+            continue
+    return False
+
+
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("workers", ["1", "0"])
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
@@ -50,9 +70,15 @@ def test_interrupted_predict_cleans_up_and_says_so(sig: str, workers: str, tmp_p
         deadline = time.monotonic() + 120
         while not _leftovers(out) and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)  # the part files appear when the writer opens, before the cluster starts
-        # The local cluster is up and chunks are being computed; with threads in this process
-        # (--workers 0) one 512-px chunk takes seconds, and the wait must not sit it out.
-        time.sleep(4.0 if workers == "1" else 0.5)
+        if workers == "1":
+            # Wait until the cluster's worker runs the model (torch loaded in it): the cluster's
+            # start takes seconds, more in a fresh virtual environment, and while it starts its
+            # workers this process ignores SIGINT (so that they inherit it).
+            while not _runs_torch(_descendants(proc.pid)) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        # Chunks are being computed; with threads in this process (--workers 0) one 512-px
+        # chunk takes seconds, and the wait must not sit it out.
+        time.sleep(1.0 if workers == "1" else 0.5)
         assert proc.poll() is None, f"predict ended before the signal: {proc.communicate()}"
         t0 = time.monotonic()
         if sig == "SIGINT":
