@@ -675,17 +675,22 @@ def _description_date(desc: str | None, i: int, raster: Source) -> pd.Timestamp:
         return parse_date(m.group(1), f"band {i + 1} description", raster)
 
 
-def _dtypes(raw: Any, bands: Sequence[str], where: Source) -> dict[str, str]:
-    """``dtype: {band: type}`` (or one type for every band): how stored values are read."""
+def _per_band_choice(raw: Any, bands: Sequence[str], where: Source, key: str, choices: Sequence[str]) -> dict[str, str]:
+    """``key: {band: value}`` (or one value for every band), each value one of ``choices``."""
     if raw is None:
         return {}
     items = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {b: raw for b in bands}
     for b, v in items.items():
         if b not in bands:
-            raise CropseqError(f"dtype names unknown band {b!r} (bands: {', '.join(bands)})", where)
-        if str(v) not in REINTERPRET_DTYPES:
-            raise CropseqError(f"dtype.{b} must be one of {', '.join(REINTERPRET_DTYPES)}, not {v!r}", where)
+            raise CropseqError(f"{key} names unknown band {b!r} (bands: {', '.join(bands)})", where)
+        if str(v) not in choices:
+            raise CropseqError(f"{key}.{b} must be one of {', '.join(choices)}, not {v!r}", where)
     return {b: str(v) for b, v in items.items()}
+
+
+def _dtypes(raw: Any, bands: Sequence[str], where: Source) -> dict[str, str]:
+    """``dtype: {band: type}`` (or one type for every band): how stored values are read."""
+    return _per_band_choice(raw, bands, where, "dtype", REINTERPRET_DTYPES)
 
 
 def _composite(raw: Any, bands: Sequence[str], mask: MaskRule | None, mpath: Source) -> CompositeSpec | None:
@@ -709,15 +714,7 @@ def _set_bands(data: dict[str, Any], keys: Sequence[str], bands: Sequence[str]) 
 
 def _resampling(raw: Any, bands: Sequence[str], where: Source) -> dict[str, str]:
     """``resampling: {band: method}`` (or one method for every band), checked."""
-    if raw is None:
-        return {}
-    items = {str(k): v for k, v in raw.items()} if isinstance(raw, dict) else {b: raw for b in bands}
-    for b, v in items.items():
-        if b not in bands:
-            raise CropseqError(f"resampling names unknown band {b!r} (bands: {', '.join(bands)})", where)
-        if v not in RESAMPLING:
-            raise CropseqError(f"resampling.{b} must be one of {', '.join(sorted(RESAMPLING))}, not {v!r}", where)
-    return {b: str(v) for b, v in items.items()}
+    return _per_band_choice(raw, bands, where, "resampling", sorted(RESAMPLING))
 
 
 def _single_band(

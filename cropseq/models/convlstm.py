@@ -26,7 +26,7 @@ pixel's feature vector; the :class:`~cropseq.models.decoder.CNNDecoder` turns th
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,13 +35,13 @@ from torch import nn
 
 from cropseq.errors import CropseqError
 from cropseq.models.decoder import CNNDecoder, crop_core
-from cropseq.models.recurrent import DAYS_PER_YEAR
+from cropseq.models.recurrent import DAYS_PER_YEAR, ConfigRecord
 
 __all__ = ["ConvLSTMCell", "ConvLSTMConfig", "ConvLSTMModel"]
 
 
 @dataclass(frozen=True)
-class ConvLSTMConfig:
+class ConvLSTMConfig(ConfigRecord):
     """Hyper-parameters of a :class:`ConvLSTMModel` (the checkpoint's ``arch`` record).
 
     Attributes:
@@ -76,15 +76,6 @@ class ConvLSTMConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise CropseqError(f"dropout must be in [0, 1), got {self.dropout}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ConvLSTMConfig:
-        """Rebuild from :meth:`to_dict` output (unknown keys ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class ConvLSTMCell(nn.Module):

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from typing import Any, cast
+from typing import Any, Self, cast
 
 import torch
 from torch import nn
@@ -76,7 +76,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from cropseq.errors import CropseqError
 from cropseq.models.encoder import PatchEncoder
 
-__all__ = ["ArchConfig", "CELLS", "CELL_MODULES", "DAYS_PER_YEAR", "HEADS", "LEGACY_ARCH", "POOLINGS", "SequenceClassifier", "State", "build_model", "reverse_padded", "run_direction", "run_direction_outputs", "sequence_lengths", "state_detach"]
+__all__ = ["ArchConfig", "CELLS", "ConfigRecord", "CELL_MODULES", "DAYS_PER_YEAR", "HEADS", "LEGACY_ARCH", "POOLINGS", "SequenceClassifier", "State", "build_model", "reverse_padded", "run_direction", "run_direction_outputs", "sequence_lengths", "state_detach"]
 
 #: RNN state: ``h`` for a GRU or simple RNN, ``(h, c)`` for an LSTM, each ``(1, N, H)``.
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -93,8 +93,22 @@ DAYS_PER_YEAR = 365.25
 _TINY_WEIGHT = 1e-30
 
 
+class ConfigRecord:
+    """``to_dict`` / ``from_dict`` of a model config dataclass: a checkpoint's ``arch`` record."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready record."""
+        return asdict(cast(Any, self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Self:
+        """Rebuild from :meth:`to_dict` output (unknown keys are ignored for forward compat)."""
+        names = {f.name for f in fields(cast(Any, cls))}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 @dataclass(frozen=True)
-class ArchConfig:
+class ArchConfig(ConfigRecord):
     """Every hyper-parameter needed to rebuild a :class:`SequenceClassifier`.
 
     Stored as the checkpoint's ``arch`` record. The defaults are cropseq's one set of model
@@ -157,15 +171,6 @@ class ArchConfig:
         if self.season_bins < 1 or not self.season_sigma > 0:
             raise CropseqError("season_bins must be >= 1 and season_sigma > 0")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready record."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
-        """Rebuild from :meth:`to_dict` output (unknown keys are ignored for forward compat)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> ArchConfig:
