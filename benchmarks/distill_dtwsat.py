@@ -55,13 +55,6 @@ from cropseq.threads import fit_threads  # noqa: E402
 from cropseq.training import TrainConfig  # noqa: E402
 
 
-def scene_speed(predictor: Any, x: np.ndarray, doy: np.ndarray) -> float:
-    """Pixels per CPU-second of ``predict_proba`` over the scene sequences (after a warm-up)."""
-    predictor.predict_proba(x[:256], doy[:256])
-    _, cpu, _ = measured(lambda: predictor.predict_proba(x, doy))
-    return len(x) / cpu
-
-
 def run_resample(k: int, train: SequenceArrays, test: SequenceArrays, classes: ClassTable, pool: tuple[np.ndarray, np.ndarray],
                  threads: int, timed: bool) -> dict[str, Any]:  # fmt: skip
     """Teacher, student, scores (and, if ``timed``, speeds) of one resample."""
@@ -80,7 +73,7 @@ def run_resample(k: int, train: SequenceArrays, test: SequenceArrays, classes: C
                "holdout_pixel_agreement": res.agreement, "teacher_train_cpu_s": teacher_cpu, "distill_cpu_s": student_cpu}  # fmt: skip
         if timed:
             for name, model in (("teacher", teacher), ("student", student)):
-                row[f"{name}_scene_px_per_cpu_s"] = scene_speed(model, x_pool, doy_pool)
+                row[f"{name}_scene_px_per_cpu_s"] = px_per_cpu_second(model, x_pool, doy_pool, len(x_pool))
                 row[f"{name}_test_px_per_cpu_s"] = px_per_cpu_second(model, xt, test.doy, 8192)
     return row
 

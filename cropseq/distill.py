@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from cropseq.errors import CropseqError
+from cropseq.models.flops import training_step_threads
 from cropseq.optimisation import OptimisationOptions
-from cropseq.threads import step_threads, torch_intra_op
+from cropseq.threads import torch_intra_op
 
 if TYPE_CHECKING:
     from cropseq.models.recurrent import SequenceClassifier
@@ -242,16 +243,6 @@ def _load_teacher(teacher_path: Path, out: Path, cfg: DistillConfig) -> Any:
     return load_predictor(teacher_path, device="cpu")
 
 
-def _step_threads(student: torch.nn.Module, x: np.ndarray, doy: np.ndarray, cfg: DistillConfig) -> int | None:
-    """Intra-op threads of the KD steps, sized by a step's work; None when ``cfg.threads`` is given."""
-    if cfg.threads:
-        return None
-    from cropseq.models.flops import forward_flops
-
-    one = forward_flops(student, torch.from_numpy(np.ascontiguousarray(x[:1])), torch.from_numpy(np.ascontiguousarray(doy[:1])))
-    return step_threads(3 * min(cfg.batch_size, len(x)) * one)  # forward + backward ~ 3 forwards
-
-
 def _distil_and_save(teacher: Any, teacher_path: Path, x: np.ndarray, doy: np.ndarray, out: Path, cfg: DistillConfig,
                      source: str, progress: Any, t0: float) -> DistillResult:  # fmt: skip
     """The teacher's probabilities over ``x``, the student trained on 90 % of them, saved."""
@@ -260,7 +251,8 @@ def _distil_and_save(teacher: Any, teacher_path: Path, x: np.ndarray, doy: np.nd
     log_p = np.log(np.clip(teacher.predict_proba(x, doy), 1e-8, 1.0)).astype(np.float32)
     hold = np.random.default_rng(cfg.seed + 1).random(len(x)) < 0.1
     student = _student(teacher, cfg)
-    with torch_intra_op(_step_threads(student, x, doy, cfg)):
+    threads = None if cfg.threads else training_step_threads(student, torch.from_numpy(x[:1]), torch.from_numpy(doy[:1]), min(cfg.batch_size, len(x)))
+    with torch_intra_op(threads):
         _train(student, x[~hold], doy[~hold], log_p[~hold], cfg, progress or (lambda *a, **k: None))
     agreement = _agreement(student, x[hold], doy[hold], log_p[hold])
     meta = _student_meta(teacher, student, teacher_path, source, cfg, agreement, len(x))

@@ -30,7 +30,7 @@ from cropseq.errors import CropseqError
 from cropseq.inference.blocks import DirectBlocks, finish_block
 from cropseq.inference.plan import PredictionPlan
 from cropseq.inference.resources import cpu_count
-from cropseq.threads import THREAD_ENV
+from cropseq.threads import THREAD_ENV, torch_intra_op
 
 __all__ = ["IN_FLIGHT_PER_THREAD", "dask_client", "run_distributed", "run_threaded", "torch_threads"]
 
@@ -46,16 +46,9 @@ def torch_threads(dask_threads: int) -> Iterator[None]:
     if torch is None:
         yield
         return
-    old = torch.get_num_threads()
     new = max(1, cpu_count() // max(1, dask_threads))
-    if new >= old:
+    with torch_intra_op(new if new < torch.get_num_threads() else None):
         yield
-        return
-    torch.set_num_threads(new)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 @contextlib.contextmanager

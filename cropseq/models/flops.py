@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["forward_flops"]
+__all__ = ["forward_flops", "training_step_threads"]
 
 
 def forward_flops(module: torch.nn.Module, *inputs: Any) -> float:
@@ -29,3 +29,14 @@ def forward_flops(module: torch.nn.Module, *inputs: Any) -> float:
     finally:
         module.train(training)
     return float(counter.get_total_flops())
+
+
+def training_step_threads(module: torch.nn.Module, x: torch.Tensor, doy: torch.Tensor, batch_size: int) -> int:
+    """Intra-op threads for training ``module`` on batches of ``batch_size`` sequences like ``x[:1]``.
+
+    A step (forward + backward, ~3 forward passes) of ``batch_size`` sequences, sized by
+    :func:`cropseq.threads.step_threads`.
+    """
+    from cropseq.threads import step_threads
+
+    return step_threads(3 * batch_size * forward_flops(module, x[:1], doy[:1]))

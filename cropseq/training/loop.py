@@ -37,14 +37,14 @@ from cropseq.atomic import check_writable
 from cropseq.checkpoint import Checkpoint, is_complete, load_checkpoint, partial_path, save_checkpoint
 from cropseq.classes import ClassTable
 from cropseq.errors import CropseqError
-from cropseq.models.flops import forward_flops
+from cropseq.models.flops import training_step_threads
 from cropseq.models.recurrent import ArchConfig, SequenceClassifier
 from cropseq.models.tbptt import is_full_bptt, tbptt_windows, window_bounds
 from cropseq.predictors import band_indices, resolve_device
 from cropseq.predictors.deep import model_from_checkpoint
 from cropseq.progress import progress_bar, stderr_is_terminal
 from cropseq.sequences import SequenceArrays
-from cropseq.threads import step_threads, torch_intra_op
+from cropseq.threads import torch_intra_op
 from cropseq.training.augmentation import Augmentation
 from cropseq.training.config import TrainConfig
 from cropseq.training.history import epoch_line, plot_history, write_history
@@ -454,13 +454,12 @@ def _plan(cfg: TrainConfig, data: _Data, device: torch.device) -> _Plan:
 def _step_threads(cfg: TrainConfig, model: SequenceClassifier, data: _Data, batch_size: int, device: torch.device) -> int | None:
     """Intra-op threads of the training steps on a CPU, sized by a step's work.
 
-    :func:`cropseq.threads.step_threads`; None on a GPU or when ``cfg.threads`` is given
+    :func:`cropseq.models.flops.training_step_threads`; None on a GPU or when ``cfg.threads`` is given
     (:func:`train_model` applied it).
     """
     if cfg.threads is not None or device.type != "cpu":
         return None
-    x1, d1 = torch.from_numpy(data.x_tr[:1]).to(device), torch.from_numpy(data.d_tr[:1]).to(device)
-    return step_threads(3 * batch_size * forward_flops(model, x1, d1))  # forward + backward ~ 3 forwards
+    return training_step_threads(model, torch.from_numpy(data.x_tr[:1]), torch.from_numpy(data.d_tr[:1]), batch_size)
 
 
 def tbptt_window(cfg: TrainConfig, t_len: int) -> tuple[int | None, int | None]:

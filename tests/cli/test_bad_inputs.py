@@ -161,14 +161,19 @@ RASTER_CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 }
 
 
-@pytest.mark.parametrize("cmd", STACK_COMMANDS)
-@pytest.mark.parametrize("case", list(RASTER_CASES))
-def test_bad_raster(case: str, cmd: str, tmp_path: Path, models: dict[str, Path]) -> None:
-    damage, needles = RASTER_CASES[case]
+def _assert_damage_is_a_user_error(damage: Callable[[Path], object], needles: list[str], cmd: str, tmp_path: Path,
+                                   models: dict[str, Path]) -> None:  # fmt: skip
+    """A tiny stack damaged by ``damage`` makes ``cmd`` fail with one line holding ``needles``, nothing written."""
     stack = tiny_stack(tmp_path / "stack")
     damage(stack)
     argv, outs = stack_command(cmd, stack, tmp_path / "out", models)
     assert_user_error(run_cli(argv), *needles, outputs=outs)
+
+
+@pytest.mark.parametrize("cmd", STACK_COMMANDS)
+@pytest.mark.parametrize("case", list(RASTER_CASES))
+def test_bad_raster(case: str, cmd: str, tmp_path: Path, models: dict[str, Path]) -> None:
+    _assert_damage_is_a_user_error(*RASTER_CASES[case], cmd, tmp_path, models)
 
 
 def test_unreadable_raster_permissions(tmp_path: Path) -> None:
@@ -268,11 +273,7 @@ MANIFEST_CASES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
 @pytest.mark.parametrize("cmd", ["inspect", "samples", "predict-rf"])
 @pytest.mark.parametrize("case", list(MANIFEST_CASES))
 def test_bad_manifest(case: str, cmd: str, tmp_path: Path, models: dict[str, Path]) -> None:
-    damage, needles = MANIFEST_CASES[case]
-    stack = tiny_stack(tmp_path / "stack")
-    damage(stack)
-    argv, outs = stack_command(cmd, stack, tmp_path / "out", models)
-    assert_user_error(run_cli(argv), *needles, outputs=outs)
+    _assert_damage_is_a_user_error(*MANIFEST_CASES[case], cmd, tmp_path, models)
 
 
 def test_per_date_duplicate_and_unparseable_file_dates(tmp_path: Path) -> None:
